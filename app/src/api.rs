@@ -1,0 +1,282 @@
+//! Wire types shared by the server, the REST API and the browser, so both sides agree on one shape.
+
+use serde::{Deserialize, Serialize};
+
+/// A knowledge space: the unit of tenancy that documents, chunks and answers belong to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub document_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An uploaded file and where it stands on its way into the index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub id: String,
+    pub space_id: String,
+    pub filename: String,
+    pub mime: String,
+    pub size_bytes: i64,
+    pub content_hash: String,
+    /// `pending` (queued), `processing`, `ready` or `failed`.
+    pub status: String,
+    /// Why ingestion failed (or why it is being retried).
+    pub error: Option<String>,
+    /// Passages the document was split into, once ready.
+    pub chunk_count: i64,
+    /// The latest ingestion job, to poll for progress.
+    pub job_id: Option<String>,
+    /// What that job is doing now: `parsing`, `chunking`, `embedding`, `indexing`, `done`.
+    pub phase: Option<String>,
+    /// How far that job is, from 0 to 1.
+    pub progress: f64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A unit of background work (ingesting one document), with its progress and retry state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub space_id: String,
+    pub document_id: Option<String>,
+    pub kind: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    pub phase: Option<String>,
+    pub progress: f64,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A passage of a document, with where it sits so a citation can point at it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub id: String,
+    pub document_id: String,
+    pub position: i64,
+    pub text: String,
+    /// Headings above the passage, outermost first, joined by " › ".
+    pub heading_path: String,
+    /// Character offsets (Unicode scalar values) into the document's extracted text.
+    pub char_start: i64,
+    pub char_end: i64,
+    pub token_count: i64,
+}
+
+/// One page of a longer list, with what a client needs to fetch the next one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl<T> Page<T> {
+    /// Offset of the next page, if there is one.
+    pub fn next_offset(&self) -> Option<i64> {
+        let next = self.offset + self.limit;
+        (next < self.total).then_some(next)
+    }
+
+    /// Offset of the previous page, if this is not the first.
+    pub fn prev_offset(&self) -> Option<i64> {
+        (self.offset > 0).then(|| (self.offset - self.limit).max(0))
+    }
+}
+
+/// The body of every error response: `{ "error": { "code", "message" } }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code plus a message safe to show to the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrorDetail {}
+
+/// How a search finds passages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Nearest neighbours of the query's embedding.
+    Dense,
+    /// Full-text ranking of the query's words.
+    Keyword,
+    /// Both, fused with reciprocal rank fusion.
+    #[default]
+    Hybrid,
+}
+
+/// A search over one space.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default)]
+    pub mode: SearchMode,
+    /// Results wanted (default 10, at most 50).
+    pub limit: Option<i64>,
+    /// Drop results scoring below this (the score's scale depends on the mode).
+    pub min_score: Option<f64>,
+    /// Only passages of this document.
+    pub document_id: Option<String>,
+}
+
+/// One passage found by a search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub chunk: Chunk,
+    pub filename: String,
+    /// Cosine similarity (dense), text rank (keyword) or fused RRF score (hybrid).
+    pub score: f64,
+    /// 1-based rank in the dense list, when it was there.
+    pub dense_rank: Option<usize>,
+    /// 1-based rank in the keyword list, when it was there.
+    pub keyword_rank: Option<usize>,
+}
+
+/// Search results with what produced them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub mode: SearchMode,
+    pub results: Vec<SearchHit>,
+    pub took_ms: f64,
+    /// Served from the result cache (same query on the same space version).
+    pub cached: bool,
+    /// Documents of the space still being ingested: their passages are not searchable yet.
+    pub pending_documents: i64,
+    /// Something the user should know about these results.
+    pub notice: Option<String>,
+}
+
+/// Request body to create a space.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateSpaceRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Request body to rename a space or change its description.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpdateSpaceRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Overall and per-dependency health, as served at `/health`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub checks: Vec<DependencyHealth>,
+}
+
+/// One dependency's health with how long the probe took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DependencyHealth {
+    pub name: String,
+    pub kind: String,
+    pub status: HealthStatus,
+    pub latency_ms: f64,
+    pub message: Option<String>,
+}
+
+/// Ordered from best to worst so the overall status is the maximum of the checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Lowercase label used in JSON and CSS classes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Formats a byte count the way people read file sizes.
+pub fn human_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_are_shown_in_the_largest_fitting_unit() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2048), "2.0 KB");
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MB");
+    }
+
+    #[test]
+    fn pages_know_their_neighbours() {
+        let page = Page::<()> {
+            items: vec![],
+            total: 120,
+            limit: 50,
+            offset: 50,
+        };
+        assert_eq!(page.next_offset(), Some(100));
+        assert_eq!(page.prev_offset(), Some(0));
+        let last = Page::<()> {
+            items: vec![],
+            total: 120,
+            limit: 50,
+            offset: 100,
+        };
+        assert_eq!(last.next_offset(), None);
+    }
+
+    #[test]
+    fn overall_health_is_the_worst_check() {
+        let worst = [
+            HealthStatus::Healthy,
+            HealthStatus::Unhealthy,
+            HealthStatus::Degraded,
+        ]
+        .into_iter()
+        .max();
+        assert_eq!(worst, Some(HealthStatus::Unhealthy));
+    }
+}

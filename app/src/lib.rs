@@ -1,0 +1,90 @@
+//! Kenning's web UI: the shell, the routes (every page lazily loaded) and the server functions.
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod backend;
+mod components;
+mod pages;
+pub mod server_fns;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path, Lazy, SsrMode,
+};
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The application: a navigation frame around lazily loaded pages.
+///
+/// Routes render with `SsrMode::Async`: the server waits for a page's data and sends finished
+/// HTML, so every page reads correctly before (or without) JavaScript. Our data is local and
+/// fast, so waiting costs milliseconds, while out-of-order streaming would leave script-less
+/// readers looking at "Loading…" placeholders.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let (is_routing, set_is_routing) = signal(false);
+    // Effects run only in the browser, after hydration: a marker tests and scripts can wait for.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/kenning.css"/>
+        <Title formatter=|page: String| if page.is_empty() { "Kenning".to_string() } else { format!("{page} · Kenning") }/>
+        <Router set_is_routing>
+            <div class="layout">
+                <header class="sidebar">
+                    <A href="/" attr:class="brand">
+                        <span class="brand-mark" aria-hidden="true">"K"</span>
+                        <span class="brand-name">"Kenning"</span>
+                    </A>
+                    <nav class="nav" aria-label="Main">
+                        <A href="/spaces">"Spaces"</A>
+                        <A href="/chat">"Chat"</A>
+                        <A href="/search">"Search"</A>
+                        <A href="/metrics/dashboard">"Metrics"</A>
+                        <A href="/status">"Health"</A>
+                    </nav>
+                    <div class="routing" aria-live="polite">
+                        {move || is_routing.get().then_some("Loading…")}
+                    </div>
+                </header>
+                <main class="content">
+                    <Routes fallback=|| view! { <pages::NotFound/> }>
+                        <Route path=path!("") view={Lazy::<pages::HomePage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("spaces") view={Lazy::<pages::SpacesPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("spaces/:id") view={Lazy::<pages::SpacePage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("chat") view={Lazy::<pages::ChatPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("search") view={Lazy::<pages::SearchPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("metrics/dashboard") view={Lazy::<pages::MetricsPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("status") view={Lazy::<pages::StatusPage>::new()} ssr=SsrMode::Async/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}

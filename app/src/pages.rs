@@ -1,0 +1,818 @@
+//! Every page of the UI. Each one is a lazy route: its view code is split out of the main WASM
+//! bundle and fetched the first time the page is visited.
+
+use crate::api::{human_bytes, Document, Page, Space};
+use crate::components::{error_text, Badge, ErrorNotice, PageHeader};
+use crate::server_fns::*;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::{
+    components::A,
+    hooks::{use_navigate, use_params_map, use_query_map},
+    lazy_route, LazyRoute,
+};
+
+fn offset_from_query() -> Memo<i64> {
+    let query = use_query_map();
+    Memo::new(move |_| {
+        query
+            .read()
+            .get("offset")
+            .and_then(|o| o.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0)
+    })
+}
+
+/// Links to the previous and next page of a list; plain links, so they work before hydration.
+#[component]
+fn Pager(
+    base: String,
+    prev: Option<i64>,
+    next: Option<i64>,
+    total: i64,
+    shown: usize,
+) -> impl IntoView {
+    let prev_href = prev.map(|o| format!("{base}?offset={o}"));
+    let next_href = next.map(|o| format!("{base}?offset={o}"));
+    view! {
+        <nav class="pager" aria-label="Pagination">
+            <span class="muted">{format!("{shown} shown of {total}")}</span>
+            {prev_href.map(|h| view! { <A href=h attr:class="button secondary">"← Previous"</A> })}
+            {next_href.map(|h| view! { <A href=h attr:class="button secondary">"Next →"</A> })}
+        </nav>
+    }
+}
+
+/// The landing page: what is here and where to go next.
+pub struct HomePage {
+    spaces: Resource<Result<Page<Space>, ServerFnError>>,
+}
+
+#[lazy_route]
+impl LazyRoute for HomePage {
+    fn data() -> Self {
+        Self {
+            spaces: Resource::new(|| (), |_| list_spaces(0)),
+        }
+    }
+
+    fn view(this: Self) -> AnyView {
+        let spaces = this.spaces;
+        view! {
+            <Title text=""/>
+            <section class="hero">
+                <h1>"Answers from your team's documents"</h1>
+                <p class="subtitle">
+                    "Put documents into knowledge spaces, ask questions, and get answers streamed back with citations to the exact passages."
+                </p>
+                <div class="hero-actions">
+                    <A href="/spaces" attr:class="button">"Open spaces"</A>
+                    <A href="/status" attr:class="button secondary">"System health"</A>
+                </div>
+            </section>
+            <Suspense fallback=|| view! { <p class="muted">"Loading spaces…"</p> }>
+                {move || Suspend::new(async move {
+                    match spaces.await {
+                        Ok(page) if page.items.is_empty() => view! {
+                            <div class="empty">
+                                <h2>"No spaces yet"</h2>
+                                <p>"A space holds the documents one team asks about. Create the first one to get started."</p>
+                                <A href="/spaces" attr:class="button">"Create a space"</A>
+                            </div>
+                        }.into_any(),
+                        Ok(page) => {
+                            let docs: i64 = page.items.iter().map(|s| s.document_count).sum();
+                            view! {
+                                <div class="stats">
+                                    <div class="stat"><span class="stat-value">{page.total}</span><span class="stat-label">"spaces"</span></div>
+                                    <div class="stat"><span class="stat-value">{docs}</span><span class="stat-label">"documents in the latest spaces"</span></div>
+                                </div>
+                                <h2>"Recent spaces"</h2>
+                                <div class="cards">
+                                    {page.items.into_iter().take(6).map(|s| view! { <SpaceCard space=s/> }).collect_view()}
+                                </div>
+                            }.into_any()
+                        }
+                        Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        }
+        .into_any()
+    }
+}
+
+#[component]
+fn SpaceCard(space: Space) -> impl IntoView {
+    let href = format!("/spaces/{}", space.id);
+    let docs = match space.document_count {
+        1 => "1 document".to_string(),
+        n => format!("{n} documents"),
+    };
+    view! {
+        <A href=href attr:class="card space-card">
+            <h3>{space.name}</h3>
+            <p class="muted">{if space.description.is_empty() { "No description".to_string() } else { space.description }}</p>
+            <span class="card-meta">{docs}</span>
+        </A>
+    }
+}
+
+/// All spaces, with the form to create one.
+pub struct SpacesPage {
+    create: ServerAction<CreateSpace>,
+    spaces: Resource<Result<Page<Space>, ServerFnError>>,
+}
+
+#[lazy_route]
+impl LazyRoute for SpacesPage {
+    fn data() -> Self {
+        let offset = offset_from_query();
+        let create = ServerAction::<CreateSpace>::new();
+        let spaces = Resource::new(
+            move || (offset.get(), create.version().get()),
+            |(offset, _)| list_spaces(offset),
+        );
+        Self { create, spaces }
+    }
+
+    fn view(this: Self) -> AnyView {
+        let SpacesPage { create, spaces } = this;
+        let create_error = move || {
+            create
+                .value()
+                .get()
+                .and_then(|r| r.err())
+                .map(|e| view! { <ErrorNotice message=error_text(&e)/> })
+        };
+        view! {
+            <Title text="Spaces"/>
+            <PageHeader title="Spaces" subtitle="Each space is a separate knowledge base with its own documents and answers."/>
+            <section class="panel">
+                <h2>"New space"</h2>
+                <ActionForm action=create attr:class="form-row" attr:id="create-space">
+                    <label>
+                        <span>"Name"</span>
+                        <input type="text" name="name" required maxlength="100" placeholder="e.g. Engineering handbook"/>
+                    </label>
+                    <label class="grow">
+                        <span>"Description"</span>
+                        <input type="text" name="description" maxlength="500" placeholder="What is in it, who asks about it"/>
+                    </label>
+                    <button type="submit" disabled=move || create.pending().get()>"Create space"</button>
+                </ActionForm>
+                {create_error}
+            </section>
+            <Suspense fallback=|| view! { <p class="muted">"Loading spaces…"</p> }>
+                {move || Suspend::new(async move {
+                    match spaces.await {
+                        Ok(page) if page.items.is_empty() && page.offset == 0 => view! {
+                            <div class="empty"><p>"No spaces yet. Name your first one above."</p></div>
+                        }.into_any(),
+                        Ok(page) => {
+                            let (prev, next, total, shown) = (page.prev_offset(), page.next_offset(), page.total, page.items.len());
+                            view! {
+                                <div class="cards" id="space-list">
+                                    {page.items.into_iter().map(|s| view! { <SpaceCard space=s/> }).collect_view()}
+                                </div>
+                                <Pager base="/spaces".to_string() prev next total shown/>
+                            }.into_any()
+                        }
+                        Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        }
+        .into_any()
+    }
+}
+
+/// One space: its documents, upload, rename and delete.
+pub struct SpacePage {
+    id: Memo<String>,
+    changed: RwSignal<u64>,
+    space: Resource<Result<Space, ServerFnError>>,
+    documents: Resource<Result<Page<Document>, ServerFnError>>,
+    limit: Resource<Result<u64, ServerFnError>>,
+}
+
+#[lazy_route]
+impl LazyRoute for SpacePage {
+    fn data() -> Self {
+        let params = use_params_map();
+        let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+        let offset = offset_from_query();
+        let changed = RwSignal::new(0u64);
+        let space = Resource::new(move || (id.get(), changed.get()), |(id, _)| get_space(id));
+        let documents = Resource::new(
+            move || (id.get(), offset.get(), changed.get()),
+            |(id, offset, _)| list_documents(id, offset),
+        );
+        let limit = Resource::new(|| (), |_| max_upload_bytes());
+        Self {
+            id,
+            changed,
+            space,
+            documents,
+            limit,
+        }
+    }
+
+    fn view(this: Self) -> AnyView {
+        let SpacePage {
+            id,
+            changed,
+            space,
+            documents,
+            limit,
+        } = this;
+        let rename = ServerAction::<RenameSpace>::new();
+        let delete_space_action = ServerAction::<DeleteSpace>::new();
+        let delete_doc = ServerAction::<DeleteDocument>::new();
+        let (upload_status, set_upload_status) = signal(None::<Result<String, String>>);
+        let (uploading, set_uploading) = signal(false);
+
+        Effect::new(move |_| {
+            if rename.version().get() > 0 || delete_doc.version().get() > 0 {
+                changed.update(|v| *v += 1);
+            }
+        });
+        let navigate = use_navigate();
+        Effect::new(move |_| {
+            if let Some(Ok(())) = delete_space_action.value().get() {
+                navigate("/spaces", Default::default());
+            }
+        });
+
+        let on_upload = move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let form: leptos::web_sys::HtmlFormElement = event_target(&ev);
+            let space_id = id.get_untracked();
+            set_uploading.set(true);
+            set_upload_status.set(None);
+            leptos::task::spawn_local(async move {
+                let result = upload::upload_document(&space_id, &form).await;
+                set_uploading.set(false);
+                if result.is_ok() {
+                    form.reset();
+                    changed.update(|v| *v += 1);
+                }
+                set_upload_status.set(Some(result));
+            });
+        };
+
+        // While any document is still being ingested, look again shortly: progress is live.
+        Effect::new(move |_| {
+            let busy = documents.get().and_then(|r| r.ok()).is_some_and(|page| {
+                page.items
+                    .iter()
+                    .any(|d| d.status == "pending" || d.status == "processing")
+            });
+            if busy {
+                set_timeout(
+                    move || changed.update(|v| *v += 1),
+                    std::time::Duration::from_millis(1000),
+                );
+            }
+        });
+
+        let action_error = move || {
+            let errors = [
+                rename.value().get().and_then(|r| r.err()),
+                delete_doc.value().get().and_then(|r| r.err()),
+                delete_space_action.value().get().and_then(|r| r.err()),
+            ];
+            errors
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|e| view! { <ErrorNotice message=error_text(&e)/> })
+        };
+
+        view! {
+            <Suspense fallback=|| view! { <p class="muted">"Loading space…"</p> }>
+                {move || Suspend::new(async move {
+                    match space.await {
+                        Err(e) => view! {
+                            <Title text="Space not found"/>
+                            <PageHeader title="Space not found"/>
+                            <ErrorNotice message=error_text(&e)/>
+                            <A href="/spaces" attr:class="button secondary">"Back to spaces"</A>
+                        }.into_any(),
+                        Ok(s) => view! {
+                            <Title text=s.name.clone()/>
+                            <p class="crumbs"><A href="/spaces">"Spaces"</A>" / "{s.name.clone()}</p>
+                            <PageHeader title=s.name.clone() subtitle=s.description.clone()>
+                                <A href=format!("/search?space={}", s.id) attr:class="button secondary">"Search this space"</A>
+                                <A href=format!("/chat?space={}", s.id) attr:class="button secondary">"Ask this space"</A>
+                            </PageHeader>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+            {action_error}
+            <section class="panel">
+                <h2>"Upload a document"</h2>
+                <form class="form-row" id="upload-form" method="post" enctype="multipart/form-data"
+                    action=move || format!("/api/v1/spaces/{}/documents", id.get())
+                    on:submit=on_upload>
+                    <label class="grow">
+                        <span>"Document (Markdown, text, HTML, PDF, DOCX, CSV, JSON)"</span>
+                        <input type="file" name="file" required accept=".md,.markdown,.txt,.html,.htm,.pdf,.docx,.csv,.json,text/*,application/pdf,application/json"/>
+                    </label>
+                    <button type="submit" disabled=move || uploading.get()>
+                        {move || if uploading.get() { "Uploading…" } else { "Upload" }}
+                    </button>
+                </form>
+                <p class="muted small">
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            limit.await.ok().map(|b| format!("Up to {} per file.", human_bytes(b as i64)))
+                        })}
+                    </Suspense>
+                </p>
+                {move || upload_status.get().map(|r| match r {
+                    Ok(name) => view! { <div class="notice success" role="status">{format!("Uploaded {name}.")}</div> }.into_any(),
+                    Err(e) => view! { <ErrorNotice message=e/> }.into_any(),
+                })}
+            </section>
+            <section class="panel">
+                <h2>"Documents"</h2>
+                <Transition fallback=|| view! { <p class="muted">"Loading documents…"</p> }>
+                    {move || Suspend::new(async move {
+                        match documents.await {
+                            Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
+                            Ok(page) if page.items.is_empty() && page.offset == 0 => view! {
+                                <p class="empty" id="no-documents">"No documents yet. Upload a Markdown or text file above."</p>
+                            }.into_any(),
+                            Ok(page) => {
+                                let (prev, next, total, shown) = (page.prev_offset(), page.next_offset(), page.total, page.items.len());
+                                let base = format!("/spaces/{}", id.get_untracked());
+                                view! {
+                                    <div class="table-wrap">
+                                    <table class="table" id="documents">
+                                        <thead><tr><th>"Name"</th><th>"Size"</th><th>"Type"</th><th>"Status"</th><th>"Passages"</th><th>"Uploaded"</th><th></th></tr></thead>
+                                        <tbody>
+                                            {page.items.into_iter().map(|d| {
+                                                let (space_id, document_id) = (d.space_id.clone(), d.id.clone());
+                                                let label = format!("Delete {}", d.filename);
+                                                let status_doc = d.clone();
+                                                let passages = (d.status == "ready").then_some(d.chunk_count);
+                                                view! {
+                                                    <tr data-document-id=d.id.clone()>
+                                                        <td class="filename">{d.filename}</td>
+                                                        <td>{human_bytes(d.size_bytes)}</td>
+                                                        <td class="muted">{d.mime}</td>
+                                                        <td class="status-cell"><DocumentStatus doc=status_doc/></td>
+                                                        <td class="muted">{passages}</td>
+                                                        <td class="muted">{d.created_at.chars().take(16).collect::<String>().replace('T', " ")}</td>
+                                                        <td class="actions">
+                                                            <button class="danger small" aria-label=label
+                                                                on:click=move |_| { delete_doc.dispatch(DeleteDocument { space_id: space_id.clone(), document_id: document_id.clone() }); }>
+                                                                "Delete"
+                                                            </button>
+                                                        </td>
+                                                    </tr>
+                                                }
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                    </div>
+                                    <Pager base prev next total shown/>
+                                }.into_any()
+                            }
+                        }
+                    })}
+                </Transition>
+            </section>
+            <section class="panel">
+                <h2>"Settings"</h2>
+                <ActionForm action=rename attr:class="form-row" attr:id="rename-space">
+                    <input type="hidden" name="id" value=move || id.get()/>
+                    <label class="grow">
+                        <span>"Rename space"</span>
+                        <input type="text" name="name" required maxlength="100"/>
+                    </label>
+                    <button type="submit" class="secondary">"Rename"</button>
+                </ActionForm>
+                <div class="danger-zone">
+                    <div>
+                        <strong>"Delete this space"</strong>
+                        <p class="muted small">"Removes the space and every document in it. This cannot be undone."</p>
+                    </div>
+                    <ActionForm action=delete_space_action>
+                        <input type="hidden" name="id" value=move || id.get()/>
+                        <button type="submit" class="danger">"Delete space"</button>
+                    </ActionForm>
+                </div>
+            </section>
+        }
+        .into_any()
+    }
+}
+
+/// A document's status, with the phase and progress of its ingestion while it runs and the
+/// reason when it failed.
+#[component]
+fn DocumentStatus(doc: Document) -> impl IntoView {
+    let detail = match doc.status.as_str() {
+        "pending" | "processing" => {
+            let phase = doc.phase.clone().unwrap_or_else(|| "queued".into());
+            Some(format!("{phase} · {:.0}%", doc.progress * 100.0))
+        }
+        _ => None,
+    };
+    let pct = format!("width: {:.0}%", doc.progress * 100.0);
+    let busy = detail.is_some();
+    view! {
+        <Badge status=doc.status.clone()/>
+        {detail.map(|d| view! { <span class="muted small phase">{d}</span> })}
+        {busy.then(|| view! { <div class="progress" aria-hidden="true"><div class="progress-bar" style=pct></div></div> })}
+        {doc.error.filter(|_| doc.status == "failed").map(|e| view! { <div class="error-text small">{e}</div> })}
+    }
+}
+
+mod upload {
+    //! Browser-side upload: posts the form to the REST API so the file streams straight to disk.
+
+    #[cfg(feature = "hydrate")]
+    pub async fn upload_document(
+        space_id: &str,
+        form: &leptos::web_sys::HtmlFormElement,
+    ) -> Result<String, String> {
+        use crate::api::{Document, ErrorBody};
+        use wasm_bindgen::JsCast;
+        use wasm_bindgen_futures::JsFuture;
+
+        let data = web_sys::FormData::new_with_form(form)
+            .map_err(|_| "Could not read the form.".to_string())?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&data);
+        let window = web_sys::window().ok_or_else(|| "No browser window.".to_string())?;
+        let url = format!("/api/v1/spaces/{space_id}/documents");
+        let response: web_sys::Response =
+            JsFuture::from(window.fetch_with_str_and_init(&url, &init))
+                .await
+                .map_err(|_| "The upload could not reach the server.".to_string())?
+                .dyn_into()
+                .map_err(|_| "Unexpected response.".to_string())?;
+        let text_promise = response
+            .text()
+            .map_err(|_| "Unreadable response.".to_string())?;
+        let text = JsFuture::from(text_promise)
+            .await
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default();
+        if response.ok() {
+            serde_json::from_str::<Document>(&text)
+                .map(|d| d.filename)
+                .map_err(|_| "Unexpected response.".to_string())
+        } else {
+            Err(serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| format!("Upload failed (HTTP {}).", response.status())))
+        }
+    }
+
+    /// On the server the form is never submitted through this path.
+    #[cfg(not(feature = "hydrate"))]
+    pub async fn upload_document(
+        _space_id: &str,
+        _form: &leptos::web_sys::HtmlFormElement,
+    ) -> Result<String, String> {
+        Err("Uploads need the browser.".to_string())
+    }
+}
+
+/// Declares a page that describes a capability still on its way.
+macro_rules! coming_soon_page {
+    ($(#[$doc:meta])* $name:ident, $title:literal, $intro:literal, [$($item:literal),* $(,)?]) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        #[lazy_route]
+        impl LazyRoute for $name {
+            fn data() -> Self {
+                $name
+            }
+
+            fn view(_this: Self) -> AnyView {
+                coming_soon($title, $intro, &[$($item),*])
+            }
+        }
+    };
+}
+
+coming_soon_page!(
+    /// Placeholder for the streamed, cited chat that lands with the answers work.
+    ChatPage,
+    "Chat",
+    "Ask a space a question and watch the answer stream in, every claim linked to the passage it came from.",
+    [
+        "Answers streamed token by token, with a stop button",
+        "Citations that open the cited passage, highlighted",
+        "Local model by default; any OpenAI-compatible provider when configured",
+        "Conversation history per space",
+    ]
+);
+
+coming_soon_page!(
+    /// Placeholder for the live metrics dashboard.
+    MetricsPage,
+    "Metrics",
+    "A live view of how Kenning is doing, without leaving the app.",
+    [
+        "Request rate, errors and latency percentiles",
+        "Time to first token and tokens per second",
+        "Cache hit rates, ingestion queue depth and circuit breaker states",
+        "Prometheus exposition at /metrics for your own monitoring",
+    ]
+);
+
+fn coming_soon(
+    title: &'static str,
+    intro: &'static str,
+    items: &'static [&'static str],
+) -> AnyView {
+    view! {
+        <Title text=title/>
+        <PageHeader title=title subtitle=intro/>
+        <section class="panel coming-soon">
+            <Badge status="coming soon"/>
+            <p>"This page is on its way. Here is what it will do:"</p>
+            <ul>{items.iter().map(|i| view! { <li>{*i}</li> }).collect_view()}</ul>
+        </section>
+    }
+    .into_any()
+}
+
+/// What the search form asked for, read from the URL so searches are links and work without JS.
+#[derive(Clone, Debug, PartialEq)]
+struct SearchParams {
+    space: String,
+    q: String,
+    mode: crate::api::SearchMode,
+    limit: i64,
+    min_score: Option<f64>,
+}
+
+/// The search playground: query a space and see which passages come back, and why.
+pub struct SearchPage {
+    params: Memo<SearchParams>,
+    spaces: Resource<Result<Page<Space>, ServerFnError>>,
+    results: Resource<Option<Result<crate::api::SearchResponse, ServerFnError>>>,
+}
+
+#[lazy_route]
+impl LazyRoute for SearchPage {
+    fn data() -> Self {
+        let query = use_query_map();
+        let params = Memo::new(move |_| {
+            let q = query.read();
+            let mode = match q.get("mode").as_deref() {
+                Some("dense") => crate::api::SearchMode::Dense,
+                Some("keyword") => crate::api::SearchMode::Keyword,
+                _ => crate::api::SearchMode::Hybrid,
+            };
+            SearchParams {
+                space: q.get("space").unwrap_or_default(),
+                q: q.get("q").unwrap_or_default(),
+                mode,
+                limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10),
+                min_score: q.get("min_score").and_then(|m| m.parse().ok()),
+            }
+        });
+        let spaces = Resource::new(|| (), |_| list_spaces(0));
+        let results = Resource::new(
+            move || params.get(),
+            |p| async move {
+                if p.space.is_empty() || p.q.trim().is_empty() {
+                    return None;
+                }
+                Some(search_space(p.space, p.q, p.mode, Some(p.limit), p.min_score).await)
+            },
+        );
+        Self {
+            params,
+            spaces,
+            results,
+        }
+    }
+
+    fn view(this: Self) -> AnyView {
+        let SearchPage {
+            params,
+            spaces,
+            results,
+        } = this;
+        let p = params.get_untracked();
+        let mode_option = move |value: &'static str, label: &'static str| {
+            let selected = match params.get_untracked().mode {
+                crate::api::SearchMode::Dense => value == "dense",
+                crate::api::SearchMode::Keyword => value == "keyword",
+                crate::api::SearchMode::Hybrid => value == "hybrid",
+            };
+            view! { <option value=value selected=selected>{label}</option> }
+        };
+        view! {
+            <Title text="Search"/>
+            <PageHeader title="Search" subtitle="Query a space and see exactly which passages retrieval returns, and why."/>
+            <section class="panel">
+                <form method="get" action="/search" class="form-row" id="search-form">
+                    <label>
+                        <span>"Space"</span>
+                        <Suspense fallback=|| view! { <select name="space" disabled><option>"Loading…"</option></select> }>
+                            {move || Suspend::new(async move {
+                                let selected = params.get_untracked().space;
+                                let items = spaces.await.map(|p| p.items).unwrap_or_default();
+                                view! {
+                                    <select name="space" required>
+                                        {items.into_iter().map(|s| {
+                                            let is = s.id == selected;
+                                            view! { <option value=s.id.clone() selected=is>{s.name}</option> }
+                                        }).collect_view()}
+                                    </select>
+                                }
+                            })}
+                        </Suspense>
+                    </label>
+                    <label class="grow">
+                        <span>"Query"</span>
+                        <input type="text" name="q" required maxlength="2000" value=p.q.clone() placeholder="e.g. how many vacation days do we get?"/>
+                    </label>
+                    <label>
+                        <span>"Mode"</span>
+                        <select name="mode">
+                            {mode_option("hybrid", "Hybrid")}
+                            {mode_option("dense", "Semantic")}
+                            {mode_option("keyword", "Keyword")}
+                        </select>
+                    </label>
+                    <label>
+                        <span>"Limit"</span>
+                        <input type="number" name="limit" min="1" max="50" value=p.limit.to_string() class="narrow"/>
+                    </label>
+                    <label>
+                        <span>"Min score"</span>
+                        <input type="number" name="min_score" step="any" value=p.min_score.map(|m| m.to_string()).unwrap_or_default() class="narrow"/>
+                    </label>
+                    <button type="submit">"Search"</button>
+                </form>
+            </section>
+            <Transition fallback=|| view! { <p class="muted">"Searching…"</p> }>
+                {move || Suspend::new(async move {
+                    let terms: Vec<String> = params.get_untracked().q
+                        .split(|c: char| !c.is_alphanumeric())
+                        .filter(|t| t.len() > 2)
+                        .map(str::to_lowercase)
+                        .collect();
+                    match results.await {
+                        None => view! { <p class="muted">"Pick a space and type a question or some keywords."</p> }.into_any(),
+                        Some(Err(e)) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
+                        Some(Ok(r)) => {
+                            let summary = format!(
+                                "{} result(s) in {:.1} ms{}",
+                                r.results.len(),
+                                r.took_ms,
+                                if r.cached { " (cached)" } else { "" }
+                            );
+                            view! {
+                                {r.notice.clone().map(|n| view! { <div class="notice warn" role="status">{n}</div> })}
+                                <p class="muted small" id="search-summary">{summary}</p>
+                                <ol class="results" id="search-results">
+                                    {r.results.into_iter().map(|h| {
+                                        let ranks = [
+                                            h.dense_rank.map(|d| format!("semantic #{d}")),
+                                            h.keyword_rank.map(|k| format!("keyword #{k}")),
+                                        ].into_iter().flatten().collect::<Vec<_>>().join(" · ");
+                                        view! {
+                                            <li class="result card">
+                                                <div class="result-head">
+                                                    <strong>{h.filename}</strong>
+                                                    {(!h.chunk.heading_path.is_empty()).then(|| view! { <span class="muted">" › "{h.chunk.heading_path.clone()}</span> })}
+                                                    <span class="score">{format!("{:.3}", h.score)}</span>
+                                                </div>
+                                                <p class="passage">{highlight(&h.chunk.text, &terms)}</p>
+                                                <p class="muted small">{format!("{ranks} · characters {}–{}", h.chunk.char_start, h.chunk.char_end)}</p>
+                                            </li>
+                                        }
+                                    }).collect_view()}
+                                </ol>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        }
+        .into_any()
+    }
+}
+
+/// Wraps occurrences of the query's words in `<mark>`, case-insensitively.
+fn highlight(text: &str, terms: &[String]) -> impl IntoView {
+    let lower = text.to_lowercase();
+    // Lowercasing can change byte lengths for some scripts; only highlight when it does not.
+    if terms.is_empty() || lower.len() != text.len() {
+        return vec![view! { <span>{text.to_string()}</span> }.into_any()];
+    }
+    let mut marks: Vec<(usize, usize)> = Vec::new();
+    for t in terms {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(t.as_str()) {
+            let start = from + i;
+            marks.push((start, start + t.len()));
+            from = start + t.len();
+        }
+    }
+    marks.sort();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for (s, e) in marks {
+        if s < pos || !text.is_char_boundary(s) || !text.is_char_boundary(e) {
+            continue;
+        }
+        out.push(view! { <span>{text[pos..s].to_string()}</span> }.into_any());
+        out.push(view! { <mark>{text[s..e].to_string()}</mark> }.into_any());
+        pos = e;
+    }
+    out.push(view! { <span>{text[pos..].to_string()}</span> }.into_any());
+    out
+}
+
+/// Health of every dependency, the same data as `/health`.
+pub struct StatusPage {
+    report: Resource<Result<crate::api::HealthReport, ServerFnError>>,
+}
+
+#[lazy_route]
+impl LazyRoute for StatusPage {
+    fn data() -> Self {
+        Self {
+            report: Resource::new(|| (), |_| get_health()),
+        }
+    }
+
+    fn view(this: Self) -> AnyView {
+        let report = this.report;
+        view! {
+            <Title text="Health"/>
+            <PageHeader title="Health" subtitle="Each dependency, probed now. The same report is served as JSON at /health.">
+                <button class="secondary" id="refresh-health" on:click=move |_| report.refetch()>"Refresh"</button>
+            </PageHeader>
+            <Suspense fallback=|| view! { <p class="muted">"Probing…"</p> }>
+                {move || Suspend::new(async move {
+                    match report.await {
+                        Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
+                        Ok(r) => view! {
+                            <div class="stats">
+                                <div class="stat">
+                                    <span class=format!("stat-value status-{}", r.status.as_str()) id="overall-status">{r.status.as_str()}</span>
+                                    <span class="stat-label">"overall"</span>
+                                </div>
+                                <div class="stat"><span class="stat-value">{r.version.clone()}</span><span class="stat-label">"version"</span></div>
+                                <div class="stat"><span class="stat-value">{format_uptime(r.uptime_seconds)}</span><span class="stat-label">"uptime"</span></div>
+                            </div>
+                            <div class="cards">
+                                {r.checks.into_iter().map(|c| view! {
+                                    <div class="card">
+                                        <h3>{c.name}</h3>
+                                        <p><Badge status=c.status.as_str()/>" "<span class="muted">{c.kind}</span></p>
+                                        <p class="card-meta">{format!("{:.1} ms", c.latency_ms)}</p>
+                                        {c.message.map(|m| view! { <p class="muted small">{m}</p> })}
+                                    </div>
+                                }).collect_view()}
+                            </div>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        }
+        .into_any()
+    }
+}
+
+fn format_uptime(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Shown for any path that matches no route.
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found"/>
+        <PageHeader title="Page not found" subtitle="There is nothing at this address."/>
+        <A href="/" attr:class="button secondary">"Go home"</A>
+    }
+}

@@ -1,0 +1,112 @@
+//! Server functions the UI calls; each is a thin call into the shared backend.
+
+use crate::api::{Document, HealthReport, Page, SearchMode, SearchResponse, Space};
+use leptos::prelude::*;
+
+/// Page size for lists in the UI.
+pub const PAGE_SIZE: i64 = 25;
+
+#[cfg(feature = "ssr")]
+fn to_fn_error(e: crate::api::ErrorDetail) -> ServerFnError {
+    ServerFnError::ServerError(e.message)
+}
+
+/// Lists spaces for the spaces page and the home overview.
+#[server]
+pub async fn list_spaces(offset: i64) -> Result<Page<Space>, ServerFnError> {
+    crate::backend::backend()?
+        .list_spaces(PAGE_SIZE, offset)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Loads one space for its documents page.
+#[server]
+pub async fn get_space(id: String) -> Result<Space, ServerFnError> {
+    crate::backend::backend()?
+        .get_space(&id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Creates a space from the form on the spaces page.
+#[server]
+pub async fn create_space(name: String, description: String) -> Result<Space, ServerFnError> {
+    crate::backend::backend()?
+        .create_space(&name, &description)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Renames a space from its documents page.
+#[server]
+pub async fn rename_space(id: String, name: String) -> Result<Space, ServerFnError> {
+    crate::backend::backend()?
+        .update_space(&id, Some(&name), None)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Deletes a space and everything in it.
+#[server]
+pub async fn delete_space(id: String) -> Result<(), ServerFnError> {
+    crate::backend::backend()?
+        .delete_space(&id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Lists a space's documents, one page at a time.
+#[server]
+pub async fn list_documents(
+    space_id: String,
+    offset: i64,
+) -> Result<Page<Document>, ServerFnError> {
+    crate::backend::backend()?
+        .list_documents(&space_id, PAGE_SIZE, offset)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Deletes one document.
+#[server]
+pub async fn delete_document(space_id: String, document_id: String) -> Result<(), ServerFnError> {
+    crate::backend::backend()?
+        .delete_document(&space_id, &document_id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Health of every dependency, for the status page.
+#[server]
+pub async fn get_health() -> Result<HealthReport, ServerFnError> {
+    Ok(crate::backend::backend()?.health().await)
+}
+
+/// The configured upload limit, shown beside the upload form.
+#[server]
+pub async fn max_upload_bytes() -> Result<u64, ServerFnError> {
+    Ok(crate::backend::backend()?.max_upload_bytes())
+}
+
+/// Searches a space for the search page.
+#[server]
+pub async fn search_space(
+    space_id: String,
+    query: String,
+    mode: SearchMode,
+    limit: Option<i64>,
+    min_score: Option<f64>,
+) -> Result<SearchResponse, ServerFnError> {
+    let req = crate::api::SearchRequest {
+        query,
+        mode,
+        limit,
+        min_score,
+        document_id: None,
+    };
+    crate::backend::backend()?
+        .search(&space_id, req)
+        .await
+        .map_err(to_fn_error)
+}

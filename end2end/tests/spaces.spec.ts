@@ -1,0 +1,75 @@
+import { expect, test } from "@playwright/test";
+import { createAndOpenSpace } from "./helpers";
+
+test("a new user creates a space, uploads a Markdown file, sees it listed and deletes it", async ({ page }) => {
+  await page.goto("/");
+  await expect(page.getByRole("heading", { name: /Answers from your team/ })).toBeVisible();
+  await page.waitForSelector("body[data-hydrated='true']");
+
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Spaces" }).click();
+  await expect(page).toHaveURL(/\/spaces$/);
+  const name = `Handbook ${Date.now()}`;
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Description").fill("How the team works");
+  await page.getByRole("button", { name: "Create space" }).click();
+
+  await page.getByRole("link", { name: new RegExp(name) }).click();
+  await expect(page.getByRole("heading", { level: 1, name })).toBeVisible();
+  await expect(page.locator("#no-documents")).toBeVisible();
+
+  await page.locator("#upload-form input[type=file]").setInputFiles({
+    name: "onboarding.md",
+    mimeType: "text/markdown",
+    buffer: Buffer.from("# Onboarding\n\nAsk for a laptop on day one.\n"),
+  });
+  await page.getByRole("button", { name: "Upload" }).click();
+  // The success notice is rendered by the WASM upload handler: without hydration the browser
+  // would have navigated to the raw JSON response instead.
+  await expect(page.getByRole("status")).toContainText("Uploaded onboarding.md");
+  const row = page.locator("#documents tr", { hasText: "onboarding.md" });
+  await expect(row).toBeVisible();
+  await expect(row).toContainText("text/markdown");
+  // Ingestion runs in the background; the page follows its progress without a reload.
+  await expect(row.locator(".badge")).toHaveText("ready", { timeout: 30_000 });
+
+  await page.getByRole("button", { name: "Delete onboarding.md" }).click();
+  await expect(page.locator("#no-documents")).toBeVisible();
+  await expect(page.locator("#documents")).toHaveCount(0);
+});
+
+test("a bad upload shows the server's reason", async ({ page }) => {
+  await createAndOpenSpace(page, "Binary");
+  await page.locator("#upload-form input[type=file]").setInputFiles({
+    name: "image.md",
+    mimeType: "text/markdown",
+    buffer: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0x00]),
+  });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.getByRole("alert")).toContainText("Unsupported file type");
+});
+
+test("the home page loads only the main bundle; other pages fetch their code when visited", async ({ page }) => {
+  const wasm: string[] = [];
+  page.on("request", (r) => {
+    if (r.url().endsWith(".wasm")) wasm.push(new URL(r.url()).pathname);
+  });
+  await page.goto("/status");
+  await page.waitForSelector("body[data-hydrated='true']");
+  const initial = [...wasm];
+  expect(initial).toContain("/pkg/kenning.wasm");
+
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Search" }).click();
+  await expect(page.getByRole("heading", { level: 1, name: "Search" })).toBeVisible();
+  const later = wasm.slice(initial.length);
+  expect(later.length, `lazy chunks fetched on navigation: ${later.join(", ")}`).toBeGreaterThan(0);
+  expect(later).not.toContain("/pkg/kenning.wasm");
+});
+
+test("the health page shows every dependency and refreshes in place", async ({ page }) => {
+  await page.goto("/status");
+  await expect(page.locator("#overall-status")).toHaveText("healthy");
+  await expect(page.getByRole("heading", { name: "metadata_store" })).toBeVisible();
+  await page.waitForSelector("body[data-hydrated='true']");
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await expect(page.locator("#overall-status")).toHaveText("healthy");
+});

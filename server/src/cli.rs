@@ -1,0 +1,78 @@
+//! Command dispatch for the `kenning` binary.
+
+use crate::config::{Cli, Command};
+use crate::startup::{shutdown_signal, Application};
+use crate::store;
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Parses arguments, runs the chosen command and turns failures into a message and exit code 1.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(config) => serve(config).await,
+        Command::Migrate(config) => migrate(config).await,
+        Command::Worker(config) => worker(config).await,
+        Command::Ingest(cmd) => ingest(cmd).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: crate::config::ServeConfig) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let url = format!("http://{}", app.local_addr());
+    tracing::info!(%url, "Kenning is ready");
+    println!("Kenning is running at {url}");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn migrate(config: crate::config::StoreConfig) -> anyhow::Result<()> {
+    let store = store::connect(&config).await?;
+    store.migrate().await?;
+    println!("migrations applied ({} store)", store.backend_name());
+    Ok(())
+}
+
+async fn worker(config: crate::config::WorkerConfig) -> anyhow::Result<()> {
+    let engine = crate::startup::Engine::open(&config.store, &config.ingest).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = crate::startup::spawn_workers(
+        &engine,
+        config.store.data_dir.clone(),
+        &config.ingest,
+        config.ingest.ingest_workers.max(1),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        stop.clone(),
+    )?;
+    println!(
+        "Kenning worker running ({} workers); Ctrl-C or SIGTERM to stop",
+        workers.len()
+    );
+    shutdown_signal().await;
+    stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    Ok(())
+}
+
+async fn ingest(cmd: crate::config::IngestCommand) -> anyhow::Result<()> {
+    let summary = crate::ingest::bulk::run(&cmd, true).await?;
+    print!("{summary}");
+    if summary.failed.is_empty() && summary.skipped.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} file(s) were not ingested",
+            summary.failed.len() + summary.skipped.len()
+        )
+    }
+}

@@ -1,0 +1,98 @@
+//! Dependency probes for `/health`, `/health/readiness` and the UI's status page.
+
+use crate::service::Service;
+use app::api::{DependencyHealth, HealthReport, HealthStatus};
+use std::time::{Duration, Instant};
+
+/// How long one probe may take before it counts as unhealthy.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Probes every dependency concurrently; the overall status is the worst of them.
+pub async fn report(service: &Service) -> HealthReport {
+    let (store, disk, vectors) = tokio::join!(
+        check_store(service),
+        check_data_dir(service),
+        check_vectors(service)
+    );
+    let mut checks = vec![store, disk];
+    checks.extend(vectors);
+    let status = checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(HealthStatus::Healthy);
+    HealthReport {
+        status,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: service.uptime_seconds(),
+        checks,
+    }
+}
+
+/// True when the metadata store answers in time: the readiness criterion.
+pub async fn store_ready(service: &Service) -> bool {
+    check_store(service).await.status != HealthStatus::Unhealthy
+}
+
+async fn check_store(service: &Service) -> DependencyHealth {
+    let started = Instant::now();
+    let result = tokio::time::timeout(PROBE_TIMEOUT, service.store().ping()).await;
+    let (status, message) = match result {
+        Ok(Ok(())) => (HealthStatus::Healthy, None),
+        Ok(Err(e)) => (HealthStatus::Unhealthy, Some(e.to_string())),
+        Err(_) => (
+            HealthStatus::Unhealthy,
+            Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        ),
+    };
+    DependencyHealth {
+        name: "metadata_store".into(),
+        kind: service.store().backend_name().into(),
+        status,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        message,
+    }
+}
+
+async fn check_data_dir(service: &Service) -> DependencyHealth {
+    let started = Instant::now();
+    let probe = service.data_dir().join(".health-probe");
+    let result = tokio::time::timeout(PROBE_TIMEOUT, async {
+        tokio::fs::write(&probe, b"ok").await?;
+        tokio::fs::remove_file(&probe).await
+    })
+    .await;
+    let (status, message) = match result {
+        Ok(Ok(())) => (HealthStatus::Healthy, None),
+        Ok(Err(e)) => (HealthStatus::Unhealthy, Some(format!("not writable: {e}"))),
+        Err(_) => (HealthStatus::Degraded, Some("slow to write".to_string())),
+    };
+    DependencyHealth {
+        name: "data_dir".into(),
+        kind: "filesystem".into(),
+        status,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        message,
+    }
+}
+
+async fn check_vectors(service: &Service) -> Option<DependencyHealth> {
+    let vectors = service.vectors()?;
+    let started = Instant::now();
+    let (status, message) = match tokio::time::timeout(PROBE_TIMEOUT, vectors.ping()).await {
+        Ok(Ok(())) => (HealthStatus::Healthy, None),
+        // Keyword search still answers without vectors: degraded, not down.
+        Ok(Err(e)) => (HealthStatus::Degraded, Some(e.to_string())),
+        Err(_) => (
+            HealthStatus::Degraded,
+            Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        ),
+    };
+    Some(DependencyHealth {
+        name: "vector_store".into(),
+        kind: vectors.backend_name().into(),
+        status,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        message,
+    })
+}

@@ -1,0 +1,124 @@
+//! `/api/v1/spaces/{id}/documents`: upload (multipart, streamed to disk), list and delete.
+
+use super::extract::ApiQuery;
+use super::spaces::PageQuery;
+use super::{ApiError, AppState};
+use app::api::{Chunk, Document, Job, Page};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/spaces/{id}/documents", get(list).post(upload))
+        .route(
+            "/spaces/{id}/documents/{document_id}",
+            get(read).delete(remove),
+        )
+        .route("/spaces/{id}/documents/{document_id}/chunks", get(chunks))
+        .route("/spaces/{id}/jobs/{job_id}", get(job))
+        .route("/spaces/{id}/search", axum::routing::post(search))
+        // The service enforces the configured file limit byte by byte; this only lifts axum's
+        // 2 MB default for multipart so that limit can apply. See `startup` for the outer cap.
+        .layer(DefaultBodyLimit::disable())
+}
+
+#[tracing::instrument(skip(state))]
+async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Document>>, ApiError> {
+    Ok(Json(state.service.list_documents(&id, q.parse()?).await?))
+}
+
+/// Accepts the first multipart field that carries a file (named `file` by convention).
+/// 202 Accepted once the file and its ingestion job are durable (poll the document or its
+/// `job_id` for progress); 200 with the existing document when identical content is already there.
+#[tracing::instrument(skip(state, multipart))]
+async fn upload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Document>), ApiError> {
+    let mut multipart = multipart
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "expected_multipart", r.body_text()))?;
+    loop {
+        let field = multipart.next_field().await.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
+        })?;
+        let Some(field) = field else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_file",
+                "The request has no file; send it as multipart/form-data in a field named \"file\".",
+            ));
+        };
+        if field.name() != Some("file") && field.file_name().is_none() {
+            continue;
+        }
+        let filename = field.file_name().map(str::to_owned);
+        let mime = field.content_type().map(str::to_owned);
+        let uploaded = state
+            .service
+            .upload_document(&id, filename.as_deref(), mime.as_deref(), field)
+            .await?;
+        let status = if uploaded.created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((status, Json(uploaded.document)));
+    }
+}
+
+#[tracing::instrument(skip(state))]
+async fn remove(
+    State(state): State<AppState>,
+    Path((id, document_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.service.delete_document(&id, &document_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[tracing::instrument(skip(state))]
+async fn read(
+    State(state): State<AppState>,
+    Path((id, document_id)): Path<(String, String)>,
+) -> Result<Json<Document>, ApiError> {
+    Ok(Json(state.service.get_document(&id, &document_id).await?))
+}
+
+#[tracing::instrument(skip(state))]
+async fn chunks(
+    State(state): State<AppState>,
+    Path((id, document_id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Chunk>>, ApiError> {
+    Ok(Json(
+        state
+            .service
+            .list_chunks(&id, &document_id, q.parse()?)
+            .await?,
+    ))
+}
+
+#[tracing::instrument(skip(state))]
+async fn job(
+    State(state): State<AppState>,
+    Path((id, job_id)): Path<(String, String)>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.service.get_job(&id, &job_id).await?))
+}
+
+/// Searches a space: `{query, mode: dense|keyword|hybrid, limit, min_score, document_id}`.
+#[tracing::instrument(skip(state, body))]
+async fn search(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    super::extract::ApiJson(body): super::extract::ApiJson<app::api::SearchRequest>,
+) -> Result<Json<app::api::SearchResponse>, ApiError> {
+    Ok(Json(state.service.search(&id, &body).await?))
+}

@@ -1,0 +1,55 @@
+//! HTTP: the REST API under `/api/v1`, the operational endpoints and the middleware stack.
+
+mod documents;
+mod error;
+mod extract;
+mod ops;
+mod spaces;
+
+pub use error::ApiError;
+
+use crate::service::Service;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::StatusCode;
+use axum::Router;
+use leptos::prelude::LeptosOptions;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The versioned REST API; unknown paths under it answer with a JSON 404. Uploads get their own,
+/// longer time limit; everything else the ordinary one.
+pub fn api_router(
+    request_timeout: Duration,
+    upload_timeout: Duration,
+    max_json_bytes: usize,
+) -> Router<AppState> {
+    Router::new()
+        .merge(spaces::router().layer(timeout(request_timeout)))
+        .merge(documents::router().layer(timeout(upload_timeout)))
+        .fallback(|| async { ApiError::not_found_route() })
+        .layer(DefaultBodyLimit::max(max_json_bytes))
+}
+
+/// A time limit that answers 408 instead of hanging.
+pub fn timeout(limit: Duration) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limit)
+}
+
+/// Liveness, readiness and the health report.
+pub fn ops_router() -> Router<AppState> {
+    ops::router()
+}

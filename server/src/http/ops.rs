@@ -1,0 +1,46 @@
+//! Operational endpoints for load balancers and orchestrators.
+
+use super::AppState;
+use crate::health;
+use app::api::HealthStatus;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(report))
+        .route("/health/liveness", get(liveness))
+        .route("/health/readiness", get(readiness))
+}
+
+/// The process is up and serving; says nothing about dependencies.
+async fn liveness() -> impl IntoResponse {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Ready to take traffic: the metadata store answers.
+async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
+    if health::store_ready(&state.service).await {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready" })),
+        )
+    }
+}
+
+/// Per-dependency report; 503 only when unhealthy, so degraded still serves.
+async fn report(State(state): State<AppState>) -> impl IntoResponse {
+    let report = health::report(&state.service).await;
+    let status = if report.status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(report))
+}

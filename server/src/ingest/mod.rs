@@ -1,0 +1,9 @@
+//! Ingestion: a durable job queue in the metadata store, workers that take jobs under a lease,
+//! and the pipeline each job runs — parse, chunk, (embed), index.
+
+pub mod bulk;
+pub mod chunk;
+pub mod parse;
+mod worker;
+
+pub use worker::{backoff, Indexing, Worker, WorkerSettings};

@@ -1,0 +1,382 @@
+//! Turning an uploaded file into text: format detection by content (names and declared types
+//! only break ties between text formats) and one parser per format. Parsers return Markdown-ish
+//! text so headings survive into chunking and citations.
+
+use std::io::{Cursor, Read};
+
+/// The formats Kenning can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Markdown,
+    Html,
+    Pdf,
+    Docx,
+    Csv,
+    Json,
+}
+
+/// The MIME type recorded for DOCX files.
+pub const DOCX_MIME: &str =
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+
+impl Format {
+    /// The MIME type stored with the document.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain",
+            Format::Markdown => "text/markdown",
+            Format::Html => "text/html",
+            Format::Pdf => "application/pdf",
+            Format::Docx => DOCX_MIME,
+            Format::Csv => "text/csv",
+            Format::Json => "application/json",
+        }
+    }
+
+    /// The format a stored MIME type stands for.
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        [
+            Format::Text,
+            Format::Markdown,
+            Format::Html,
+            Format::Pdf,
+            Format::Docx,
+            Format::Csv,
+            Format::Json,
+        ]
+        .into_iter()
+        .find(|f| f.mime() == mime)
+    }
+}
+
+/// Why an upload is refused before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+/// Why a stored file could not be read; permanent, so the job fails without retrying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// Text extracted from a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub text: String,
+    /// Whether the text carries Markdown structure (headings) worth splitting on.
+    pub markdown: bool,
+}
+
+fn has_extension(name: &str, exts: &[&str]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    exts.iter().any(|e| lower.ends_with(e))
+}
+
+/// Decides the format from the first bytes of the file, then the name and declared type.
+pub fn detect(
+    filename: &str,
+    declared: Option<&str>,
+    head: &[u8],
+    head_is_whole_file: bool,
+) -> Result<Format, Unsupported> {
+    let declared = declared.unwrap_or_default().to_ascii_lowercase();
+    if head.starts_with(b"%PDF-") {
+        return Ok(Format::Pdf);
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        if has_extension(filename, &[".docx"]) || declared.contains("wordprocessingml") {
+            return Ok(Format::Docx);
+        }
+        return Err(Unsupported(
+            "ZIP archives are not supported; DOCX files should end in .docx.".into(),
+        ));
+    }
+    let text = !head.contains(&0)
+        && match std::str::from_utf8(head) {
+            Ok(_) => true,
+            // A multi-byte character cut at the end of the sniffed prefix is still text.
+            Err(e) => e.error_len().is_none() && !head_is_whole_file,
+        };
+    if !text {
+        return Err(Unsupported(
+            "Unsupported file type: Kenning reads text, Markdown, HTML, PDF, DOCX, CSV and JSON."
+                .into(),
+        ));
+    }
+    let start = String::from_utf8_lossy(&head[..head.len().min(512)])
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .to_ascii_lowercase();
+    if start.starts_with("<!doctype html")
+        || start.starts_with("<html")
+        || has_extension(filename, &[".html", ".htm", ".xhtml"])
+        || declared.starts_with("text/html")
+    {
+        return Ok(Format::Html);
+    }
+    if has_extension(filename, &[".json"]) || declared.starts_with("application/json") {
+        return Ok(Format::Json);
+    }
+    if has_extension(filename, &[".csv"]) || declared.starts_with("text/csv") {
+        return Ok(Format::Csv);
+    }
+    if has_extension(filename, &[".md", ".markdown", ".mdown", ".mkd"])
+        || declared.starts_with("text/markdown")
+        || declared.starts_with("text/x-markdown")
+    {
+        return Ok(Format::Markdown);
+    }
+    Ok(Format::Text)
+}
+
+/// Extracts the text of a file in the given format.
+pub fn parse(format: Format, bytes: &[u8]) -> Result<Parsed, ParseError> {
+    let parsed = match format {
+        Format::Text | Format::Csv => Parsed {
+            text: utf8(bytes)?,
+            markdown: false,
+        },
+        Format::Markdown => Parsed {
+            text: utf8(bytes)?,
+            markdown: true,
+        },
+        Format::Json => {
+            let value: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| ParseError(format!("The JSON is not valid: {e}.")))?;
+            let text =
+                serde_json::to_string_pretty(&value).map_err(|e| ParseError(e.to_string()))?;
+            Parsed {
+                text,
+                markdown: false,
+            }
+        }
+        Format::Html => Parsed {
+            text: html(bytes)?,
+            markdown: true,
+        },
+        Format::Pdf => Parsed {
+            text: pdf(bytes)?,
+            markdown: false,
+        },
+        Format::Docx => Parsed {
+            text: docx(bytes)?,
+            markdown: true,
+        },
+    };
+    if parsed.text.trim().is_empty() {
+        return Err(ParseError(match format {
+            Format::Pdf => "The PDF has no text layer (scanned pages would need OCR).".into(),
+            _ => "The document contains no text.".into(),
+        }));
+    }
+    Ok(parsed)
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ParseError(format!(
+            "The file is not valid UTF-8 text (byte {}).",
+            e.valid_up_to()
+        ))
+    })?;
+    Ok(text.trim_start_matches('\u{feff}').to_string())
+}
+
+fn html(bytes: &[u8]) -> Result<String, ParseError> {
+    // A wide wrap width keeps paragraphs on one line: wrapping would only add line breaks.
+    html2text::from_read(bytes, 10_000)
+        .map_err(|e| ParseError(format!("The HTML could not be read: {e}.")))
+}
+
+fn pdf(bytes: &[u8]) -> Result<String, ParseError> {
+    // The PDF parser can panic on malformed files; a bad upload must fail its job, not the worker.
+    let result = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
+    match result {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(e)) => Err(ParseError(format!("The PDF could not be read: {e}."))),
+        Err(_) => Err(ParseError(
+            "The PDF is damaged and could not be read.".into(),
+        )),
+    }
+}
+
+fn docx(bytes: &[u8]) -> Result<String, ParseError> {
+    use quick_xml::events::Event;
+
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| ParseError(format!("The DOCX file is damaged: {e}.")))?;
+    let mut xml = String::new();
+    archive
+        .by_name("word/document.xml")
+        .map_err(|_| ParseError("The DOCX file has no document body.".into()))?
+        .take(256 * 1024 * 1024)
+        .read_to_string(&mut xml)
+        .map_err(|e| ParseError(format!("The DOCX body could not be read: {e}.")))?;
+
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut out = String::new();
+    let mut paragraph = String::new();
+    let mut heading: Option<usize> = None;
+    let mut in_text = false;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => match e.name().as_ref() {
+                b"w:t" => in_text = true,
+                b"w:tab" => paragraph.push('\t'),
+                b"w:br" => paragraph.push('\n'),
+                b"w:pStyle" => {
+                    for attr in e.attributes().flatten() {
+                        if attr.key.as_ref() == b"w:val" {
+                            heading = heading_level(&String::from_utf8_lossy(&attr.value));
+                        }
+                    }
+                }
+                _ => {}
+            },
+            Ok(Event::Text(t)) if in_text => {
+                let decoded = t
+                    .decode()
+                    .map_err(|e| ParseError(format!("The DOCX body is damaged: {e}.")))?;
+                paragraph
+                    .push_str(&quick_xml::escape::unescape(&decoded).unwrap_or(decoded.clone()));
+            }
+            Ok(Event::GeneralRef(r)) if in_text => {
+                let name = String::from_utf8_lossy(r.as_ref()).into_owned();
+                if let Ok(s) = quick_xml::escape::unescape(&format!("&{name};")) {
+                    paragraph.push_str(&s);
+                }
+            }
+            Ok(Event::End(e)) => match e.name().as_ref() {
+                b"w:t" => in_text = false,
+                b"w:p" => {
+                    let line = paragraph.trim();
+                    if !line.is_empty() {
+                        if let Some(level) = heading {
+                            out.push_str(&"#".repeat(level));
+                            out.push(' ');
+                        }
+                        out.push_str(line);
+                        out.push_str("\n\n");
+                    }
+                    paragraph.clear();
+                    heading = None;
+                }
+                _ => {}
+            },
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(ParseError(format!("The DOCX body is damaged: {e}."))),
+        }
+    }
+    Ok(out)
+}
+
+/// `Heading1`…`Heading6` and `Title` styles become Markdown heading levels.
+fn heading_level(style: &str) -> Option<usize> {
+    if style.eq_ignore_ascii_case("title") {
+        return Some(1);
+    }
+    let n = style
+        .strip_prefix("Heading")
+        .or_else(|| style.strip_prefix("heading"))?;
+    n.trim().parse::<usize>().ok().map(|l| l.clamp(1, 6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn docx_bytes(body: &str) -> Vec<u8> {
+        let mut buf = Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut buf);
+            let options = zip::write::SimpleFileOptions::default();
+            zip.start_file("word/document.xml", options).unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+            zip.finish().unwrap();
+        }
+        buf.into_inner()
+    }
+
+    #[test]
+    fn formats_are_detected_by_content_before_name() {
+        assert_eq!(
+            detect("report.txt", None, b"%PDF-1.7\n", false),
+            Ok(Format::Pdf)
+        );
+        assert_eq!(
+            detect("page.txt", None, b"  <!DOCTYPE html><html>", true),
+            Ok(Format::Html)
+        );
+        assert_eq!(
+            detect("notes.md", None, b"# Notes", true),
+            Ok(Format::Markdown)
+        );
+        assert_eq!(detect("data.csv", None, b"a,b\n1,2", true), Ok(Format::Csv));
+        assert_eq!(
+            detect("data", Some("application/json"), b"{}", true),
+            Ok(Format::Json)
+        );
+        assert_eq!(
+            detect("letter.docx", None, b"PK\x03\x04rest", false),
+            Ok(Format::Docx)
+        );
+        assert_eq!(detect("plain", None, b"hello", true), Ok(Format::Text));
+    }
+
+    #[test]
+    fn binary_and_other_archives_are_refused() {
+        assert!(detect("photo.md", None, b"\x89PNG\r\n\x1a\n\0\0", true).is_err());
+        assert!(detect("bundle.zip", None, b"PK\x03\x04", false).is_err());
+    }
+
+    #[test]
+    fn markdown_and_text_come_through_unchanged() {
+        let p = parse(Format::Markdown, "\u{feff}# Title\n\nBody".as_bytes()).unwrap();
+        assert_eq!(p.text, "# Title\n\nBody");
+        assert!(p.markdown);
+    }
+
+    #[test]
+    fn html_keeps_headings_and_drops_markup() {
+        let p = parse(
+            Format::Html,
+            b"<html><body><h1>Guide</h1><p>Use <b>care</b>.</p><script>x()</script></body></html>",
+        )
+        .unwrap();
+        assert!(p.text.contains("# Guide"), "{}", p.text);
+        assert!(p.text.contains("care"));
+        assert!(!p.text.contains("<b>"));
+    }
+
+    #[test]
+    fn json_is_pretty_printed_and_invalid_json_fails() {
+        let p = parse(Format::Json, br#"{"a":[1,2]}"#).unwrap();
+        assert!(p.text.contains("\"a\": ["));
+        assert!(parse(Format::Json, b"{\"a\":").is_err());
+    }
+
+    #[test]
+    fn docx_paragraphs_and_heading_styles_are_read() {
+        let body = r#"<?xml version="1.0"?><w:document xmlns:w="x"><w:body>
+            <w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Leave policy</w:t></w:r></w:p>
+            <w:p><w:r><w:t xml:space="preserve">Staff get 25 days &amp; </w:t></w:r><w:r><w:t>public holidays.</w:t></w:r></w:p>
+            </w:body></w:document>"#;
+        let p = parse(Format::Docx, &docx_bytes(body)).unwrap();
+        assert_eq!(
+            p.text,
+            "# Leave policy\n\nStaff get 25 days & public holidays.\n\n"
+        );
+    }
+
+    #[test]
+    fn damaged_files_fail_with_a_reason() {
+        assert!(parse(Format::Docx, b"PK\x03\x04not really a zip").is_err());
+        let e = parse(Format::Pdf, b"%PDF-1.4\ngarbage that is not a pdf").unwrap_err();
+        assert!(e.0.contains("PDF"), "{e}");
+        assert!(parse(Format::Text, b"   \n  ").is_err());
+        assert!(parse(Format::Text, &[0x66, 0xff, 0x66]).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Kenning's server: configuration, HTTP API, metadata store and the service layer behind the UI.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod embed;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod retrieve;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod vector;

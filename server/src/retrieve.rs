@@ -1,0 +1,382 @@
+//! Retrieval: dense (embedding nearest neighbours), keyword (full text) and hybrid (both, fused
+//! with reciprocal rank fusion), with limits, filters, `min_score` and a result cache keyed by
+//! the space's version so a cached answer is never stale.
+
+use crate::embed::{Embedder, Lane};
+use crate::store::{search_terms, ChunkHit, MetadataStore, StoreError};
+use crate::vector::{VectorQuery, VectorStore};
+use app::api::{SearchHit, SearchMode, SearchResponse};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Results returned when the request names no limit.
+pub const DEFAULT_LIMIT: usize = 10;
+/// Most results one search may return.
+pub const MAX_LIMIT: usize = 50;
+/// The `k` of reciprocal rank fusion: 60 is the value from the original paper and common use.
+pub const RRF_K: f64 = 60.0;
+/// Longest accepted query, in characters.
+pub const MAX_QUERY_CHARS: usize = 2_000;
+
+/// Why a search could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A validated search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    pub space_id: Uuid,
+    pub query: String,
+    pub mode: SearchMode,
+    pub limit: usize,
+    pub min_score: Option<f64>,
+    pub document_id: Option<Uuid>,
+}
+
+impl Search {
+    /// Checks a request's values.
+    pub fn parse(space_id: Uuid, req: &app::api::SearchRequest) -> Result<Self, SearchError> {
+        let query = req.query.trim();
+        if query.is_empty() {
+            return Err(SearchError::Invalid("The query must not be empty.".into()));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(SearchError::Invalid(format!(
+                "The query must be at most {MAX_QUERY_CHARS} characters."
+            )));
+        }
+        let limit = match req.limit {
+            None => DEFAULT_LIMIT,
+            Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as usize,
+            Some(_) => {
+                return Err(SearchError::Invalid(format!(
+                    "limit must be between 1 and {MAX_LIMIT}."
+                )))
+            }
+        };
+        if let Some(m) = req.min_score {
+            if !m.is_finite() {
+                return Err(SearchError::Invalid(
+                    "min_score must be a finite number.".into(),
+                ));
+            }
+        }
+        let document_id = match &req.document_id {
+            None => None,
+            Some(d) => Some(
+                Uuid::parse_str(d)
+                    .map_err(|_| SearchError::Invalid("document_id is not a valid id.".into()))?,
+            ),
+        };
+        Ok(Self {
+            space_id,
+            query: query.to_string(),
+            mode: req.mode,
+            limit,
+            min_score: req.min_score,
+            document_id,
+        })
+    }
+}
+
+type CacheKey = (
+    Uuid,
+    i64,
+    String,
+    SearchMode,
+    usize,
+    Option<u64>,
+    Option<Uuid>,
+);
+
+/// Runs searches over the metadata store (keyword) and the vector store (dense).
+pub struct Retriever {
+    store: Arc<dyn MetadataStore>,
+    vectors: Option<Arc<dyn VectorStore>>,
+    embedder: Arc<dyn Embedder>,
+    cache: moka::future::Cache<CacheKey, Arc<Vec<SearchHit>>>,
+    query_vectors: moka::future::Cache<String, Arc<Vec<f32>>>,
+}
+
+impl Retriever {
+    /// A retriever with bounded caches: results for 30 minutes, query embeddings for an hour.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        vectors: Option<Arc<dyn VectorStore>>,
+        embedder: Arc<dyn Embedder>,
+    ) -> Self {
+        Self {
+            store,
+            vectors,
+            embedder,
+            cache: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30 * 60))
+                .build(),
+            query_vectors: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60 * 60))
+                .build(),
+        }
+    }
+
+    /// Runs a search; dense and hybrid fall back to keyword (with a notice) when no vector store
+    /// is configured.
+    pub async fn search(&self, search: &Search) -> Result<SearchResponse, SearchError> {
+        let started = Instant::now();
+        let version = self.store.space_version(search.space_id).await?;
+        let pending = self.store.pending_documents(search.space_id).await?;
+        let mut notice = (pending > 0).then(|| {
+            format!("{pending} document(s) of this space are still being indexed; their passages are not searched yet.")
+        });
+        let mode = match (search.mode, &self.vectors) {
+            (SearchMode::Keyword, _) | (_, Some(_)) => search.mode,
+            (_, None) => {
+                notice = Some(
+                    "Semantic search is not available on this server; showing keyword results."
+                        .into(),
+                );
+                SearchMode::Keyword
+            }
+        };
+        let key: CacheKey = (
+            search.space_id,
+            version,
+            search.query.clone(),
+            mode,
+            search.limit,
+            search.min_score.map(f64::to_bits),
+            search.document_id,
+        );
+        if let Some(hits) = self.cache.get(&key).await {
+            return Ok(SearchResponse {
+                mode,
+                results: hits.as_ref().clone(),
+                took_ms: started.elapsed().as_secs_f64() * 1000.0,
+                cached: true,
+                pending_documents: pending,
+                notice,
+            });
+        }
+        // Each side fetches more than the limit so fusion has candidates to agree on.
+        let depth = (search.limit * 4).max(20);
+        let dense = match mode {
+            SearchMode::Dense | SearchMode::Hybrid => self.dense(search, depth).await?,
+            SearchMode::Keyword => Vec::new(),
+        };
+        let keyword = match mode {
+            SearchMode::Keyword | SearchMode::Hybrid => {
+                let terms = search_terms(&search.query);
+                self.store
+                    .keyword_search(search.space_id, &terms, search.document_id, depth as i64)
+                    .await?
+            }
+            SearchMode::Dense => Vec::new(),
+        };
+        let mut hits = fuse(mode, dense, keyword);
+        if let Some(min) = search.min_score {
+            hits.retain(|h| h.score >= min);
+        }
+        hits.truncate(search.limit);
+        self.cache.insert(key, Arc::new(hits.clone())).await;
+        Ok(SearchResponse {
+            mode,
+            results: hits,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            cached: false,
+            pending_documents: pending,
+            notice,
+        })
+    }
+
+    async fn dense(&self, search: &Search, depth: usize) -> Result<Vec<ChunkHit>, SearchError> {
+        let Some(vectors) = &self.vectors else {
+            return Ok(Vec::new());
+        };
+        let cache_key = format!("{}\u{0}{}", self.embedder.model_id(), search.query);
+        let vector = match self.query_vectors.get(&cache_key).await {
+            Some(v) => v,
+            None => {
+                let mut v = self
+                    .embedder
+                    .embed(vec![search.query.clone()], Lane::Query)
+                    .await
+                    .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+                let v = Arc::new(v.pop().unwrap_or_default());
+                self.query_vectors.insert(cache_key, v.clone()).await;
+                v
+            }
+        };
+        let hits = vectors
+            .search(VectorQuery {
+                space_id: search.space_id,
+                vector: vector.as_ref().clone(),
+                document_id: search.document_id,
+                limit: depth,
+            })
+            .await
+            .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+        let ids: Vec<Uuid> = hits.iter().map(|h| h.chunk_id).collect();
+        let mut rows: HashMap<String, ChunkHit> = self
+            .store
+            .chunks_by_ids(search.space_id, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.chunk.id.clone(), c))
+            .collect();
+        // Keep the vector store's order; vectors whose chunk is gone (or not ready) drop out here.
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| {
+                rows.remove(&h.chunk_id.to_string()).map(|mut c| {
+                    c.score = f64::from(h.score);
+                    c
+                })
+            })
+            .collect())
+    }
+}
+
+/// Combines the ranked lists: a single mode passes its list through with its own scores; hybrid
+/// scores each passage by reciprocal rank fusion, Σ 1 / (k + rank), over the lists it is in.
+pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> Vec<SearchHit> {
+    let hit = |c: ChunkHit, score, dense_rank, keyword_rank| SearchHit {
+        chunk: c.chunk,
+        filename: c.filename,
+        score,
+        dense_rank,
+        keyword_rank,
+    };
+    match mode {
+        SearchMode::Dense => dense
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let s = c.score;
+                hit(c, s, Some(i + 1), None)
+            })
+            .collect(),
+        SearchMode::Keyword => keyword
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let s = c.score;
+                hit(c, s, None, Some(i + 1))
+            })
+            .collect(),
+        SearchMode::Hybrid => {
+            let mut fused: HashMap<String, SearchHit> = HashMap::new();
+            for (i, c) in dense.into_iter().enumerate() {
+                let id = c.chunk.id.clone();
+                fused.insert(
+                    id,
+                    hit(c, 1.0 / (RRF_K + (i + 1) as f64), Some(i + 1), None),
+                );
+            }
+            for (i, c) in keyword.into_iter().enumerate() {
+                let add = 1.0 / (RRF_K + (i + 1) as f64);
+                match fused.get_mut(&c.chunk.id) {
+                    Some(h) => {
+                        h.score += add;
+                        h.keyword_rank = Some(i + 1);
+                    }
+                    None => {
+                        fused.insert(c.chunk.id.clone(), hit(c, add, None, Some(i + 1)));
+                    }
+                }
+            }
+            let mut out: Vec<SearchHit> = fused.into_values().collect();
+            out.sort_by(|a, b| {
+                b.score
+                    .total_cmp(&a.score)
+                    .then_with(|| a.chunk.id.cmp(&b.chunk.id))
+            });
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::api::Chunk;
+
+    fn c(id: &str, score: f64) -> ChunkHit {
+        ChunkHit {
+            chunk: Chunk {
+                id: id.into(),
+                document_id: "d".into(),
+                position: 0,
+                text: id.into(),
+                heading_path: String::new(),
+                char_start: 0,
+                char_end: 1,
+                token_count: 1,
+            },
+            filename: "f".into(),
+            score,
+        }
+    }
+
+    #[test]
+    fn a_passage_both_lists_agree_on_wins_the_fusion() {
+        let dense = vec![c("a", 0.9), c("b", 0.8), c("c", 0.7)];
+        let keyword = vec![c("c", 5.0), c("d", 4.0), c("b", 3.0)];
+        let fused = fuse(SearchMode::Hybrid, dense, keyword);
+        let order: Vec<&str> = fused.iter().map(|h| h.chunk.id.as_str()).collect();
+        // c: dense 3rd + keyword 1st beats b: dense 2nd + keyword 3rd; both beat single-list hits.
+        assert_eq!(order, vec!["c", "b", "a", "d"]);
+        assert_eq!(fused[0].dense_rank, Some(3));
+        assert_eq!(fused[0].keyword_rank, Some(1));
+        let expected = 1.0 / (RRF_K + 3.0) + 1.0 / (RRF_K + 1.0);
+        assert!((fused[0].score - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn single_modes_keep_their_own_order_and_scores() {
+        let fused = fuse(
+            SearchMode::Dense,
+            vec![c("x", 0.5), c("y", 0.4)],
+            vec![c("z", 9.0)],
+        );
+        assert_eq!(fused.len(), 2);
+        assert_eq!(fused[0].score, 0.5);
+        assert_eq!(fused[1].dense_rank, Some(2));
+    }
+
+    #[test]
+    fn fusion_of_nothing_is_nothing() {
+        assert!(fuse(SearchMode::Hybrid, vec![], vec![]).is_empty());
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        let space = Uuid::now_v7();
+        let req = |q: &str, limit: Option<i64>| app::api::SearchRequest {
+            query: q.into(),
+            mode: SearchMode::Hybrid,
+            limit,
+            min_score: None,
+            document_id: None,
+        };
+        assert!(Search::parse(space, &req("  ", None)).is_err());
+        assert!(Search::parse(space, &req("ok", Some(0))).is_err());
+        assert!(Search::parse(space, &req("ok", Some(51))).is_err());
+        assert_eq!(
+            Search::parse(space, &req("ok", None)).map(|s| s.limit).ok(),
+            Some(DEFAULT_LIMIT)
+        );
+        let mut bad = req("ok", None);
+        bad.min_score = Some(f64::NAN);
+        assert!(Search::parse(space, &bad).is_err());
+    }
+}

@@ -1,0 +1,588 @@
+//! The service layer: the one place that knows how spaces and documents behave. The REST API and
+//! the UI's server functions both call it, so they cannot drift apart.
+
+use crate::domain::{clean_filename, parse_id, Description, InvalidInput, PageRequest, SpaceName};
+use crate::retrieve::{Retriever, Search, SearchError};
+use crate::store::{MetadataStore, NewDocument, NewJob, StoreError};
+use crate::vector::VectorStore;
+use app::api::{Chunk, Document, ErrorDetail, HealthReport, Job, Page, Space};
+use app::api::{SearchRequest, SearchResponse};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// Everything that can go wrong in a service call, each with the status a client should see.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The file is larger than the limit of {limit} bytes.")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    #[error("The service is temporarily unavailable; try again shortly.")]
+    Unavailable(String),
+    #[error("Not enough storage space to accept the file.")]
+    InsufficientStorage,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ServiceError {
+    /// Stable machine-readable code for the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Invalid(i) => i.code,
+            ServiceError::NotFound("space") => "space_not_found",
+            ServiceError::NotFound("document") => "document_not_found",
+            ServiceError::NotFound("job") => "job_not_found",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::Conflict(_) => "conflict",
+            ServiceError::TooLarge { .. } => "file_too_large",
+            ServiceError::UnsupportedMedia(_) => "unsupported_media_type",
+            ServiceError::Unavailable(_) => "unavailable",
+            ServiceError::InsufficientStorage => "insufficient_storage",
+            ServiceError::Internal(_) => "internal",
+        }
+    }
+
+    /// The error as the UI and the API show it: internals are logged here, never passed on.
+    pub fn to_detail(&self) -> ErrorDetail {
+        match self {
+            ServiceError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            ServiceError::Unavailable(e) => tracing::warn!(error = %e, "dependency unavailable"),
+            _ => {}
+        }
+        let message = match self {
+            ServiceError::NotFound(what) => format!("The {what} does not exist."),
+            other => other.to_string(),
+        };
+        ErrorDetail {
+            code: self.code().to_string(),
+            message,
+        }
+    }
+
+    fn from_store(e: StoreError, what: &'static str) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound(what),
+            StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
+            StoreError::Other(e) => ServiceError::Internal(e),
+        }
+    }
+}
+
+/// What an upload produced: the document and whether it is new (false: identical content was there).
+#[derive(Debug)]
+pub struct Uploaded {
+    pub document: Document,
+    pub created: bool,
+}
+
+/// Spaces and documents over a metadata store and a data directory.
+pub struct Service {
+    store: Arc<dyn MetadataStore>,
+    vectors: Option<Arc<dyn VectorStore>>,
+    retriever: Arc<Retriever>,
+    data_dir: PathBuf,
+    max_upload_bytes: u64,
+    max_attempts: i32,
+    wake: Arc<Notify>,
+    started: Instant,
+}
+
+/// Bytes inspected to decide whether an upload is text.
+const SNIFF_BYTES: usize = 8192;
+
+impl Service {
+    /// Wires the service; `data_dir` must exist. `wake` is notified whenever a job is queued so
+    /// in-process workers start at once instead of at their next poll.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        vectors: Option<Arc<dyn VectorStore>>,
+        retriever: Arc<Retriever>,
+        data_dir: PathBuf,
+        max_upload_bytes: u64,
+        max_attempts: i32,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            vectors,
+            retriever,
+            data_dir,
+            max_upload_bytes,
+            max_attempts,
+            wake,
+            started: Instant::now(),
+        }
+    }
+
+    /// The metadata store, for health checks.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    /// Where uploaded files and the embedded database live.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Seconds since the service started.
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn space_id(raw: &str) -> Result<Uuid, ServiceError> {
+        parse_id(raw).ok_or(ServiceError::NotFound("space"))
+    }
+
+    fn document_id(raw: &str) -> Result<Uuid, ServiceError> {
+        parse_id(raw).ok_or(ServiceError::NotFound("document"))
+    }
+
+    /// Lists spaces.
+    pub async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, ServiceError> {
+        self.store
+            .list_spaces(page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))
+    }
+
+    /// One space.
+    pub async fn get_space(&self, id: &str) -> Result<Space, ServiceError> {
+        let id = Self::space_id(id)?;
+        self.store
+            .get_space(id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))
+    }
+
+    /// Creates a space; names are unique regardless of case.
+    pub async fn create_space(&self, name: &str, description: &str) -> Result<Space, ServiceError> {
+        let name = SpaceName::parse(name)?;
+        let description = Description::parse(description)?;
+        self.store
+            .create_space(Uuid::now_v7(), &name, &description)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ServiceError::Conflict(format!(
+                    "A space named \"{}\" already exists.",
+                    name.as_str()
+                )),
+                other => ServiceError::from_store(other, "space"),
+            })
+    }
+
+    /// Renames a space and/or changes its description.
+    pub async fn update_space(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Space, ServiceError> {
+        let id = Self::space_id(id)?;
+        let name = name.map(SpaceName::parse).transpose()?;
+        let description = description.map(Description::parse).transpose()?;
+        self.store
+            .update_space(id, name.as_ref(), description.as_ref())
+            .await
+            .map_err(|e| match (e, &name) {
+                (StoreError::Conflict(_), Some(n)) => ServiceError::Conflict(format!(
+                    "A space named \"{}\" already exists.",
+                    n.as_str()
+                )),
+                (other, _) => ServiceError::from_store(other, "space"),
+            })
+    }
+
+    /// Deletes a space, its rows (by cascade) and its stored files.
+    pub async fn delete_space(&self, id: &str) -> Result<(), ServiceError> {
+        let id = Self::space_id(id)?;
+        self.store
+            .delete_space(id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        if let Some(vectors) = &self.vectors {
+            if let Err(e) = vectors.delete_space(id).await {
+                tracing::warn!(error = %e, "could not remove a deleted space's vectors");
+            }
+        }
+        let dir = self.data_dir.join("documents").join(id.to_string());
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %dir.display(), error = %e, "could not remove a deleted space's files");
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists a space's documents; an unknown space is a 404, not an empty list.
+    pub async fn list_documents(
+        &self,
+        space_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Document>, ServiceError> {
+        let id = Self::space_id(space_id)?;
+        self.store
+            .get_space(id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        self.store
+            .list_documents(id, page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "document"))
+    }
+
+    /// Searches a space's passages.
+    pub async fn search(
+        &self,
+        space_id: &str,
+        req: &SearchRequest,
+    ) -> Result<SearchResponse, ServiceError> {
+        let space = Self::space_id(space_id)?;
+        self.store
+            .get_space(space)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        let search = Search::parse(space, req).map_err(search_error)?;
+        self.retriever.search(&search).await.map_err(search_error)
+    }
+
+    /// The vector store, for health checks.
+    pub fn vectors(&self) -> Option<&Arc<dyn VectorStore>> {
+        self.vectors.as_ref()
+    }
+
+    /// One document with its ingestion progress.
+    pub async fn get_document(
+        &self,
+        space_id: &str,
+        document_id: &str,
+    ) -> Result<Document, ServiceError> {
+        let space = Self::space_id(space_id)?;
+        let doc = Self::document_id(document_id)?;
+        self.store
+            .get_document(space, doc)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "document"))
+    }
+
+    /// A document's passages in order.
+    pub async fn list_chunks(
+        &self,
+        space_id: &str,
+        document_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>, ServiceError> {
+        let space = Self::space_id(space_id)?;
+        let doc = Self::document_id(document_id)?;
+        // An unknown document is a 404, not an empty list.
+        self.store
+            .get_document(space, doc)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "document"))?;
+        self.store
+            .list_chunks(space, doc, page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "document"))
+    }
+
+    /// One ingestion job of a space.
+    pub async fn get_job(&self, space_id: &str, job_id: &str) -> Result<Job, ServiceError> {
+        let space = Self::space_id(space_id)?;
+        let job = parse_id(job_id).ok_or(ServiceError::NotFound("job"))?;
+        self.store
+            .get_job(space, job)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "job"))
+    }
+
+    /// Deletes a document and its stored file.
+    pub async fn delete_document(
+        &self,
+        space_id: &str,
+        document_id: &str,
+    ) -> Result<(), ServiceError> {
+        let space = Self::space_id(space_id)?;
+        let doc = Self::document_id(document_id)?;
+        let path = self
+            .store
+            .delete_document(space, doc)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "document"))?;
+        if let Some(vectors) = &self.vectors {
+            // The chunk rows are gone, so these vectors could never surface; removing them is tidiness.
+            if let Err(e) = vectors.delete_document(space, doc).await {
+                tracing::warn!(error = %e, "could not remove a deleted document's vectors");
+            }
+        }
+        let full = self.data_dir.join(&path);
+        if let Err(e) = tokio::fs::remove_file(&full).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %full.display(), error = %e, "could not remove a deleted document's file");
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams an upload to disk while hashing it, enforcing the size limit as bytes arrive.
+    ///
+    /// Order matters for "nothing half-written": the file is written to `tmp/`, synced, moved to
+    /// its final place, and only then is the row inserted; any failure removes the file.
+    pub async fn upload_document<S, E>(
+        &self,
+        space_id: &str,
+        filename: Option<&str>,
+        declared_mime: Option<&str>,
+        mut body: S,
+    ) -> Result<Uploaded, ServiceError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let space = Self::space_id(space_id)?;
+        self.store
+            .get_space(space)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        let filename = clean_filename(filename);
+
+        let tmp_dir = self.data_dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(io_error)?;
+        let tmp_path = tmp_dir.join(format!("{}.part", Uuid::now_v7()));
+        let guard = RemoveOnDrop(Some(tmp_path.clone()));
+        let mut file = tokio::fs::File::create(&tmp_path).await.map_err(io_error)?;
+
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ServiceError::Invalid(InvalidInput {
+                    code: "upload_interrupted",
+                    message: format!("The upload could not be read: {e}"),
+                })
+            })?;
+            size += chunk.len() as u64;
+            if size > self.max_upload_bytes {
+                return Err(ServiceError::TooLarge {
+                    limit: self.max_upload_bytes,
+                });
+            }
+            if head.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io_error)?;
+        }
+        if size == 0 {
+            return Err(ServiceError::Invalid(InvalidInput {
+                code: "empty_file",
+                message: "The file is empty.".into(),
+            }));
+        }
+        let format = crate::ingest::parse::detect(
+            &filename,
+            declared_mime,
+            &head,
+            size as usize == head.len(),
+        )
+        .map_err(|e| ServiceError::UnsupportedMedia(e.0))?;
+        let mime = format.mime().to_string();
+        file.sync_all().await.map_err(io_error)?;
+        drop(file);
+
+        let content_hash = hex::encode(hasher.finalize());
+        if let Some(existing) = self
+            .store
+            .find_document_by_hash(space, &content_hash)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "document"))?
+        {
+            return Ok(Uploaded {
+                document: existing,
+                created: false,
+            });
+        }
+
+        let id = Uuid::now_v7();
+        let relative = PathBuf::from("documents")
+            .join(space.to_string())
+            .join(id.to_string());
+        let final_path = self.data_dir.join(&relative);
+        if let Some(parent) = final_path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
+        }
+        tokio::fs::rename(&tmp_path, &final_path)
+            .await
+            .map_err(io_error)?;
+        let mut guard = guard;
+        guard.0 = Some(final_path.clone());
+
+        let new = NewDocument {
+            id,
+            space_id: space,
+            filename,
+            mime,
+            size_bytes: size as i64,
+            content_hash,
+            storage_path: relative.to_string_lossy().into_owned(),
+        };
+        let job = NewJob {
+            id: Uuid::now_v7(),
+            max_attempts: self.max_attempts,
+        };
+        match self.store.insert_document(&new, &job).await {
+            Ok(document) => {
+                guard.0 = None;
+                self.wake.notify_one();
+                Ok(Uploaded {
+                    document,
+                    created: true,
+                })
+            }
+            // A concurrent upload of the same bytes won the race: answer with its row.
+            Err(StoreError::Conflict(_)) => {
+                let existing = self
+                    .store
+                    .find_document_by_hash(space, &new.content_hash)
+                    .await
+                    .map_err(|e| ServiceError::from_store(e, "document"))?
+                    .ok_or(ServiceError::NotFound("document"))?;
+                Ok(Uploaded {
+                    document: existing,
+                    created: false,
+                })
+            }
+            Err(e) => Err(ServiceError::from_store(e, "space")),
+        }
+    }
+
+    /// Upload limit in bytes.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+    }
+}
+
+fn search_error(e: SearchError) -> ServiceError {
+    match e {
+        SearchError::Invalid(m) => ServiceError::Invalid(InvalidInput {
+            code: "invalid_search",
+            message: m,
+        }),
+        SearchError::Store(s) => ServiceError::from_store(s, "space"),
+        SearchError::Unavailable(m) => ServiceError::Unavailable(m),
+    }
+}
+
+/// Deletes a file when an upload is abandoned part-way, whatever the reason.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> ServiceError {
+    // ENOSPC and EDQUOT mean the disk is full: the client should hear 507, not 500.
+    match e.raw_os_error() {
+        Some(28) | Some(122) => ServiceError::InsufficientStorage,
+        Some(30) => ServiceError::Unavailable(format!("data directory is read-only: {e}")),
+        _ => ServiceError::Internal(anyhow::Error::new(e).context("writing the upload")),
+    }
+}
+
+#[async_trait::async_trait]
+impl app::backend::Backend for Service {
+    async fn list_spaces(&self, limit: i64, offset: i64) -> Result<Page<Space>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_spaces(self, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn get_space(&self, id: &str) -> Result<Space, ErrorDetail> {
+        Service::get_space(self, id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn create_space(&self, name: &str, description: &str) -> Result<Space, ErrorDetail> {
+        Service::create_space(self, name, description)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn update_space(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Space, ErrorDetail> {
+        Service::update_space(self, id, name, description)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn delete_space(&self, id: &str) -> Result<(), ErrorDetail> {
+        Service::delete_space(self, id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_documents(
+        &self,
+        space_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Document>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_documents(self, space_id, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn delete_document(&self, space_id: &str, document_id: &str) -> Result<(), ErrorDetail> {
+        Service::delete_document(self, space_id, document_id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn health(&self) -> HealthReport {
+        crate::health::report(self).await
+    }
+
+    fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+    }
+
+    async fn search(
+        &self,
+        space_id: &str,
+        req: SearchRequest,
+    ) -> Result<SearchResponse, ErrorDetail> {
+        Service::search(self, space_id, &req)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+}

@@ -1,0 +1,349 @@
+//! Building and running the server: one path shared by `kenning serve` and the tests.
+
+use crate::config::{IngestConfig, ServeConfig, StoreConfig, VectorBackend};
+use crate::embed::local::LocalSettings;
+use crate::embed::{Embedder, LocalEmbedder};
+use crate::http::{api_router, ops_router, timeout, AppState};
+use crate::ingest::chunk::Chunker;
+use crate::ingest::Indexing;
+use crate::ingest::{Worker, WorkerSettings};
+use crate::retrieve::Retriever;
+use crate::service::Service;
+use crate::store;
+use crate::store::MetadataStore;
+use crate::store::Pool;
+use crate::vector::{PgVectorStore, SqliteVectorStore, VectorStore};
+use anyhow::Context;
+use app::backend::SharedBackend;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use leptos::prelude::{provide_context, Env, LeptosOptions};
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    shutdown_grace: Duration,
+    workers: Vec<JoinHandle<()>>,
+    stop_workers: CancellationToken,
+}
+
+impl Application {
+    /// Opens the store, applies migrations, binds the address and assembles the routes.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let data_dir = config.store.data_dir.clone();
+        tokio::fs::create_dir_all(&data_dir)
+            .await
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        // Leftovers of uploads cut off by a crash: never referenced by a row, safe to drop.
+        let _ = tokio::fs::remove_dir_all(data_dir.join("tmp")).await;
+
+        let engine = Engine::open(&config.store, &config.ingest).await?;
+        let store = engine.store.clone();
+
+        let wake = Arc::new(Notify::new());
+        let service = Arc::new(Service::new(
+            store.clone(),
+            engine.vectors.clone(),
+            Arc::new(Retriever::new(
+                store,
+                engine.vectors.clone(),
+                engine.embedder.clone(),
+            )),
+            data_dir.clone(),
+            config.max_upload_bytes,
+            config.ingest.job_max_attempts,
+            wake.clone(),
+        ));
+        let stop_workers = CancellationToken::new();
+        let workers = spawn_workers(
+            &engine,
+            data_dir,
+            &config.ingest,
+            config.ingest.ingest_workers,
+            wake,
+            stop_workers.clone(),
+        )?;
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let addr = listener.local_addr()?;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("kenning")
+            .site_root(config.site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .env(Env::PROD)
+            .build();
+        let state = AppState {
+            service: service.clone(),
+            leptos_options: leptos_options.clone(),
+        };
+        let router = routes(state, &config);
+
+        Ok(Self {
+            listener,
+            router,
+            addr,
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            workers,
+            stop_workers,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stopped.notified().await });
+        let mut server: tokio::task::JoinHandle<std::io::Result<()>> =
+            tokio::spawn(async move { serve.await });
+        tokio::select! {
+            result = &mut server => return result.context("server task")?.context("serving"),
+            () = shutdown => {}
+        }
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down; finishing in-flight requests and jobs");
+        stop.notify_one();
+        self.stop_workers.cancel();
+        let workers = futures::future::join_all(self.workers);
+        let drained = async {
+            let (served, _) = tokio::join!(server, workers);
+            served
+        };
+        match tokio::time::timeout(self.shutdown_grace, drained).await {
+            Ok(result) => result.context("server task")?.context("serving"),
+            Err(_) => {
+                // A job cut off here is not lost: its lease expires and another worker retries it.
+                tracing::warn!("grace period over with work still running; exiting");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn routes(state: AppState, config: &ServeConfig) -> Router {
+    let backend: SharedBackend = state.service.clone();
+    let leptos_routes = generate_route_list(app::App);
+    let shell_options = state.leptos_options.clone();
+    let request_timeout = Duration::from_secs(config.request_timeout_secs);
+
+    let api = api_router(
+        request_timeout,
+        Duration::from_secs(config.upload_timeout_secs),
+        config.max_json_bytes,
+    );
+    let ui = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            leptos_routes,
+            move || provide_context(backend.clone()),
+            move || app::shell(shell_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(timeout(request_timeout));
+
+    // The outer cap on any body; the upload limit itself is enforced byte by byte in the service.
+    let body_cap = usize::try_from(config.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CompressionLayer::new())
+        .layer(RequestBodyLimitLayer::new(body_cap));
+
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ops_router().layer(timeout(request_timeout)))
+        .merge(ui)
+        .with_state(state)
+        .layer(middleware)
+}
+
+/// The stores and models one process works with, opened once and shared.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn MetadataStore>,
+    pub vectors: Option<Arc<dyn VectorStore>>,
+    pub embedder: Arc<dyn Embedder>,
+}
+
+impl Engine {
+    /// Opens the metadata store (applying migrations), loads the embedding model and opens the
+    /// vector store the configuration asks for.
+    pub async fn open(store_config: &StoreConfig, ingest: &IngestConfig) -> anyhow::Result<Self> {
+        let (store, pool) = store::connect_with_pool(store_config)
+            .await
+            .context("opening the metadata store")?;
+        store.migrate().await.context("applying migrations")?;
+        tracing::info!(backend = store.backend_name(), "metadata store ready");
+
+        let model_dir = ingest.models_dir.join("all-MiniLM-L6-v2");
+        let settings = LocalSettings {
+            ingest_threads: ingest.embed_ingest_threads.max(1),
+            ..LocalSettings::default()
+        };
+        let embedder = tokio::task::spawn_blocking(move || {
+            LocalEmbedder::load(&model_dir, settings).with_context(|| {
+                format!(
+                    "loading the embedding model from {} (run scripts/fetch-models.sh)",
+                    model_dir.display()
+                )
+            })
+        })
+        .await??;
+        let embedder: Arc<dyn Embedder> = Arc::new(embedder);
+        let dims = embedder.dimensions();
+
+        let vectors: Option<Arc<dyn VectorStore>> = match (ingest.vector_store, pool) {
+            (VectorBackend::None, _) => None,
+            (VectorBackend::Auto | VectorBackend::Pgvector, Pool::Postgres(pool)) => {
+                Some(Arc::new(
+                    PgVectorStore::open(pool, dims, ingest.pgvector_ef_search)
+                        .await
+                        .context("opening pgvector (is the extension installed?)")?,
+                ))
+            }
+            (VectorBackend::Pgvector, Pool::Sqlite(_)) => {
+                anyhow::bail!("--vector-store pgvector needs DATABASE_URL to point at PostgreSQL")
+            }
+            (VectorBackend::Auto | VectorBackend::Exact, Pool::Sqlite(pool)) => Some(Arc::new(
+                SqliteVectorStore::open(pool, dims)
+                    .await
+                    .context("opening the vector table")?,
+            )),
+            (VectorBackend::Exact, Pool::Postgres(_)) => {
+                anyhow::bail!(
+                    "--vector-store exact is the embedded store; with PostgreSQL use pgvector"
+                )
+            }
+        };
+        if let Some(v) = &vectors {
+            tracing::info!(
+                backend = v.backend_name(),
+                model = embedder.model_id(),
+                "vector store ready"
+            );
+        }
+        Ok(Self {
+            store,
+            vectors,
+            embedder,
+        })
+    }
+}
+
+/// Starts `count` ingestion workers sharing one tokenizer; they stop when `stop` is cancelled.
+pub fn spawn_workers(
+    engine: &Engine,
+    data_dir: PathBuf,
+    config: &IngestConfig,
+    count: usize,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let tokenizer = config.tokenizer_path();
+    let chunker = Chunker::from_file(&tokenizer).with_context(|| {
+        format!(
+            "loading the tokenizer at {} (run scripts/fetch-models.sh)",
+            tokenizer.display()
+        )
+    })?;
+    let settings = WorkerSettings {
+        lease: Duration::from_secs(config.job_lease_secs.max(1)),
+        poll_interval: Duration::from_millis(config.job_poll_ms.max(10)),
+        embed_batch: config.embed_batch.max(1),
+    };
+    let indexing = Indexing {
+        embedder: engine.embedder.clone(),
+        vectors: engine.vectors.clone(),
+    };
+    Ok((0..count)
+        .map(|_| {
+            let worker = Worker::new(
+                engine.store.clone(),
+                data_dir.clone(),
+                chunker.clone(),
+                indexing.clone(),
+                settings.clone(),
+                wake.clone(),
+            );
+            tokio::spawn(worker.run(stop.clone()))
+        })
+        .collect())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,570 @@
+//! Metadata store: spaces, documents and (soon) chunks, jobs, users. One trait, two backends —
+//! SQLite in `DATA_DIR` (the embedded default) and PostgreSQL (`DATABASE_URL`) — each with its
+//! own migrations, both held to the same test suite.
+
+mod postgres;
+mod sqlite;
+
+use crate::config::StoreConfig;
+use crate::domain::{Description, PageRequest, SpaceName};
+use app::api::{Chunk, Document, Job, Page, Space};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Failures a caller can act on; everything else is `Other` and logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            // A foreign key violation here means the parent (a space) vanished meanwhile.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            // Deadlock or serialization failure: the statement can simply be tried again.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Other(anyhow::Error::new(e)),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Other(anyhow::Error::new(e).context("applying migrations"))
+    }
+}
+
+/// A document row about to be written; the file is already durable at `storage_path`.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub id: Uuid,
+    pub space_id: Uuid,
+    pub filename: String,
+    pub mime: String,
+    pub size_bytes: i64,
+    pub content_hash: String,
+    pub storage_path: String,
+}
+
+/// An ingestion job to queue together with its document.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub max_attempts: i32,
+}
+
+/// A passage to store when a document's ingestion completes.
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    pub id: Uuid,
+    pub position: i32,
+    pub text: String,
+    pub heading_path: String,
+    pub char_start: i64,
+    pub char_end: i64,
+    pub token_count: i32,
+}
+
+/// A job a worker holds under lease, with what it needs to do the work.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job_id: Uuid,
+    pub space_id: Uuid,
+    pub document_id: Uuid,
+    /// Attempts including this one.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub storage_path: String,
+    pub filename: String,
+    pub mime: String,
+    pub chunk_size: i32,
+    pub chunk_overlap: i32,
+}
+
+/// The metadata store behind every backend.
+#[async_trait::async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Short backend name for health reports and logs.
+    fn backend_name(&self) -> &'static str;
+    /// Cheap round trip proving the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Applies pending migrations; safe to run on every start.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Creates a space; a name already taken (case-insensitively) is a `Conflict`.
+    async fn create_space(
+        &self,
+        id: Uuid,
+        name: &SpaceName,
+        description: &Description,
+    ) -> Result<Space, StoreError>;
+    /// One space with its document count.
+    async fn get_space(&self, id: Uuid) -> Result<Space, StoreError>;
+    /// Spaces, newest first.
+    async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError>;
+    /// Changes name and/or description; `None` leaves a field as it is.
+    async fn update_space(
+        &self,
+        id: Uuid,
+        name: Option<&SpaceName>,
+        description: Option<&Description>,
+    ) -> Result<Space, StoreError>;
+    /// Deletes a space and (by cascade) its documents, chunks, jobs and conversations.
+    async fn delete_space(&self, id: Uuid) -> Result<(), StoreError>;
+
+    /// Records an uploaded document and queues its ingestion job in one transaction, so a
+    /// document is never accepted without the work that will index it. The same content twice in
+    /// one space is a `Conflict`.
+    async fn insert_document(
+        &self,
+        doc: &NewDocument,
+        job: &NewJob,
+    ) -> Result<Document, StoreError>;
+    /// One document of a space.
+    async fn get_document(&self, space_id: Uuid, id: Uuid) -> Result<Document, StoreError>;
+    /// The document of a space with this content hash, if any.
+    async fn find_document_by_hash(
+        &self,
+        space_id: Uuid,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError>;
+    /// A space's documents, newest first.
+    async fn list_documents(
+        &self,
+        space_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Document>, StoreError>;
+    /// Deletes a document of a space (with its chunks and jobs) and returns where its file was stored.
+    async fn delete_document(&self, space_id: Uuid, id: Uuid) -> Result<String, StoreError>;
+    /// A document's passages in order.
+    async fn list_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>, StoreError>;
+
+    /// One job of a space.
+    async fn get_job(&self, space_id: Uuid, id: Uuid) -> Result<Job, StoreError>;
+    /// Takes the oldest runnable job — queued and due, or running with an expired lease (its
+    /// worker died) — under a lease for `worker`; concurrent workers never take the same job.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError>;
+    /// Extends the lease; false when the job is no longer this worker's.
+    async fn renew_lease(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Records phase and progress; false when the job is no longer this worker's.
+    async fn set_progress(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        phase: &str,
+        progress: f64,
+    ) -> Result<bool, StoreError>;
+    /// Stores the chunks, marks the document ready, the job done and bumps the space version, all
+    /// in one transaction; false (and nothing written) when the lease was lost meanwhile.
+    async fn complete_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        chunks: &[NewChunk],
+    ) -> Result<bool, StoreError>;
+    /// Records a failure: with `retry_at` the job is queued again for then, otherwise it and its
+    /// document end `failed` with `error`.
+    async fn fail_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// Jobs by status, for health and metrics.
+    async fn count_jobs(&self) -> Result<JobCounts, StoreError>;
+
+    /// Best full-text matches for any of `terms` among a space's passages, best first.
+    async fn keyword_search(
+        &self,
+        space_id: Uuid,
+        terms: &[String],
+        document_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// Passages of a space by id, in no particular order; ids of other spaces are ignored.
+    async fn chunks_by_ids(
+        &self,
+        space_id: Uuid,
+        ids: &[Uuid],
+    ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// Documents of a space not yet ready or failed (still being ingested).
+    async fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    /// The space's version, bumped by every change to its searchable content.
+    async fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
+}
+
+/// A passage with its document's file name and a backend score (meaningful for keyword hits).
+#[derive(Debug, Clone)]
+pub struct ChunkHit {
+    pub chunk: Chunk,
+    pub filename: String,
+    pub score: f64,
+}
+
+/// A chunk row joined with its document's file name and a score.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChunkHitRow<I> {
+    #[sqlx(flatten)]
+    chunk: ChunkRow<I>,
+    filename: String,
+    score: f64,
+}
+
+impl<I: Wire> From<ChunkHitRow<I>> for ChunkHit {
+    fn from(r: ChunkHitRow<I>) -> Self {
+        ChunkHit {
+            chunk: r.chunk.into(),
+            filename: r.filename,
+            score: r.score,
+        }
+    }
+}
+
+/// Columns of a chunk hit, with chunks aliased `c` and documents `d`.
+pub(crate) const CHUNK_HIT_COLUMNS: &str =
+    "c.id, c.document_id, c.position, c.text, c.heading_path, \
+    c.char_start, c.char_end, c.token_count, d.filename";
+
+/// English words too common to say anything about a passage ("how do I ..."). PostgreSQL's
+/// `english` configuration drops these itself; SQLite's FTS5 does not, and matching them makes
+/// the keyword side rank passages for words like "do" and "the".
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "before", "but", "by", "can", "could", "did", "do", "does", "for", "from", "get",
+    "got", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
+    "no", "not", "of", "on", "or", "our", "out", "so", "some", "than", "that", "the", "their",
+    "them", "then", "there", "these", "they", "this", "to", "up", "us", "was", "we", "were",
+    "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
+];
+
+/// Keeps the meaningful words of a query (letters and digits, no stop words): what a full-text
+/// index should match, never syntax.
+pub fn search_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for t in query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+    {
+        let t = t.to_lowercase();
+        if !STOP_WORDS.contains(&t.as_str()) && !terms.contains(&t) {
+            terms.push(t);
+        }
+    }
+    terms.truncate(32);
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_keep_meaningful_words_once_and_no_syntax() {
+        assert_eq!(
+            search_terms("How do I get a \"laptop\"? laptop* OR NEAR(x)"),
+            vec!["laptop", "near", "x"]
+        );
+        assert!(search_terms("what is it").is_empty());
+    }
+}
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+impl JobCounts {
+    /// Totals `(status, count)` rows of a `GROUP BY status` query.
+    pub(crate) fn from_rows(rows: Vec<(String, i64)>) -> Self {
+        let mut counts = Self::default();
+        for (status, n) in rows {
+            match status.as_str() {
+                "queued" => counts.queued += n,
+                "running" => counts.running += n,
+                "done" => counts.done += n,
+                "failed" => counts.failed += n,
+                _ => {}
+            }
+        }
+        counts
+    }
+}
+
+/// Opens the configured backend: PostgreSQL when `DATABASE_URL` is set, else SQLite in `DATA_DIR`.
+pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn MetadataStore>, StoreError> {
+    Ok(connect_with_pool(config).await?.0)
+}
+
+/// The connection pool of the metadata store, for stores that live beside it.
+#[derive(Clone)]
+pub enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Like [`connect`], also handing back the pool for stores that live beside the metadata.
+pub async fn connect_with_pool(
+    config: &StoreConfig,
+) -> Result<(Arc<dyn MetadataStore>, Pool), StoreError> {
+    let acquire = std::time::Duration::from_millis(config.db_acquire_timeout_ms);
+    match &config.database_url {
+        Some(url) => {
+            let store =
+                PostgresStore::connect(url.expose_secret(), config.db_max_connections, acquire)
+                    .await?;
+            let pool = Pool::Postgres(store.pool());
+            Ok((Arc::new(store), pool))
+        }
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create data directory {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            let path = config.data_dir.join("kenning.db");
+            let store = SqliteStore::open(&path, config.db_max_connections, acquire).await?;
+            let pool = Pool::Sqlite(store.pool());
+            Ok((Arc::new(store), pool))
+        }
+    }
+}
+
+/// Timestamps go over the wire as RFC 3339 UTC with milliseconds.
+pub(crate) fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A column value as a backend decodes it (SQLite text, PostgreSQL UUID or TIMESTAMPTZ), turned
+/// into its wire form in one place so both backends answer with identical JSON.
+pub(crate) trait Wire {
+    fn wire(self) -> String;
+}
+
+impl Wire for String {
+    fn wire(self) -> String {
+        self
+    }
+}
+
+impl Wire for Uuid {
+    fn wire(self) -> String {
+        self.to_string()
+    }
+}
+
+impl Wire for chrono::DateTime<chrono::Utc> {
+    fn wire(self) -> String {
+        format_time(self)
+    }
+}
+
+/// Columns selected for a space, with its document count; the table is aliased `s`.
+pub(crate) const SPACE_COLUMNS: &str = "s.id, s.name, s.description, \
+    (SELECT COUNT(*) FROM documents d WHERE d.space_id = s.id) AS document_count, \
+    s.created_at, s.updated_at";
+
+/// Selects documents (aliased `d`) with the progress of each one's latest ingestion job.
+pub(crate) const DOCUMENT_SELECT: &str =
+    "SELECT d.id, d.space_id, d.filename, d.mime, d.size_bytes, \
+    d.content_hash, d.status, d.error, d.chunk_count, d.created_at, d.updated_at, \
+    j.id AS job_id, j.phase AS phase, COALESCE(j.progress, 0.0) AS progress \
+    FROM documents d LEFT JOIN ingestion_jobs j ON j.id = (SELECT j2.id FROM ingestion_jobs j2 \
+    WHERE j2.document_id = d.id ORDER BY j2.created_at DESC, j2.id DESC LIMIT 1)";
+
+/// Columns selected for a job.
+pub(crate) const JOB_COLUMNS: &str = "id, space_id, document_id, kind, status, phase, progress, \
+    attempts, max_attempts, last_error, created_at, updated_at";
+
+/// Columns selected for a chunk.
+pub(crate) const CHUNK_COLUMNS: &str =
+    "id, document_id, position, text, heading_path, char_start, char_end, token_count";
+
+/// A space row; `I` and `T` are the backend's id and time types.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SpaceRow<I, T> {
+    id: I,
+    name: String,
+    description: String,
+    document_count: i64,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<I: Wire, T: Wire> From<SpaceRow<I, T>> for Space {
+    fn from(r: SpaceRow<I, T>) -> Self {
+        Space {
+            id: r.id.wire(),
+            name: r.name,
+            description: r.description,
+            document_count: r.document_count,
+            created_at: r.created_at.wire(),
+            updated_at: r.updated_at.wire(),
+        }
+    }
+}
+
+/// A document row; `I` and `T` are the backend's id and time types.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DocumentRow<I, T> {
+    id: I,
+    space_id: I,
+    filename: String,
+    mime: String,
+    size_bytes: i64,
+    content_hash: String,
+    status: String,
+    error: Option<String>,
+    chunk_count: i64,
+    created_at: T,
+    updated_at: T,
+    job_id: Option<I>,
+    phase: Option<String>,
+    progress: f64,
+}
+
+impl<I: Wire, T: Wire> From<DocumentRow<I, T>> for Document {
+    fn from(r: DocumentRow<I, T>) -> Self {
+        Document {
+            id: r.id.wire(),
+            space_id: r.space_id.wire(),
+            filename: r.filename,
+            mime: r.mime,
+            size_bytes: r.size_bytes,
+            content_hash: r.content_hash,
+            status: r.status,
+            error: r.error,
+            chunk_count: r.chunk_count,
+            job_id: r.job_id.map(Wire::wire),
+            phase: r.phase,
+            progress: r.progress,
+            created_at: r.created_at.wire(),
+            updated_at: r.updated_at.wire(),
+        }
+    }
+}
+
+/// A job row; `I` and `T` are the backend's id and time types.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow<I, T> {
+    id: I,
+    space_id: I,
+    document_id: Option<I>,
+    kind: String,
+    status: String,
+    phase: Option<String>,
+    progress: f64,
+    attempts: i32,
+    max_attempts: i32,
+    last_error: Option<String>,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<I: Wire, T: Wire> From<JobRow<I, T>> for Job {
+    fn from(r: JobRow<I, T>) -> Self {
+        Job {
+            id: r.id.wire(),
+            space_id: r.space_id.wire(),
+            document_id: r.document_id.map(Wire::wire),
+            kind: r.kind,
+            status: r.status,
+            phase: r.phase,
+            progress: r.progress,
+            attempts: r.attempts.into(),
+            max_attempts: r.max_attempts.into(),
+            last_error: r.last_error,
+            created_at: r.created_at.wire(),
+            updated_at: r.updated_at.wire(),
+        }
+    }
+}
+
+/// A chunk row; `I` is the backend's id type.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChunkRow<I> {
+    id: I,
+    document_id: I,
+    position: i32,
+    text: String,
+    heading_path: String,
+    char_start: i64,
+    char_end: i64,
+    token_count: i32,
+}
+
+impl<I: Wire> From<ChunkRow<I>> for Chunk {
+    fn from(r: ChunkRow<I>) -> Self {
+        Chunk {
+            id: r.id.wire(),
+            document_id: r.document_id.wire(),
+            position: r.position.into(),
+            text: r.text,
+            heading_path: r.heading_path,
+            char_start: r.char_start,
+            char_end: r.char_end,
+            token_count: r.token_count.into(),
+        }
+    }
+}
+
+/// Milliseconds of a lease, as the SQL interval arithmetic wants them.
+pub(crate) fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Builds a page from decoded rows.
+pub(crate) fn page_of<R, T: From<R>>(rows: Vec<R>, total: i64, page: PageRequest) -> Page<T> {
+    Page {
+        items: rows.into_iter().map(Into::into).collect(),
+        total,
+        limit: page.limit,
+        offset: page.offset,
+    }
+}

@@ -1,0 +1,553 @@
+//! PostgreSQL backend: shared by every server instance; ids are UUIDs, times TIMESTAMPTZ.
+
+use super::{
+    lease_millis, page_of, ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewDocument,
+    NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
+    SPACE_COLUMNS,
+};
+use crate::domain::{Description, PageRequest, SpaceName};
+use app::api::{Chunk, Document, Job, Page, Space};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Metadata in PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+type SpaceRow = super::SpaceRow<Uuid, DateTime<Utc>>;
+type DocumentRow = super::DocumentRow<Uuid, DateTime<Utc>>;
+type JobRow = super::JobRow<Uuid, DateTime<Utc>>;
+type ChunkRow = super::ChunkRow<Uuid>;
+type ChunkHitRow = super::ChunkHitRow<Uuid>;
+
+impl PostgresStore {
+    /// The pool, shared with the pgvector store so both use one set of connections.
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
+    /// Connects a bounded pool; each statement is cut off after 30 s so no query hangs a request.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire: Duration,
+    ) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid DATABASE_URL: {e}")))?
+            .options([("statement_timeout", "30s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(acquire)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_space(
+        &self,
+        id: Uuid,
+        name: &SpaceName,
+        description: &Description,
+    ) -> Result<Space, StoreError> {
+        sqlx::query(
+            "INSERT INTO spaces (id, name, description, created_at, updated_at) \
+             VALUES ($1, $2, $3, now(), now())",
+        )
+        .bind(id)
+        .bind(name.as_str())
+        .bind(description.as_str())
+        .execute(&self.pool)
+        .await?;
+        self.get_space(id).await
+    }
+
+    async fn get_space(&self, id: Uuid) -> Result<Space, StoreError> {
+        let row: SpaceRow = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spaces")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<SpaceRow> = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s ORDER BY s.created_at DESC, s.id DESC LIMIT $1 OFFSET $2"
+        ))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn update_space(
+        &self,
+        id: Uuid,
+        name: Option<&SpaceName>,
+        description: Option<&Description>,
+    ) -> Result<Space, StoreError> {
+        let result = sqlx::query(
+            "UPDATE spaces SET name = COALESCE($1, name), description = COALESCE($2, description), \
+             updated_at = now() WHERE id = $3",
+        )
+        .bind(name.map(SpaceName::as_str))
+        .bind(description.map(Description::as_str))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_space(id).await
+    }
+
+    async fn delete_space(&self, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock order job → space → document, the same as a finishing worker's, so a delete
+        // during ingestion waits for it instead of deadlocking with it.
+        sqlx::query("SELECT id FROM ingestion_jobs WHERE space_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let result = sqlx::query("DELETE FROM spaces WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_document(
+        &self,
+        doc: &NewDocument,
+        job: &NewJob,
+    ) -> Result<Document, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO documents (id, space_id, filename, mime, size_bytes, content_hash, status, \
+             storage_path, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, now(), now())",
+        )
+        .bind(doc.id)
+        .bind(doc.space_id)
+        .bind(&doc.filename)
+        .bind(&doc.mime)
+        .bind(doc.size_bytes)
+        .bind(&doc.content_hash)
+        .bind(&doc.storage_path)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ingestion_jobs (id, space_id, document_id, kind, status, phase, max_attempts, \
+             run_after, created_at, updated_at) VALUES ($1, $2, $3, 'ingest', 'queued', 'queued', $4, now(), now(), now())",
+        )
+        .bind(job.id)
+        .bind(doc.space_id)
+        .bind(doc.id)
+        .bind(job.max_attempts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_document(doc.space_id, doc.id).await
+    }
+
+    async fn get_document(&self, space_id: Uuid, id: Uuid) -> Result<Document, StoreError> {
+        let row: DocumentRow = sqlx::query_as(&format!(
+            "{DOCUMENT_SELECT} WHERE d.space_id = $1 AND d.id = $2"
+        ))
+        .bind(space_id)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn find_document_by_hash(
+        &self,
+        space_id: Uuid,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError> {
+        let row: Option<DocumentRow> = sqlx::query_as(&format!(
+            "{DOCUMENT_SELECT} WHERE d.space_id = $1 AND d.content_hash = $2"
+        ))
+        .bind(space_id)
+        .bind(content_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_documents(
+        &self,
+        space_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Document>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE space_id = $1")
+            .bind(space_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
+            "{DOCUMENT_SELECT} WHERE d.space_id = $1 ORDER BY d.created_at DESC, d.id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(space_id)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn delete_document(&self, space_id: Uuid, id: Uuid) -> Result<String, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Jobs first: the same lock order as a worker finishing this document (see delete_space).
+        sqlx::query(
+            "SELECT id FROM ingestion_jobs WHERE document_id = $1 AND space_id = $2 FOR UPDATE",
+        )
+        .bind(id)
+        .bind(space_id)
+        .execute(&mut *tx)
+        .await?;
+        let path: String = sqlx::query_scalar(
+            "DELETE FROM documents WHERE space_id = $1 AND id = $2 RETURNING storage_path",
+        )
+        .bind(space_id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE spaces SET version = version + 1 WHERE id = $1")
+            .bind(space_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(path)
+    }
+
+    async fn list_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>, StoreError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chunks WHERE space_id = $1 AND document_id = $2",
+        )
+        .bind(space_id)
+        .bind(document_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<ChunkRow> = sqlx::query_as(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE space_id = $1 AND document_id = $2 \
+             ORDER BY position LIMIT $3 OFFSET $4"
+        ))
+        .bind(space_id)
+        .bind(document_id)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn get_job(&self, space_id: Uuid, id: Uuid) -> Result<Job, StoreError> {
+        let row: JobRow = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE space_id = $1 AND id = $2"
+        ))
+        .bind(space_id)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: concurrent workers (in this or other instances) each take a different job.
+        let claimed: Option<(Uuid, Uuid, Option<Uuid>, i32, i32)> = sqlx::query_as(
+            "UPDATE ingestion_jobs SET status = 'running', lease_owner = $1, \
+             lease_expires_at = now() + $2 * interval '1 millisecond', attempts = attempts + 1, \
+             phase = 'starting', progress = 0, updated_at = now() \
+             WHERE id = (SELECT id FROM ingestion_jobs \
+                 WHERE (status = 'queued' AND run_after <= now()) \
+                    OR (status = 'running' AND lease_expires_at < now()) \
+                 ORDER BY run_after, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, space_id, document_id, attempts, max_attempts",
+        )
+        .bind(worker)
+        .bind(lease_millis(lease) as f64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((job_id, space_id, document_id, attempts, max_attempts)) = claimed else {
+            return Ok(None);
+        };
+        let document_id = document_id
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("job {job_id} has no document")))?;
+        let info: (String, String, String, i32, i32) = sqlx::query_as(
+            "SELECT d.storage_path, d.filename, d.mime, s.chunk_size, s.chunk_overlap \
+             FROM documents d JOIN spaces s ON s.id = d.space_id WHERE d.id = $1",
+        )
+        .bind(document_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE documents SET status = 'processing', updated_at = now() WHERE id = $1")
+            .bind(document_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(ClaimedJob {
+            job_id,
+            space_id,
+            document_id,
+            attempts,
+            max_attempts,
+            storage_path: info.0,
+            filename: info.1,
+            mime: info.2,
+            chunk_size: info.3,
+            chunk_overlap: info.4,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET lease_expires_at = now() + $1 * interval '1 millisecond' \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+        )
+        .bind(lease_millis(lease) as f64)
+        .bind(job_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_progress(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        phase: &str,
+        progress: f64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET phase = $1, progress = $2, updated_at = now() \
+             WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+        )
+        .bind(phase)
+        .bind(progress)
+        .bind(job_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn complete_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        chunks: &[NewChunk],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET status = 'done', phase = 'done', progress = 1, lease_owner = NULL, \
+             lease_expires_at = NULL, last_error = NULL, updated_at = now() \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(job.job_id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+            .bind(job.document_id)
+            .execute(&mut *tx)
+            .await?;
+        for batch in chunks.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO chunks (id, document_id, space_id, position, text, heading_path, char_start, \
+                 char_end, token_count, created_at) ",
+            );
+            q.push_values(batch, |mut b, c| {
+                b.push_bind(c.id)
+                    .push_bind(job.document_id)
+                    .push_bind(job.space_id)
+                    .push_bind(c.position)
+                    .push_bind(&c.text)
+                    .push_bind(&c.heading_path)
+                    .push_bind(c.char_start)
+                    .push_bind(c.char_end)
+                    .push_bind(c.token_count)
+                    .push("now()");
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE documents SET status = 'ready', error = NULL, chunk_count = $1, updated_at = now() WHERE id = $2",
+        )
+        .bind(i64::try_from(chunks.len()).unwrap_or(i64::MAX))
+        .bind(job.document_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE spaces SET version = version + 1, updated_at = now() WHERE id = $1")
+            .bind(job.space_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fail_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (job_status, doc_status, phase) = match retry_at {
+            Some(_) => ("queued", "pending", "retrying"),
+            None => ("failed", "failed", "failed"),
+        };
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET status = $1, phase = $2, lease_owner = NULL, lease_expires_at = NULL, \
+             last_error = $3, run_after = COALESCE($4, now()), updated_at = now() \
+             WHERE id = $5 AND lease_owner = $6",
+        )
+        .bind(job_status)
+        .bind(phase)
+        .bind(error)
+        .bind(retry_at)
+        .bind(job.job_id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE documents SET status = $1, error = $2, updated_at = now() WHERE id = $3",
+            )
+            .bind(doc_status)
+            .bind(error)
+            .bind(job.document_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_jobs(&self) -> Result<JobCounts, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM ingestion_jobs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(JobCounts::from_rows(rows))
+    }
+
+    async fn keyword_search(
+        &self,
+        space_id: Uuid,
+        terms: &[String],
+        document_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ChunkHit>, StoreError> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Terms are letters and digits only, joined with OR; plainto_tsquery applies stemming
+        // and stop words to each.
+        let rows: Vec<ChunkHitRow> = sqlx::query_as(&format!(
+            "WITH q AS (SELECT to_tsquery('english', string_agg(quote_literal(t) || ':*', ' | ')) AS query \
+                        FROM unnest($1::text[]) AS t WHERE numnode(plainto_tsquery('english', t)) > 0) \
+             SELECT {CHUNK_HIT_COLUMNS}, ts_rank_cd(c.tsv, q.query)::float8 AS score \
+             FROM q, chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE q.query IS NOT NULL AND c.tsv @@ q.query AND c.space_id = $2 AND d.status = 'ready' \
+             AND ($3::uuid IS NULL OR c.document_id = $3) ORDER BY score DESC, c.id LIMIT $4"
+        ))
+        .bind(terms)
+        .bind(space_id)
+        .bind(document_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn chunks_by_ids(
+        &self,
+        space_id: Uuid,
+        ids: &[Uuid],
+    ) -> Result<Vec<ChunkHit>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ChunkHitRow> = sqlx::query_as(&format!(
+            "SELECT {CHUNK_HIT_COLUMNS}, 0.0::float8 AS score FROM chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE d.status = 'ready' AND c.space_id = $1 AND c.id = ANY($2)"
+        ))
+        .bind(space_id)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM documents WHERE space_id = $1 AND status IN ('pending', 'processing')",
+        )
+        .bind(space_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM spaces WHERE id = $1")
+                .bind(space_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,574 @@
+//! SQLite backend: one file in `DATA_DIR`, WAL journal, foreign keys on.
+
+use super::{
+    format_time, lease_millis, page_of, ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk,
+    NewDocument, NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
+    JOB_COLUMNS, SPACE_COLUMNS,
+};
+use crate::domain::{Description, PageRequest, SpaceName};
+use app::api::{Chunk, Document, Job, Page, Space};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::path::Path;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Metadata in an embedded SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+type SpaceRow = super::SpaceRow<String, String>;
+type DocumentRow = super::DocumentRow<String, String>;
+type JobRow = super::JobRow<String, String>;
+type ChunkRow = super::ChunkRow<String>;
+type ChunkHitRow = super::ChunkHitRow<String>;
+
+fn later(d: Duration) -> String {
+    format_time(Utc::now() + chrono::Duration::milliseconds(lease_millis(d)))
+}
+
+fn now() -> String {
+    format_time(Utc::now())
+}
+
+impl SqliteStore {
+    /// The pool, shared with the embedded vector store.
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.clone()
+    }
+
+    /// Opens (creating if needed) the database file.
+    pub async fn open(
+        path: &Path,
+        max_connections: u32,
+        acquire: Duration,
+    ) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable across process crashes; only an OS crash can lose the last commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(acquire)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_space(
+        &self,
+        id: Uuid,
+        name: &SpaceName,
+        description: &Description,
+    ) -> Result<Space, StoreError> {
+        let now = now();
+        sqlx::query(
+            "INSERT INTO spaces (id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(name.as_str())
+        .bind(description.as_str())
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        self.get_space(id).await
+    }
+
+    async fn get_space(&self, id: Uuid) -> Result<Space, StoreError> {
+        let row: SpaceRow = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spaces")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<SpaceRow> = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?"
+        ))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn update_space(
+        &self,
+        id: Uuid,
+        name: Option<&SpaceName>,
+        description: Option<&Description>,
+    ) -> Result<Space, StoreError> {
+        let result = sqlx::query(
+            "UPDATE spaces SET name = COALESCE(?, name), description = COALESCE(?, description), \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(name.map(SpaceName::as_str))
+        .bind(description.map(Description::as_str))
+        .bind(now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_space(id).await
+    }
+
+    async fn delete_space(&self, id: Uuid) -> Result<(), StoreError> {
+        let result = sqlx::query("DELETE FROM spaces WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn insert_document(
+        &self,
+        doc: &NewDocument,
+        job: &NewJob,
+    ) -> Result<Document, StoreError> {
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO documents (id, space_id, filename, mime, size_bytes, content_hash, status, \
+             storage_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+        )
+        .bind(doc.id.to_string())
+        .bind(doc.space_id.to_string())
+        .bind(&doc.filename)
+        .bind(&doc.mime)
+        .bind(doc.size_bytes)
+        .bind(&doc.content_hash)
+        .bind(&doc.storage_path)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO ingestion_jobs (id, space_id, document_id, kind, status, phase, max_attempts, \
+             run_after, created_at, updated_at) VALUES (?, ?, ?, 'ingest', 'queued', 'queued', ?, ?, ?, ?)",
+        )
+        .bind(job.id.to_string())
+        .bind(doc.space_id.to_string())
+        .bind(doc.id.to_string())
+        .bind(job.max_attempts)
+        .bind(&now)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_document(doc.space_id, doc.id).await
+    }
+
+    async fn get_document(&self, space_id: Uuid, id: Uuid) -> Result<Document, StoreError> {
+        let row: DocumentRow = sqlx::query_as(&format!(
+            "{DOCUMENT_SELECT} WHERE d.space_id = ? AND d.id = ?"
+        ))
+        .bind(space_id.to_string())
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn find_document_by_hash(
+        &self,
+        space_id: Uuid,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError> {
+        let row: Option<DocumentRow> = sqlx::query_as(&format!(
+            "{DOCUMENT_SELECT} WHERE d.space_id = ? AND d.content_hash = ?"
+        ))
+        .bind(space_id.to_string())
+        .bind(content_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_documents(
+        &self,
+        space_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Document>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE space_id = ?")
+            .bind(space_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
+            "{DOCUMENT_SELECT} WHERE d.space_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?"
+        ))
+        .bind(space_id.to_string())
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn delete_document(&self, space_id: Uuid, id: Uuid) -> Result<String, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let path: String = sqlx::query_scalar(
+            "DELETE FROM documents WHERE space_id = ? AND id = ? RETURNING storage_path",
+        )
+        .bind(space_id.to_string())
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE spaces SET version = version + 1 WHERE id = ?")
+            .bind(space_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(path)
+    }
+
+    async fn list_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>, StoreError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chunks WHERE space_id = ? AND document_id = ?",
+        )
+        .bind(space_id.to_string())
+        .bind(document_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<ChunkRow> = sqlx::query_as(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE space_id = ? AND document_id = ? \
+             ORDER BY position LIMIT ? OFFSET ?"
+        ))
+        .bind(space_id.to_string())
+        .bind(document_id.to_string())
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn get_job(&self, space_id: Uuid, id: Uuid) -> Result<Job, StoreError> {
+        let row: JobRow = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE space_id = ? AND id = ?"
+        ))
+        .bind(space_id.to_string())
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let now = now();
+        // Every write transaction here is BEGIN IMMEDIATE: it takes the write lock up front (waiting
+        // under busy_timeout) instead of failing with SQLITE_BUSY when upgrading a read later.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed: Option<(String, String, Option<String>, i32, i32)> = sqlx::query_as(
+            "UPDATE ingestion_jobs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
+             attempts = attempts + 1, phase = 'starting', progress = 0, updated_at = ?3 \
+             WHERE id = (SELECT id FROM ingestion_jobs \
+                 WHERE (status = 'queued' AND run_after <= ?3) \
+                    OR (status = 'running' AND lease_expires_at < ?3) \
+                 ORDER BY run_after, created_at LIMIT 1) \
+             RETURNING id, space_id, document_id, attempts, max_attempts",
+        )
+        .bind(worker)
+        .bind(later(lease))
+        .bind(&now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((job_id, space_id, document_id, attempts, max_attempts)) = claimed else {
+            return Ok(None);
+        };
+        let document_id = document_id.unwrap_or_default();
+        let info: (String, String, String, i32, i32) = sqlx::query_as(
+            "SELECT d.storage_path, d.filename, d.mime, s.chunk_size, s.chunk_overlap \
+             FROM documents d JOIN spaces s ON s.id = d.space_id WHERE d.id = ?",
+        )
+        .bind(&document_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE documents SET status = 'processing', updated_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(&document_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let parse = |s: &str| Uuid::parse_str(s).map_err(|e| StoreError::Other(e.into()));
+        Ok(Some(ClaimedJob {
+            job_id: parse(&job_id)?,
+            space_id: parse(&space_id)?,
+            document_id: parse(&document_id)?,
+            attempts,
+            max_attempts,
+            storage_path: info.0,
+            filename: info.1,
+            mime: info.2,
+            chunk_size: info.3,
+            chunk_overlap: info.4,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(later(lease))
+        .bind(job_id.to_string())
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_progress(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        phase: &str,
+        progress: f64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET phase = ?, progress = ?, updated_at = ? \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(phase)
+        .bind(progress)
+        .bind(now())
+        .bind(job_id.to_string())
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn complete_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        chunks: &[NewChunk],
+    ) -> Result<bool, StoreError> {
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET status = 'done', phase = 'done', progress = 1, lease_owner = NULL, \
+             lease_expires_at = NULL, last_error = NULL, updated_at = ? \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(&now)
+        .bind(job.job_id.to_string())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let document_id = job.document_id.to_string();
+        let space_id = job.space_id.to_string();
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?")
+            .bind(&document_id)
+            .execute(&mut *tx)
+            .await?;
+        for batch in chunks.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO chunks (id, document_id, space_id, position, text, heading_path, char_start, \
+                 char_end, token_count, created_at) ",
+            );
+            q.push_values(batch, |mut b, c| {
+                b.push_bind(c.id.to_string())
+                    .push_bind(&document_id)
+                    .push_bind(&space_id)
+                    .push_bind(c.position)
+                    .push_bind(&c.text)
+                    .push_bind(&c.heading_path)
+                    .push_bind(c.char_start)
+                    .push_bind(c.char_end)
+                    .push_bind(c.token_count)
+                    .push_bind(&now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE documents SET status = 'ready', error = NULL, chunk_count = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(i64::try_from(chunks.len()).unwrap_or(i64::MAX))
+        .bind(&now)
+        .bind(&document_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE spaces SET version = version + 1, updated_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(&space_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fail_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (job_status, doc_status, run_after) = match retry_at {
+            Some(at) => ("queued", "pending", format_time(at)),
+            None => ("failed", "failed", now.clone()),
+        };
+        let r = sqlx::query(
+            "UPDATE ingestion_jobs SET status = ?, phase = ?, lease_owner = NULL, lease_expires_at = NULL, \
+             last_error = ?, run_after = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(job_status)
+        .bind(if retry_at.is_some() { "retrying" } else { "failed" })
+        .bind(error)
+        .bind(&run_after)
+        .bind(&now)
+        .bind(job.job_id.to_string())
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            sqlx::query("UPDATE documents SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+                .bind(doc_status)
+                .bind(error)
+                .bind(&now)
+                .bind(job.document_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_jobs(&self) -> Result<JobCounts, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM ingestion_jobs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(JobCounts::from_rows(rows))
+    }
+
+    async fn keyword_search(
+        &self,
+        space_id: Uuid,
+        terms: &[String],
+        document_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ChunkHit>, StoreError> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each term quoted: user text is matched as words, never parsed as FTS5 syntax.
+        let query = terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let rows: Vec<ChunkHitRow> = sqlx::query_as(&format!(
+            "SELECT {CHUNK_HIT_COLUMNS}, -bm25(chunks_fts) AS score FROM chunks_fts \
+             JOIN chunks c ON c.rowid = chunks_fts.rowid JOIN documents d ON d.id = c.document_id \
+             WHERE chunks_fts MATCH ? AND c.space_id = ? AND d.status = 'ready' \
+             AND (? IS NULL OR c.document_id = ?) ORDER BY bm25(chunks_fts) LIMIT ?"
+        ))
+        .bind(query)
+        .bind(space_id.to_string())
+        .bind(document_id.map(|d| d.to_string()))
+        .bind(document_id.map(|d| d.to_string()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn chunks_by_ids(
+        &self,
+        space_id: Uuid,
+        ids: &[Uuid],
+    ) -> Result<Vec<ChunkHit>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "SELECT {CHUNK_HIT_COLUMNS}, 0.0 AS score FROM chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE d.status = 'ready' AND c.space_id = "
+        ));
+        q.push_bind(space_id.to_string()).push(" AND c.id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.to_string());
+        }
+        q.push(")");
+        let rows: Vec<ChunkHitRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM documents WHERE space_id = ? AND status IN ('pending', 'processing')",
+        )
+        .bind(space_id.to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM spaces WHERE id = ?")
+                .bind(space_id.to_string())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

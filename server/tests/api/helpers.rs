@@ -1,0 +1,254 @@
+//! Starting a server for a test and talking to it.
+
+use kenning::config::ServeConfig;
+use kenning::startup::Application;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+
+/// Which metadata store a test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server with its own data directory (and database, on PostgreSQL).
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    /// Where this server's metadata lives, to open the same store directly.
+    pub store_config: kenning::config::StoreConfig,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings a test may change before the server starts.
+pub struct Options {
+    pub max_upload_bytes: u64,
+    pub job_lease_secs: u64,
+    /// In-process ingestion workers; 0 leaves queued jobs alone for the test to drive.
+    pub workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 1024 * 1024,
+            job_lease_secs: 30,
+            workers: 1,
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        kenning::telemetry::init(kenning::config::LogFormat::Human);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let mut config = ServeConfig::for_data_dir(data_dir.clone());
+    config.site_root = dir.path().join("site");
+    config.max_upload_bytes = options.max_upload_bytes;
+    config.shutdown_grace_secs = 10;
+    config.ingest.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    config.ingest.job_poll_ms = 50;
+    config.ingest.job_lease_secs = options.job_lease_secs;
+    config.ingest.ingest_workers = options.workers;
+    if let Backend::Postgres = backend {
+        config.store.database_url = Some(fresh_postgres_database().await.into());
+    }
+    let store_config = config.store.clone();
+    let app = Application::build(config).await.expect("server builds");
+    let address = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        data_dir,
+        store_config,
+        _dir: dir,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+/// Creates an empty database on the test server and returns its URL.
+async fn fresh_postgres_database() -> String {
+    let admin = std::env::var("KENNING_TEST_POSTGRES_URL").expect(
+        "KENNING_TEST_POSTGRES_URL must point at a PostgreSQL server for the postgres half of the \
+         suite; scripts/test starts one and sets it",
+    );
+    let name = format!("kenning_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("URL has a database path");
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        Self::status_and_json(self.get(path).await).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        Self::status_and_json(
+            self.client
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        Self::status_and_json(
+            self.client
+                .patch(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    async fn status_and_json(r: reqwest::Response) -> (u16, Value) {
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a space and returns its id.
+    pub async fn create_space(&self, name: &str) -> String {
+        let (status, body) = self
+            .post_json("/api/v1/spaces", &json!({ "name": name }))
+            .await;
+        assert_eq!(status, 201, "creating space {name}: {body}");
+        body["id"].as_str().expect("space id").to_string()
+    }
+
+    /// Uploads bytes as a multipart file and returns status and body.
+    pub async fn upload(&self, space_id: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let form = Form::new().part("file", Part::bytes(bytes).file_name(filename.to_string()));
+        let r = self
+            .client
+            .post(self.url(&format!("/api/v1/spaces/{space_id}/documents")))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        Self::status_and_json(r).await
+    }
+
+    /// Polls a document until its ingestion ends (`ready` or `failed`) and returns it.
+    pub async fn wait_for_ingestion(&self, space_id: &str, document_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, doc) = self
+                .get_json(&format!(
+                    "/api/v1/spaces/{space_id}/documents/{document_id}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{doc}");
+            if doc["status"] == "ready" || doc["status"] == "failed" {
+                return doc;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ingestion did not finish: {doc}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Files under the data directory's `documents/` and `tmp/`, to prove nothing was left behind.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data_dir.join("documents"), &mut out);
+        walk(&self.data_dir.join("tmp"), &mut out);
+        out
+    }
+
+    /// Asks the server to stop and returns its task, to await after the test's last request.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle.take().expect("server still running")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts an error response has the documented shape and the expected code.
+pub fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error without a message: {body}"
+    );
+}

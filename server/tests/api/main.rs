@@ -1,0 +1,31 @@
+//! Integration tests: every test starts a real server on port 0 with a fresh data directory and
+//! runs once on SQLite and once on PostgreSQL (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`).
+
+mod helpers;
+
+/// Expands each listed async test `fn name(backend)` into `name::on_sqlite` and `name::on_postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn on_sqlite() {
+                    super::$name(crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test]
+                async fn on_postgres() {
+                    super::$name(crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+mod bulk;
+mod documents;
+mod health;
+mod ingestion;
+mod quality;
+mod search;
+mod spaces;
+mod ui;
