@@ -19,6 +19,18 @@ for _ in $(seq 1 30); do
   pg_isready -q -h 127.0.0.1 -p "$port" && break
   sleep 1
 done
+# A server started before apt upgraded PostgreSQL keeps running the old binary, which cannot load
+# the new libraries (plpgsql, vector): restart it whenever the running version is not the installed one.
+running="$(runuser -u postgres -- psql -At -p "$port" -c 'SHOW server_version' | awk '{print $1}')"
+installed="$(/usr/lib/postgresql/15/bin/postgres -V | awk '{print $3}')"
+if [ "$running" != "$installed" ]; then
+  log "restarting PostgreSQL ($running is running, $installed is installed)"
+  pg_ctlcluster 15 main restart
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && break
+    sleep 1
+  done
+fi
 runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kenning') THEN
