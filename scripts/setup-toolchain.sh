@@ -5,7 +5,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-apt_ensure build-essential pkg-config
+apt_ensure build-essential pkg-config cmake clang libclang-dev
 
 if ! rustup run 1.99.1 rustc --version >/dev/null 2>&1 \
   || ! rustup +1.99.1 target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
