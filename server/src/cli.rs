@@ -11,7 +11,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Migrate(config) => migrate(config).await,
         Command::Worker(config) => worker(config).await,
         Command::Ingest(cmd) => ingest(cmd).await,

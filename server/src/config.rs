@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web UI and the HTTP API (applies pending migrations first).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(StoreConfig),
     /// Run ingestion workers only (no HTTP), for scaling ingestion out to more processes.
@@ -153,6 +153,120 @@ pub struct WorkerConfig {
     pub ingest: IngestConfig,
 }
 
+/// How answers are generated.
+#[derive(Clone, Debug, Args)]
+pub struct GenerateConfig {
+    /// Generators to try in order, comma-separated, from `local`, `openai` and `extractive`.
+    /// Default: `local,extractive`, or `openai,local,extractive` when OPENAI_BASE_URL is set.
+    #[arg(long, env = "KENNING_GENERATORS", value_delimiter = ',')]
+    pub generators: Vec<GeneratorKind>,
+
+    /// The local model (GGUF); fetched by scripts/fetch-models.sh. Default: the SmolLM2 file in
+    /// the models directory.
+    #[arg(long, env = "KENNING_LLM_MODEL")]
+    pub llm_model: Option<PathBuf>,
+
+    /// CPU threads of the local model (default: every core).
+    #[arg(long, env = "KENNING_LLM_THREADS")]
+    pub llm_threads: Option<usize>,
+
+    /// Context window of the local model, in tokens.
+    #[arg(long, env = "KENNING_LLM_CONTEXT", default_value_t = 2048)]
+    pub llm_context: u32,
+
+    /// Sampling temperature of the local model; 0 decodes greedily (the most faithful to the sources).
+    #[arg(long, env = "KENNING_LLM_TEMPERATURE", default_value_t = 0.0)]
+    pub llm_temperature: f32,
+
+    /// Answers that may wait for the local model while it is busy; more fall through the chain.
+    #[arg(long, env = "KENNING_LLM_QUEUE", default_value_t = 8)]
+    pub llm_queue: usize,
+
+    /// Base URL of an OpenAI-compatible API, including `/v1` (OpenAI, Ollama, vLLM, llama.cpp).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+
+    /// API key for the OpenAI-compatible provider.
+    #[arg(long, env = "OPENAI_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub openai_api_key: Option<SecretString>,
+
+    /// Model name sent to the OpenAI-compatible provider.
+    #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini")]
+    pub openai_model: String,
+
+    /// Seconds to wait for the provider's connection, and for each piece of its stream.
+    #[arg(long, env = "KENNING_OPENAI_TIMEOUT_SECS", default_value_t = 30)]
+    pub openai_timeout_secs: u64,
+
+    /// Passages retrieved and numbered as sources for an answer. The default keeps the local
+    /// model's prompt short enough for a first token in about two seconds on two cores.
+    #[arg(long, env = "KENNING_CHAT_SOURCES", default_value_t = 3)]
+    pub chat_sources: usize,
+
+    /// Characters of each source put into the prompt.
+    #[arg(long, env = "KENNING_CHAT_SOURCE_CHARS", default_value_t = 600)]
+    pub chat_source_chars: usize,
+
+    /// Longest answer, in tokens.
+    #[arg(long, env = "KENNING_MAX_ANSWER_TOKENS", default_value_t = 256)]
+    pub max_answer_tokens: usize,
+
+    /// Milliseconds a generator gets to produce its first token before the chain moves on.
+    #[arg(long, env = "KENNING_FIRST_TOKEN_TIMEOUT_MS", default_value_t = 15_000)]
+    pub first_token_timeout_ms: u64,
+
+    /// Seconds an answer may take in all.
+    #[arg(long, env = "KENNING_ANSWER_TIMEOUT_SECS", default_value_t = 120)]
+    pub answer_timeout_secs: u64,
+
+    /// Retries of a failing generator before the chain moves on (before its first token only).
+    #[arg(long, env = "KENNING_GENERATOR_RETRIES", default_value_t = 1)]
+    pub generator_retries: u32,
+
+    /// Base delay of the retry backoff, in milliseconds (doubled each retry, with jitter).
+    #[arg(long, env = "KENNING_RETRY_BACKOFF_MS", default_value_t = 200)]
+    pub retry_backoff_ms: u64,
+
+    /// Consecutive failures that open a generator's circuit breaker.
+    #[arg(long, env = "KENNING_BREAKER_FAILURES", default_value_t = 3)]
+    pub breaker_failures: u32,
+
+    /// Seconds an open breaker waits before letting a trial request through.
+    #[arg(long, env = "KENNING_BREAKER_RESET_SECS", default_value_t = 30)]
+    pub breaker_reset_secs: u64,
+
+    /// Seconds a finished answer is served from the answer cache.
+    #[arg(long, env = "KENNING_ANSWER_CACHE_TTL_SECS", default_value_t = 600)]
+    pub answer_cache_ttl_secs: u64,
+
+    /// Answers the answer cache holds at most.
+    #[arg(long, env = "KENNING_ANSWER_CACHE_CAPACITY", default_value_t = 1_000)]
+    pub answer_cache_capacity: u64,
+}
+
+/// The generators a chain can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GeneratorKind {
+    Local,
+    Openai,
+    Extractive,
+}
+
+impl GenerateConfig {
+    /// The chain's order: as configured, else the default for whether a provider is set.
+    pub fn chain(&self) -> Vec<GeneratorKind> {
+        if !self.generators.is_empty() {
+            return self.generators.clone();
+        }
+        let mut chain = Vec::new();
+        if self.openai_base_url.is_some() {
+            chain.push(GeneratorKind::Openai);
+        }
+        chain.extend([GeneratorKind::Local, GeneratorKind::Extractive]);
+        chain
+    }
+}
+
 /// Settings of `kenning serve`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeConfig {
@@ -161,6 +275,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub ingest: IngestConfig,
+
+    #[command(flatten)]
+    pub generate: GenerateConfig,
 
     /// Address to listen on. Use port 0 to let the OS pick one.
     #[arg(long, env = "KENNING_ADDR", default_value = "127.0.0.1:3000")]
@@ -206,7 +323,7 @@ impl ServeConfig {
             Command::Serve(mut c) => {
                 c.store.data_dir = data_dir;
                 c.store.database_url = None;
-                c
+                *c
             }
             _ => unreachable!("parsed a serve command"),
         }
@@ -241,6 +358,25 @@ mod tests {
         assert_eq!(c.addr.port(), 8080);
         assert_eq!(c.max_upload_bytes, 10);
         assert_eq!(c.store.data_dir, PathBuf::from("/tmp/k"));
+    }
+
+    #[test]
+    fn the_chain_defaults_to_local_then_extractive_and_prefers_a_configured_provider() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["kenning", "serve"];
+            all.extend_from_slice(args);
+            match Cli::parse_from(all).command {
+                Command::Serve(c) => c.generate.chain(),
+                _ => unreachable!(),
+            }
+        };
+        use GeneratorKind::*;
+        assert_eq!(parse(&[]), vec![Local, Extractive]);
+        assert_eq!(
+            parse(&["--openai-base-url", "http://127.0.0.1:9/v1"]),
+            vec![Openai, Local, Extractive]
+        );
+        assert_eq!(parse(&["--generators", "extractive"]), vec![Extractive]);
     }
 
     #[test]

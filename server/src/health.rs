@@ -1,5 +1,6 @@
 //! Dependency probes for `/health`, `/health/readiness` and the UI's status page.
 
+use crate::generate::BreakerState;
 use crate::service::Service;
 use app::api::{DependencyHealth, HealthReport, HealthStatus};
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ pub async fn report(service: &Service) -> HealthReport {
     );
     let mut checks = vec![store, disk];
     checks.extend(vectors);
+    checks.extend(check_generators(service));
     let status = checks
         .iter()
         .map(|c| c.status)
@@ -95,4 +97,39 @@ async fn check_vectors(service: &Service) -> Option<DependencyHealth> {
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         message,
     })
+}
+
+/// Each generator's circuit breaker: an open one means answers are being degraded to the next
+/// generator in the chain, so the service is degraded, not down.
+fn check_generators(service: &Service) -> Vec<DependencyHealth> {
+    let Some(chain) = service.chain() else {
+        return Vec::new();
+    };
+    chain
+        .breaker_states()
+        .into_iter()
+        .map(|(name, state)| {
+            let (status, message) = match state {
+                BreakerState::Closed => (HealthStatus::Healthy, None),
+                BreakerState::HalfOpen => (
+                    HealthStatus::Degraded,
+                    Some("recovering: trying a request after failures".to_string()),
+                ),
+                BreakerState::Open => (
+                    HealthStatus::Degraded,
+                    Some(
+                        "circuit open after repeated failures; answers use the next generator"
+                            .to_string(),
+                    ),
+                ),
+            };
+            DependencyHealth {
+                name: format!("generator:{name}"),
+                kind: "generator".into(),
+                status,
+                latency_ms: 0.0,
+                message,
+            }
+        })
+        .collect()
 }

@@ -1,12 +1,15 @@
 //! Kenning's server: configuration, HTTP API, metadata store and the service layer behind the UI.
 
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod embed;
+pub mod generate;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod resilience;
 pub mod retrieve;
 pub mod service;
 pub mod startup;

@@ -2,10 +2,13 @@
 //! the UI's server functions both call it, so they cannot drift apart.
 
 use crate::domain::{clean_filename, parse_id, Description, InvalidInput, PageRequest, SpaceName};
+use crate::generate::Chain;
 use crate::retrieve::{Retriever, Search, SearchError};
 use crate::store::{MetadataStore, NewDocument, NewJob, StoreError};
 use crate::vector::VectorStore;
-use app::api::{Chunk, Document, ErrorDetail, HealthReport, Job, Page, Space};
+use app::api::{
+    Chunk, Conversation, Document, ErrorDetail, HealthReport, Job, Message, Page, Space,
+};
 use app::api::{SearchRequest, SearchResponse};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -46,6 +49,7 @@ impl ServiceError {
             ServiceError::NotFound("space") => "space_not_found",
             ServiceError::NotFound("document") => "document_not_found",
             ServiceError::NotFound("job") => "job_not_found",
+            ServiceError::NotFound("conversation") => "conversation_not_found",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::TooLarge { .. } => "file_too_large",
@@ -73,7 +77,7 @@ impl ServiceError {
         }
     }
 
-    fn from_store(e: StoreError, what: &'static str) -> Self {
+    pub(crate) fn from_store(e: StoreError, what: &'static str) -> Self {
         match e {
             StoreError::NotFound => ServiceError::NotFound(what),
             StoreError::Conflict(m) => ServiceError::Conflict(m),
@@ -100,6 +104,7 @@ pub struct Service {
     max_attempts: i32,
     wake: Arc<Notify>,
     started: Instant,
+    chain: Option<Arc<Chain>>,
 }
 
 /// Bytes inspected to decide whether an upload is text.
@@ -126,7 +131,19 @@ impl Service {
             max_attempts,
             wake,
             started: Instant::now(),
+            chain: None,
         }
+    }
+
+    /// Adds the generator chain, so health reports show its circuit breakers.
+    pub fn with_chain(mut self, chain: Arc<Chain>) -> Self {
+        self.chain = Some(chain);
+        self
+    }
+
+    /// The generator chain, when answers are configured.
+    pub fn chain(&self) -> Option<&Arc<Chain>> {
+        self.chain.as_ref()
     }
 
     /// The metadata store, for health checks.
@@ -167,6 +184,22 @@ impl Service {
             .get_space(id)
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))
+    }
+
+    /// A space by id or by name (ignoring case), for clients that name spaces.
+    pub async fn find_space(&self, id_or_name: &str) -> Result<Space, ServiceError> {
+        if let Some(id) = parse_id(id_or_name) {
+            match self.store.get_space(id).await {
+                Ok(space) => return Ok(space),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(ServiceError::from_store(e, "space")),
+            }
+        }
+        self.store
+            .find_space_by_name(id_or_name.trim())
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?
+            .ok_or(ServiceError::NotFound("space"))
     }
 
     /// Creates a space; names are unique regardless of case.
@@ -473,13 +506,68 @@ impl Service {
         }
     }
 
+    /// A space's conversations, most recently active first.
+    pub async fn list_conversations(
+        &self,
+        space_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, ServiceError> {
+        let space = Self::space_id(space_id)?;
+        self.store
+            .get_space(space)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        self.store
+            .list_conversations(space, page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))
+    }
+
+    /// A conversation's messages, oldest first.
+    pub async fn list_messages(
+        &self,
+        space_id: &str,
+        conversation_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Message>, ServiceError> {
+        let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
+        self.store
+            .get_conversation(space, id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+        self.store
+            .list_messages(id, page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))
+    }
+
+    /// Deletes a conversation with its messages.
+    pub async fn delete_conversation(
+        &self,
+        space_id: &str,
+        conversation_id: &str,
+    ) -> Result<(), ServiceError> {
+        let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
+        self.store
+            .delete_conversation(space, id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))
+    }
+
+    fn conversation_ids(space: &str, conversation: &str) -> Result<(Uuid, Uuid), ServiceError> {
+        Ok((
+            Self::space_id(space)?,
+            parse_id(conversation).ok_or(ServiceError::NotFound("conversation"))?,
+        ))
+    }
+
     /// Upload limit in bytes.
     pub fn max_upload_bytes(&self) -> u64 {
         self.max_upload_bytes
     }
 }
 
-fn search_error(e: SearchError) -> ServiceError {
+pub(crate) fn search_error(e: SearchError) -> ServiceError {
     match e {
         SearchError::Invalid(m) => ServiceError::Invalid(InvalidInput {
             code: "invalid_search",
@@ -582,6 +670,57 @@ impl app::backend::Backend for Service {
         req: SearchRequest,
     ) -> Result<SearchResponse, ErrorDetail> {
         Service::search(self, space_id, &req)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn get_document(
+        &self,
+        space_id: &str,
+        document_id: &str,
+    ) -> Result<Document, ErrorDetail> {
+        Service::get_document(self, space_id, document_id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_chunks(
+        &self,
+        space_id: &str,
+        document_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Chunk>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_chunks(self, space_id, document_id, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_conversations(
+        &self,
+        space_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Conversation>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_conversations(self, space_id, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_messages(
+        &self,
+        space_id: &str,
+        conversation_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Message>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_messages(self, space_id, conversation_id, page)
             .await
             .map_err(|e| e.to_detail())
     }

@@ -1,9 +1,16 @@
 //! Building and running the server: one path shared by `kenning serve` and the tests.
 
-use crate::config::{IngestConfig, ServeConfig, StoreConfig, VectorBackend};
+use crate::chat::{Chat, ChatSettings};
+use crate::config::{
+    GenerateConfig, GeneratorKind, IngestConfig, ServeConfig, StoreConfig, VectorBackend,
+};
 use crate::embed::local::LocalSettings;
 use crate::embed::{Embedder, LocalEmbedder};
-use crate::http::{api_router, ops_router, timeout, AppState};
+use crate::generate::{
+    Chain, ChainSettings, Extractive, Generator, LlmSettings, LocalGenerator, OpenAiGenerator,
+    OpenAiSettings,
+};
+use crate::http::{api_router, openai_router, ops_router, timeout, AppState};
 use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
@@ -21,7 +28,7 @@ use leptos::prelude::{provide_context, Env, LeptosOptions};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -60,19 +67,31 @@ impl Application {
         let store = engine.store.clone();
 
         let wake = Arc::new(Notify::new());
-        let service = Arc::new(Service::new(
+        let retriever = Arc::new(Retriever::new(
             store.clone(),
             engine.vectors.clone(),
-            Arc::new(Retriever::new(
+            engine.embedder.clone(),
+        ));
+        let chain = Arc::new(build_chain(&config.generate, &config.ingest.models_dir).await?);
+        tracing::info!(generators = ?chain.names(), "answer chain ready");
+        let chat = Arc::new(Chat::new(
+            store.clone(),
+            retriever.clone(),
+            chain.clone(),
+            chat_settings(&config.generate),
+        ));
+        let service = Arc::new(
+            Service::new(
                 store,
                 engine.vectors.clone(),
-                engine.embedder.clone(),
-            )),
-            data_dir.clone(),
-            config.max_upload_bytes,
-            config.ingest.job_max_attempts,
-            wake.clone(),
-        ));
+                retriever,
+                data_dir.clone(),
+                config.max_upload_bytes,
+                config.ingest.job_max_attempts,
+                wake.clone(),
+            )
+            .with_chain(chain),
+        );
         let stop_workers = CancellationToken::new();
         let workers = spawn_workers(
             &engine,
@@ -97,6 +116,8 @@ impl Application {
             .build();
         let state = AppState {
             service: service.clone(),
+            chat,
+            embedder: engine.embedder.clone(),
             leptos_options: leptos_options.clone(),
         };
         let router = routes(state, &config);
@@ -198,6 +219,7 @@ fn routes(state: AppState, config: &ServeConfig) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
+        .nest("/v1", openai_router(request_timeout, config.max_json_bytes))
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)
@@ -274,6 +296,80 @@ impl Engine {
             vectors,
             embedder,
         })
+    }
+}
+
+/// Builds the generator chain the configuration asks for, loading the local model if it is in it.
+pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::Result<Chain> {
+    let mut generators: Vec<Arc<dyn Generator>> = Vec::new();
+    for kind in config.chain() {
+        match kind {
+            GeneratorKind::Extractive => generators.push(Arc::new(Extractive)),
+            GeneratorKind::Openai => {
+                let base_url = config.openai_base_url.clone().context(
+                    "the openai generator needs OPENAI_BASE_URL (e.g. https://api.openai.com/v1)",
+                )?;
+                let timeout = Duration::from_secs(config.openai_timeout_secs.max(1));
+                generators.push(Arc::new(OpenAiGenerator::new(OpenAiSettings {
+                    base_url,
+                    api_key: config.openai_api_key.clone(),
+                    model: config.openai_model.clone(),
+                    connect_timeout: timeout,
+                    read_timeout: timeout,
+                    temperature: 0.2,
+                })?));
+            }
+            GeneratorKind::Local => {
+                let path = config.llm_model.clone().unwrap_or_else(|| {
+                    models_dir
+                        .join("SmolLM2-135M-Instruct")
+                        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+                });
+                let mut settings = LlmSettings {
+                    context_tokens: config.llm_context,
+                    temperature: config.llm_temperature,
+                    queue: config.llm_queue,
+                    ..LlmSettings::default()
+                };
+                if let Some(t) = config.llm_threads {
+                    settings.threads = t.max(1);
+                }
+                let local = tokio::task::spawn_blocking(move || {
+                    LocalGenerator::load(&path, settings).with_context(|| {
+                        format!(
+                            "loading the local language model from {} (run scripts/fetch-models.sh, \
+                             or leave `local` out of KENNING_GENERATORS)",
+                            path.display()
+                        )
+                    })
+                })
+                .await??;
+                generators.push(Arc::new(local));
+            }
+        }
+    }
+    Ok(Chain::new(
+        generators,
+        ChainSettings {
+            retries: config.generator_retries,
+            backoff_base: Duration::from_millis(config.retry_backoff_ms),
+            first_token_timeout: Duration::from_millis(config.first_token_timeout_ms.max(1)),
+            breaker_threshold: config.breaker_failures,
+            breaker_reset: Duration::from_secs(config.breaker_reset_secs),
+        },
+    ))
+}
+
+fn chat_settings(config: &GenerateConfig) -> ChatSettings {
+    ChatSettings {
+        max_sources: config
+            .chat_sources
+            .clamp(1, crate::chat::MAX_SOURCES as usize),
+        max_source_chars: config.chat_source_chars.max(100),
+        max_tokens: config.max_answer_tokens.max(1),
+        answer_timeout: Duration::from_secs(config.answer_timeout_secs.max(1)),
+        answer_cache_ttl: Duration::from_secs(config.answer_cache_ttl_secs.max(1)),
+        answer_cache_capacity: config.answer_cache_capacity,
     }
 }
 

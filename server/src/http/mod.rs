@@ -1,13 +1,17 @@
 //! HTTP: the REST API under `/api/v1`, the operational endpoints and the middleware stack.
 
+mod chat;
 mod documents;
 mod error;
 mod extract;
+mod openai;
 mod ops;
 mod spaces;
 
 pub use error::ApiError;
 
+use crate::chat::Chat;
+use crate::embed::Embedder;
 use crate::service::Service;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
@@ -21,6 +25,8 @@ use tower_http::timeout::TimeoutLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
+    pub chat: Arc<Chat>,
+    pub embedder: Arc<dyn Embedder>,
     pub leptos_options: LeptosOptions,
 }
 
@@ -40,7 +46,17 @@ pub fn api_router(
     Router::new()
         .merge(spaces::router().layer(timeout(request_timeout)))
         .merge(documents::router().layer(timeout(upload_timeout)))
+        // Answers stream for as long as the chat's own answer timeout allows; this limit only
+        // covers the time to the response head (retrieval), not the stream.
+        .merge(chat::router().layer(timeout(request_timeout)))
         .fallback(|| async { ApiError::not_found_route() })
+        .layer(DefaultBodyLimit::max(max_json_bytes))
+}
+
+/// The OpenAI-compatible API, mounted at `/v1`.
+pub fn openai_router(request_timeout: Duration, max_json_bytes: usize) -> Router<AppState> {
+    openai::router()
+        .layer(timeout(request_timeout))
         .layer(DefaultBodyLimit::max(max_json_bytes))
 }
 

@@ -3,7 +3,6 @@
 //! document is ready or failed, and shows progress bars and a summary.
 
 use crate::config::IngestCommand;
-use crate::domain::PageRequest;
 use crate::retrieve::Retriever;
 use crate::service::{Service, ServiceError};
 use crate::startup::{spawn_workers, Engine};
@@ -197,23 +196,10 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
 }
 
 async fn find_or_create_space(service: &Service, name: &str) -> anyhow::Result<String> {
-    let wanted = name.trim().to_lowercase();
-    let mut offset = 0;
-    loop {
-        let page = service
-            .list_spaces(PageRequest {
-                limit: PageRequest::MAX_LIMIT,
-                offset,
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(s) = page.items.iter().find(|s| s.name.to_lowercase() == wanted) {
-            return Ok(s.id.clone());
-        }
-        match page.next_offset() {
-            Some(next) => offset = next,
-            None => break,
-        }
+    match service.find_space(name).await {
+        Ok(space) => return Ok(space.id),
+        Err(crate::service::ServiceError::NotFound(_)) => {}
+        Err(e) => anyhow::bail!("{}", e.to_detail().message),
     }
     let space = service
         .create_space(name, "")

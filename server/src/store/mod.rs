@@ -7,7 +7,7 @@ mod sqlite;
 
 use crate::config::StoreConfig;
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Document, Job, Page, Space};
+use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -108,6 +108,18 @@ pub struct ClaimedJob {
     pub chunk_overlap: i32,
 }
 
+/// A conversation turn to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: Uuid,
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    pub content: String,
+    /// The cited sources as a JSON array of `Citation`s.
+    pub citations_json: String,
+    pub generator: Option<String>,
+}
+
 /// The metadata store behind every backend.
 #[async_trait::async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
@@ -127,6 +139,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Space, StoreError>;
     /// One space with its document count.
     async fn get_space(&self, id: Uuid) -> Result<Space, StoreError>;
+    /// Looks up a space by name, ignoring case (names are unique that way).
+    async fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError>;
     /// Spaces, newest first.
     async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError>;
     /// Changes name and/or description; `None` leaves a field as it is.
@@ -233,6 +247,35 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
     /// The space's version, bumped by every change to its searchable content.
     async fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    /// Starts a conversation in a space.
+    async fn create_conversation(
+        &self,
+        id: Uuid,
+        space_id: Uuid,
+        title: &str,
+    ) -> Result<Conversation, StoreError>;
+    /// One conversation of a space.
+    async fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError>;
+    /// A space's conversations, most recently active first.
+    async fn list_conversations(
+        &self,
+        space_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError>;
+    /// Deletes a conversation with its messages.
+    async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError>;
+    /// Appends a turn and marks the conversation active now.
+    async fn add_message(
+        &self,
+        conversation_id: Uuid,
+        message: &NewMessage,
+    ) -> Result<(), StoreError>;
+    /// A conversation's turns, oldest first.
+    async fn list_messages(
+        &self,
+        conversation_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Message>, StoreError>;
 }
 
 /// A passage with its document's file name and a backend score (meaningful for keyword hits).
@@ -425,6 +468,56 @@ pub(crate) const JOB_COLUMNS: &str = "id, space_id, document_id, kind, status, p
 /// Columns selected for a chunk.
 pub(crate) const CHUNK_COLUMNS: &str =
     "id, document_id, position, text, heading_path, char_start, char_end, token_count";
+
+/// Columns selected for a conversation.
+pub(crate) const CONVERSATION_COLUMNS: &str = "id, space_id, title, created_at, updated_at";
+
+/// A conversation row; `I` and `T` are the backend's id and time types.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConversationRow<I, T> {
+    id: I,
+    space_id: I,
+    title: String,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<I: Wire, T: Wire> From<ConversationRow<I, T>> for Conversation {
+    fn from(r: ConversationRow<I, T>) -> Self {
+        Conversation {
+            id: r.id.wire(),
+            space_id: r.space_id.wire(),
+            title: r.title,
+            created_at: r.created_at.wire(),
+            updated_at: r.updated_at.wire(),
+        }
+    }
+}
+
+/// A message row; citations arrive as JSON text from both backends.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow<I, T> {
+    id: I,
+    role: String,
+    content: String,
+    citations: String,
+    generator: Option<String>,
+    created_at: T,
+}
+
+impl<I: Wire, T: Wire> From<MessageRow<I, T>> for Message {
+    fn from(r: MessageRow<I, T>) -> Self {
+        Message {
+            id: r.id.wire(),
+            role: r.role,
+            content: r.content,
+            // Written by us from `Citation`s; an unreadable value shows as no citations.
+            citations: serde_json::from_str(&r.citations).unwrap_or_default(),
+            generator: r.generator,
+            created_at: r.created_at.wire(),
+        }
+    }
+}
 
 /// A space row; `I` and `T` are the backend's id and time types.
 #[derive(sqlx::FromRow)]

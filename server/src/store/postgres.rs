@@ -5,8 +5,9 @@ use super::{
     NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
     SPACE_COLUMNS,
 };
+use super::{NewMessage, CONVERSATION_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Document, Job, Page, Space};
+use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -25,6 +26,8 @@ type DocumentRow = super::DocumentRow<Uuid, DateTime<Utc>>;
 type JobRow = super::JobRow<Uuid, DateTime<Utc>>;
 type ChunkRow = super::ChunkRow<Uuid>;
 type ChunkHitRow = super::ChunkHitRow<Uuid>;
+type ConversationRow = super::ConversationRow<Uuid, DateTime<Utc>>;
+type MessageRow = super::MessageRow<Uuid, DateTime<Utc>>;
 
 impl PostgresStore {
     /// The pool, shared with the pgvector store so both use one set of connections.
@@ -94,6 +97,16 @@ impl MetadataStore for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
+    }
+
+    async fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError> {
+        let row: Option<SpaceRow> = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE lower(s.name) = lower($1)"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
     }
 
     async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError> {
@@ -549,5 +562,119 @@ impl MetadataStore for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn create_conversation(
+        &self,
+        id: Uuid,
+        space_id: Uuid,
+        title: &str,
+    ) -> Result<Conversation, StoreError> {
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO conversations (id, space_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(space_id)
+        .bind(title)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.get_conversation(space_id, id).await
+    }
+
+    async fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError> {
+        let row: ConversationRow = sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND space_id = $2"
+        ))
+        .bind(id)
+        .bind(space_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn list_conversations(
+        &self,
+        space_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE space_id = $1")
+                .bind(space_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(space_id)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+        let result = sqlx::query("DELETE FROM conversations WHERE id = $1 AND space_id = $2")
+            .bind(id)
+            .bind(space_id)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn add_message(
+        &self,
+        conversation_id: Uuid,
+        message: &NewMessage,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, role, content, citations, generator, created_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        )
+        .bind(message.id)
+        .bind(conversation_id)
+        .bind(message.role)
+        .bind(&message.content)
+        .bind(&message.citations_json)
+        .bind(message.generator.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_messages(
+        &self,
+        conversation_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT id, role, content, citations::text AS citations, generator, created_at FROM messages \
+             WHERE conversation_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+        )
+        .bind(conversation_id)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
     }
 }

@@ -5,8 +5,9 @@ use super::{
     NewDocument, NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
     JOB_COLUMNS, SPACE_COLUMNS,
 };
+use super::{NewMessage, CONVERSATION_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Document, Job, Page, Space};
+use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -25,6 +26,8 @@ type DocumentRow = super::DocumentRow<String, String>;
 type JobRow = super::JobRow<String, String>;
 type ChunkRow = super::ChunkRow<String>;
 type ChunkHitRow = super::ChunkHitRow<String>;
+type ConversationRow = super::ConversationRow<String, String>;
+type MessageRow = super::MessageRow<String, String>;
 
 fn later(d: Duration) -> String {
     format_time(Utc::now() + chrono::Duration::milliseconds(lease_millis(d)))
@@ -109,6 +112,16 @@ impl MetadataStore for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
+    }
+
+    async fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError> {
+        let row: Option<SpaceRow> = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
     }
 
     async fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError> {
@@ -570,5 +583,119 @@ impl MetadataStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn create_conversation(
+        &self,
+        id: Uuid,
+        space_id: Uuid,
+        title: &str,
+    ) -> Result<Conversation, StoreError> {
+        let now = now();
+        sqlx::query(
+            "INSERT INTO conversations (id, space_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(space_id.to_string())
+        .bind(title)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        self.get_conversation(space_id, id).await
+    }
+
+    async fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError> {
+        let row: ConversationRow = sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND space_id = ?"
+        ))
+        .bind(id.to_string())
+        .bind(space_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn list_conversations(
+        &self,
+        space_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE space_id = ?")
+                .bind(space_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = ? ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
+        ))
+        .bind(space_id.to_string())
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+        let result = sqlx::query("DELETE FROM conversations WHERE id = ? AND space_id = ?")
+            .bind(id.to_string())
+            .bind(space_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn add_message(
+        &self,
+        conversation_id: Uuid,
+        message: &NewMessage,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, role, content, citations, generator, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(message.id.to_string())
+        .bind(conversation_id.to_string())
+        .bind(message.role)
+        .bind(&message.content)
+        .bind(&message.citations_json)
+        .bind(message.generator.as_deref())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(conversation_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_messages(
+        &self,
+        conversation_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE conversation_id = ?")
+                .bind(conversation_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT id, role, content, citations AS citations, generator, created_at FROM messages \
+             WHERE conversation_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?",
+        )
+        .bind(conversation_id.to_string())
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
     }
 }

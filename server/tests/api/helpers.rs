@@ -1,6 +1,6 @@
 //! Starting a server for a test and talking to it.
 
-use kenning::config::ServeConfig;
+use kenning::config::{GenerateConfig, GeneratorKind, ServeConfig};
 use kenning::startup::Application;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
@@ -33,6 +33,8 @@ pub struct Options {
     pub job_lease_secs: u64,
     /// In-process ingestion workers; 0 leaves queued jobs alone for the test to drive.
     pub workers: usize,
+    /// Changes to the answer settings; by default answers are extractive (fast, deterministic).
+    pub generate: Box<dyn FnOnce(&mut GenerateConfig) + Send>,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             max_upload_bytes: 1024 * 1024,
             job_lease_secs: 30,
             workers: 1,
+            generate: Box::new(|_| {}),
         }
     }
 }
@@ -63,6 +66,8 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     config.ingest.job_poll_ms = 50;
     config.ingest.job_lease_secs = options.job_lease_secs;
     config.ingest.ingest_workers = options.workers;
+    config.generate.generators = vec![GeneratorKind::Extractive];
+    (options.generate)(&mut config.generate);
     if let Backend::Postgres = backend {
         config.store.database_url = Some(fresh_postgres_database().await.into());
     }
@@ -251,4 +256,81 @@ pub fn assert_error(body: &Value, code: &str) {
             .is_some_and(|m| !m.is_empty()),
         "error without a message: {body}"
     );
+}
+
+/// One Server-Sent Event: its name and JSON data.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: Value,
+}
+
+/// Splits an SSE body into events (comments and keep-alives skipped).
+pub fn parse_sse(body: &str) -> Vec<SseEvent> {
+    let mut out = Vec::new();
+    for block in body.split("\n\n") {
+        let mut event = String::from("message");
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+        out.push(SseEvent { event, data });
+    }
+    out
+}
+
+impl TestApp {
+    /// Asks a space a question and returns the answer's events, checking the SSE framing.
+    pub async fn ask(&self, space_id: &str, body: Value) -> Vec<SseEvent> {
+        let r = self
+            .client
+            .post(self.url(&format!("/api/v1/spaces/{space_id}/chat")))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "chat status");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ct.starts_with("text/event-stream"), "content type {ct}");
+        parse_sse(&r.text().await.expect("body"))
+    }
+}
+
+/// The text of an answer: its token events joined.
+pub fn answer_text(events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.data["text"].as_str().unwrap_or_default())
+        .collect()
+}
+
+/// The one event named `name`, which must be there.
+pub fn event<'a>(events: &'a [SseEvent], name: &str) -> &'a SseEvent {
+    events
+        .iter()
+        .find(|e| e.event == name)
+        .unwrap_or_else(|| panic!("no {name} event in {events:?}"))
+}
+
+/// Asserts a status and an error body with `code` and a message.
+pub fn expect_error(status: u16, body: &Value, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "unexpected status for {body}");
+    assert_error(body, code);
 }

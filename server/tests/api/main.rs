@@ -8,11 +8,11 @@ macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn on_sqlite() {
                     super::$name(crate::helpers::Backend::Sqlite).await
                 }
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn on_postgres() {
                     super::$name(crate::helpers::Backend::Postgres).await
                 }
@@ -22,10 +22,13 @@ macro_rules! on_both_backends {
 }
 
 mod bulk;
+mod chat;
 mod documents;
 mod health;
 mod ingestion;
+mod openai;
 mod quality;
 mod search;
 mod spaces;
+mod stub;
 mod ui;

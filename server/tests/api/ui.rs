@@ -1,11 +1,13 @@
 //! Server-rendered pages: readable without JavaScript.
 
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{answer_text, event, spawn_app, Backend};
+use serde_json::json;
 
 on_both_backends!(
     the_home_page_is_server_rendered_with_navigation,
     a_space_page_lists_its_documents_without_javascript,
     unknown_pages_are_404,
+    a_conversation_and_its_cited_passage_render_on_the_server,
 );
 
 async fn the_home_page_is_server_rendered_with_navigation(backend: Backend) {
@@ -56,4 +58,61 @@ async fn unknown_pages_are_404(backend: Backend) {
     let app = spawn_app(backend).await;
     let r = app.get("/no/such/page").await;
     assert_eq!(r.status(), 404);
+}
+
+async fn a_conversation_and_its_cited_passage_render_on_the_server(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = app.create_space("Handbook").await;
+    let (_, doc) = app
+        .upload(
+            &space,
+            "leave.md",
+            b"# Leave\n\nEvery employee receives twenty-five days of paid vacation.\n".to_vec(),
+        )
+        .await;
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    let events = app
+        .ask(&space, json!({ "question": "How many vacation days?" }))
+        .await;
+    let conversation = event(&events, "done").data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Rendered twice on a multi-threaded runtime: page state dropped on another thread than
+    // the one that rendered it must not panic the server.
+    for _ in 0..2 {
+        let r = app
+            .get(&format!("/chat?space={space}&c={conversation}"))
+            .await;
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.unwrap();
+        assert!(html.contains("How many vacation days?"), "question missing");
+        assert!(
+            html.contains("twenty-five days of paid vacation"),
+            "answer missing"
+        );
+        assert!(html.contains("class=\"cite\""), "citation link missing");
+        assert!(html.contains("Handbook"), "space picker missing");
+    }
+    assert!(answer_text(&events).contains("[1]"));
+    // The citation's target: the document page with the passage highlighted.
+    let source = &event(&events, "sources").data["sources"][0];
+    let html = app
+        .get(&format!(
+            "/spaces/{space}/documents/{}?chunk={}",
+            source["document_id"].as_str().unwrap(),
+            source["chunk_id"].as_str().unwrap()
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!(
+            "id=\"chunk-{}\" class=\"passage card cited\"",
+            source["chunk_id"].as_str().unwrap()
+        )),
+        "cited passage not highlighted"
+    );
 }

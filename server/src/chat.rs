@@ -1,0 +1,431 @@
+//! Asking a space: retrieve, number the passages, stream an answer from the generator chain,
+//! remember the conversation. The stream is a sequence of events — `sources`, `token`…, then
+//! `done` or `error` — which the HTTP layer sends as Server-Sent Events.
+
+use crate::domain::{parse_id, InvalidInput};
+use crate::generate::{Chain, Prompt};
+use crate::retrieve::{Retriever, Search};
+use crate::service::{search_error, ServiceError};
+use crate::store::{MetadataStore, NewMessage};
+use app::api::{
+    ChatRequest, Citation, DoneEvent, ErrorDetail, SearchHit, SearchRequest, SourcesEvent, Timings,
+    TokenEvent, Usage,
+};
+use futures::{Stream, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Longest accepted question, in characters.
+pub const MAX_QUESTION_CHARS: usize = 4_000;
+
+/// One event of an answer stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChatEvent {
+    Sources(SourcesEvent),
+    Token(TokenEvent),
+    Done(DoneEvent),
+    Error(ErrorDetail),
+}
+
+impl ChatEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatEvent::Sources(_) => "sources",
+            ChatEvent::Token(_) => "token",
+            ChatEvent::Done(_) => "done",
+            ChatEvent::Error(_) => "error",
+        }
+    }
+
+    /// The event's JSON payload.
+    pub fn json(&self) -> serde_json::Value {
+        let v = match self {
+            ChatEvent::Sources(e) => serde_json::to_value(e),
+            ChatEvent::Token(e) => serde_json::to_value(e),
+            ChatEvent::Done(e) => serde_json::to_value(e),
+            ChatEvent::Error(e) => serde_json::to_value(e),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// How answers are made.
+#[derive(Clone, Debug)]
+pub struct ChatSettings {
+    /// Passages numbered as sources when the request names no number.
+    pub max_sources: usize,
+    /// Characters of each passage put into the prompt.
+    pub max_source_chars: usize,
+    /// Longest answer, in tokens.
+    pub max_tokens: usize,
+    /// Longest an answer may take from question to last token.
+    pub answer_timeout: Duration,
+    /// How long a finished answer is served from the cache.
+    pub answer_cache_ttl: Duration,
+    pub answer_cache_capacity: u64,
+}
+
+/// Most sources a request may ask for.
+pub const MAX_SOURCES: i64 = 20;
+
+type AnswerKey = (Uuid, i64, String, app::api::SearchMode, usize, Option<u64>);
+
+#[derive(Clone, Debug)]
+struct CachedAnswer {
+    text: String,
+    generator: String,
+    usage: Usage,
+}
+
+/// Answers questions; shared by the chat API, the UI and the OpenAI-compatible API.
+pub struct Chat {
+    store: Arc<dyn MetadataStore>,
+    retriever: Arc<Retriever>,
+    chain: Arc<Chain>,
+    settings: ChatSettings,
+    answers: moka::future::Cache<AnswerKey, Arc<CachedAnswer>>,
+}
+
+/// A checked question, ready to stream.
+pub struct Asked {
+    pub conversation_id: Uuid,
+    pub events: std::pin::Pin<Box<dyn Stream<Item = ChatEvent> + Send>>,
+}
+
+impl Chat {
+    /// Wires the chat over a store, a retriever and a generator chain.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        retriever: Arc<Retriever>,
+        chain: Arc<Chain>,
+        settings: ChatSettings,
+    ) -> Self {
+        let answers = moka::future::Cache::builder()
+            .max_capacity(settings.answer_cache_capacity.max(1))
+            .time_to_live(settings.answer_cache_ttl)
+            .build();
+        Self {
+            store,
+            retriever,
+            chain,
+            settings,
+            answers,
+        }
+    }
+
+    /// The generator chain, for health and metrics.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    /// Checks the request, retrieves the sources and returns the answer's event stream. Bad
+    /// input fails here, before any event, so the client gets a 4xx; failures after the first
+    /// event arrive as an `error` event.
+    pub async fn ask(&self, space_id: &str, req: ChatRequest) -> Result<Asked, ServiceError> {
+        let started = Instant::now();
+        let space = parse_id(space_id).ok_or(ServiceError::NotFound("space"))?;
+        let question = req.question.trim().to_string();
+        if question.is_empty() {
+            return Err(invalid("empty_question", "The question must not be empty."));
+        }
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            return Err(invalid(
+                "question_too_long",
+                format!("The question must be at most {MAX_QUESTION_CHARS} characters."),
+            ));
+        }
+        let max_sources = match req.max_sources {
+            None => self.settings.max_sources,
+            Some(n) if (1..=MAX_SOURCES).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(invalid(
+                    "invalid_max_sources",
+                    format!("max_sources must be between 1 and {MAX_SOURCES}."),
+                ))
+            }
+        };
+        self.store
+            .get_space(space)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        let search = Search::parse(
+            space,
+            &SearchRequest {
+                query: question.clone(),
+                mode: req.mode,
+                limit: Some(max_sources as i64),
+                min_score: req.min_score,
+                document_id: None,
+            },
+        )
+        .map_err(search_error)?;
+        let version = self
+            .store
+            .space_version(space)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        let found = self.retriever.search(&search).await.map_err(search_error)?;
+        let retrieval_ms = ms(started);
+        let conversation = match &req.conversation_id {
+            Some(raw) => {
+                let id = parse_id(raw).ok_or(ServiceError::NotFound("conversation"))?;
+                self.store
+                    .get_conversation(space, id)
+                    .await
+                    .map_err(|e| ServiceError::from_store(e, "conversation"))?
+                    .id
+            }
+            None => {
+                let title: String = question.chars().take(80).collect();
+                self.store
+                    .create_conversation(Uuid::now_v7(), space, &title)
+                    .await
+                    .map_err(|e| ServiceError::from_store(e, "space"))?
+                    .id
+            }
+        };
+        let conversation_id =
+            parse_id(&conversation).ok_or(ServiceError::NotFound("conversation"))?;
+
+        let sources: Vec<Citation> = found
+            .results
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| citation(i + 1, h))
+            .collect();
+
+        self.store
+            .add_message(
+                conversation_id,
+                &NewMessage {
+                    id: Uuid::now_v7(),
+                    role: "user",
+                    content: question.clone(),
+                    citations_json: "[]".into(),
+                    generator: None,
+                },
+            )
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+
+        let key: AnswerKey = (
+            space,
+            version,
+            question.to_lowercase(),
+            search.mode,
+            max_sources,
+            req.min_score.map(f64::to_bits),
+        );
+        let cached = if req.regenerate {
+            None
+        } else {
+            self.answers.get(&key).await
+        };
+        let run = Run {
+            store: self.store.clone(),
+            chain: self.chain.clone(),
+            answers: self.answers.clone(),
+            settings: self.settings.clone(),
+            key,
+            conversation: conversation.clone(),
+            conversation_id,
+            question,
+            started,
+            retrieval_ms,
+        };
+        let sources_event = SourcesEvent {
+            conversation_id: conversation,
+            sources,
+            pending_documents: found.pending_documents,
+            notice: found.notice,
+        };
+        Ok(Asked {
+            conversation_id,
+            events: Box::pin(run.events(sources_event, cached)),
+        })
+    }
+}
+
+/// Everything one answer's stream needs, owned so the stream can outlive the request handler.
+struct Run {
+    store: Arc<dyn MetadataStore>,
+    chain: Arc<Chain>,
+    answers: moka::future::Cache<AnswerKey, Arc<CachedAnswer>>,
+    settings: ChatSettings,
+    key: AnswerKey,
+    conversation: String,
+    conversation_id: Uuid,
+    question: String,
+    started: Instant,
+    retrieval_ms: f64,
+}
+
+impl Run {
+    fn events(
+        self,
+        sources: SourcesEvent,
+        cached: Option<Arc<CachedAnswer>>,
+    ) -> impl Stream<Item = ChatEvent> + Send {
+        async_stream::stream! {
+            let citations = sources.sources.clone();
+            yield ChatEvent::Sources(sources);
+            let sources_ms = ms(self.started);
+            if let Some(hit) = cached {
+                yield ChatEvent::Token(TokenEvent { text: hit.text.clone() });
+                let first_token_ms = Some(ms(self.started));
+                match self.save(&hit.text, &citations, &hit.generator).await {
+                    Ok(message_id) => yield ChatEvent::Done(DoneEvent {
+                        conversation_id: self.conversation.clone(),
+                        message_id,
+                        generator: hit.generator.clone(),
+                        degraded: false,
+                        notice: None,
+                        cached: true,
+                        usage: hit.usage.clone(),
+                        timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
+                    }),
+                    Err(e) => yield ChatEvent::Error(e),
+                }
+                return;
+            }
+
+            let prompt = Prompt::build(&self.question, citations.clone(), self.settings.max_source_chars);
+            let deadline = tokio::time::Instant::from_std(self.started + self.settings.answer_timeout);
+            let started = match tokio::time::timeout_at(deadline, self.chain.start(&prompt, self.settings.max_tokens)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    yield ChatEvent::Error(error("generation_failed", format!("No generator could answer: {e}")));
+                    return;
+                }
+                Err(_) => {
+                    yield ChatEvent::Error(error("answer_timeout", "The answer took too long to start."));
+                    return;
+                }
+            };
+            let first_token_ms = Some(ms(self.started));
+            let mut text = started.first.clone();
+            let mut completion_tokens = 1u64;
+            yield ChatEvent::Token(TokenEvent { text: started.first });
+            let mut rest = started.rest;
+            loop {
+                match tokio::time::timeout_at(deadline, rest.next()).await {
+                    Ok(None) => break,
+                    Ok(Some(Ok(piece))) => {
+                        if piece.is_empty() {
+                            continue;
+                        }
+                        completion_tokens += 1;
+                        text.push_str(&piece);
+                        yield ChatEvent::Token(TokenEvent { text: piece });
+                    }
+                    Ok(Some(Err(e))) => {
+                        self.chain.report_failure(started.generator);
+                        yield ChatEvent::Error(error("generation_failed", format!("The answer broke off: {e}")));
+                        return;
+                    }
+                    Err(_) => {
+                        yield ChatEvent::Error(error("answer_timeout", "The answer took too long and was stopped."));
+                        return;
+                    }
+                }
+            }
+            // Free the generator (a local model's context) before the bookkeeping.
+            drop(rest);
+            let usage = Usage { prompt_tokens: started.prompt_tokens, completion_tokens };
+            let notice = match (started.notice, cites_a_source(&text, &citations)) {
+                (Some(n), _) => Some(n),
+                (None, false) if !citations.is_empty() && !text.trim_start().starts_with("I don't know") => Some(
+                    "This answer cites none of the sources; check it against them before relying on it.".to_string(),
+                ),
+                (None, _) => None,
+            };
+            if !started.degraded {
+                self.answers.insert(self.key.clone(), Arc::new(CachedAnswer {
+                    text: text.clone(),
+                    generator: started.generator.to_string(),
+                    usage: usage.clone(),
+                })).await;
+            }
+            match self.save(&text, &citations, started.generator).await {
+                Ok(message_id) => yield ChatEvent::Done(DoneEvent {
+                    conversation_id: self.conversation.clone(),
+                    message_id,
+                    generator: started.generator.to_string(),
+                    degraded: started.degraded,
+                    notice,
+                    cached: false,
+                    usage,
+                    timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
+                }),
+                Err(e) => yield ChatEvent::Error(e),
+            }
+        }
+    }
+
+    /// Stores the answer as the conversation's next turn; returns its id.
+    async fn save(
+        &self,
+        text: &str,
+        citations: &[Citation],
+        generator: &str,
+    ) -> Result<String, ErrorDetail> {
+        let id = Uuid::now_v7();
+        // Only the sources the answer cites are kept with it.
+        let cited: Vec<&Citation> = citations
+            .iter()
+            .filter(|c| cites_a_source(text, std::slice::from_ref(c)))
+            .collect();
+        let message = NewMessage {
+            id,
+            role: "assistant",
+            content: text.to_string(),
+            citations_json: serde_json::to_string(&cited).unwrap_or_else(|_| "[]".into()),
+            generator: Some(generator.to_string()),
+        };
+        self.store
+            .add_message(self.conversation_id, &message)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation").to_detail())?;
+        Ok(id.to_string())
+    }
+}
+
+/// Whether `text` cites at least one of `sources` as `[n]`.
+fn cites_a_source(text: &str, sources: &[Citation]) -> bool {
+    sources.iter().any(|c| text.contains(&format!("[{}]", c.n)))
+}
+
+fn citation(n: usize, hit: SearchHit) -> Citation {
+    Citation {
+        n,
+        chunk_id: hit.chunk.id,
+        document_id: hit.chunk.document_id,
+        filename: hit.filename,
+        heading_path: hit.chunk.heading_path,
+        position: hit.chunk.position,
+        char_start: hit.chunk.char_start,
+        char_end: hit.chunk.char_end,
+        score: hit.score,
+        text: hit.chunk.text,
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(InvalidInput {
+        code,
+        message: message.into(),
+    })
+}
+
+fn error(code: &str, message: impl Into<String>) -> ErrorDetail {
+    ErrorDetail {
+        code: code.to_string(),
+        message: message.into(),
+    }
+}

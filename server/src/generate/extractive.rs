@@ -1,0 +1,178 @@
+//! The generator that needs no model: it answers with the retrieved sentences that share the
+//! most words with the question, each followed by its citation. Always available, instant, and
+//! never says anything the sources do not.
+
+use super::{GenerateError, Generator, Prompt, TokenStream};
+use crate::store::search_terms;
+
+/// Sentences an extractive answer quotes at most.
+const MAX_SENTENCES: usize = 3;
+
+/// What an extractive answer says when no sentence shares a word with the question.
+pub const NO_ANSWER: &str = "I don't know: none of the retrieved passages seems to answer this.";
+
+/// Composes answers from the best sentences of the sources.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extractive;
+
+#[async_trait::async_trait]
+impl Generator for Extractive {
+    fn name(&self) -> &'static str {
+        "extractive"
+    }
+
+    async fn generate(
+        &self,
+        prompt: &Prompt,
+        _max_tokens: usize,
+    ) -> Result<TokenStream, GenerateError> {
+        let answer = compose(prompt);
+        // Streamed word by word like a model's answer, so clients handle one code path.
+        let pieces: Vec<Result<String, GenerateError>> =
+            split_keeping_spaces(&answer).into_iter().map(Ok).collect();
+        Ok(Box::pin(futures::stream::iter(pieces)))
+    }
+}
+
+/// The answer text: the best-matching sentences in source order, each cited.
+pub fn compose(prompt: &Prompt) -> String {
+    let terms: Vec<String> = search_terms(&prompt.question)
+        .iter()
+        .map(|t| stem(t))
+        .collect();
+    if prompt.sources.is_empty() {
+        return "I don't know: this space has no passages that match the question.".into();
+    }
+    // (score, source rank, sentence index, n, sentence)
+    let mut scored: Vec<(f64, usize, usize, usize, String)> = Vec::new();
+    for (rank, source) in prompt.sources.iter().enumerate() {
+        for (i, sentence) in sentences(&source.text).into_iter().enumerate() {
+            let words: Vec<String> = search_terms(&sentence).iter().map(|w| stem(w)).collect();
+            let shared = terms.iter().filter(|t| words.contains(t)).count();
+            if shared == 0 {
+                continue;
+            }
+            // Shared words dominate; earlier (better-ranked) sources break ties.
+            let score = shared as f64 + 1.0 / (rank as f64 + 2.0);
+            scored.push((score, rank, i, source.n, sentence));
+        }
+    }
+    if scored.is_empty() {
+        return NO_ANSWER.into();
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.truncate(MAX_SENTENCES);
+    // Read in document order, not score order.
+    scored.sort_by_key(|s| (s.1, s.2));
+    scored
+        .into_iter()
+        .map(|(_, _, _, n, s)| format!("{s} [{n}]"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Splits passage text into sentences, dropping Markdown heading marks and blank lines.
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches('#').trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut start = 0;
+        let bytes: Vec<(usize, char)> = line.char_indices().collect();
+        for (k, &(i, c)) in bytes.iter().enumerate() {
+            let next_is_space = bytes.get(k + 1).is_none_or(|(_, n)| n.is_whitespace());
+            if matches!(c, '.' | '!' | '?') && next_is_space {
+                let s = line[start..i + c.len_utf8()].trim();
+                if s.chars().count() > 3 {
+                    out.push(s.to_string());
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        let rest = line[start..].trim();
+        if rest.chars().count() > 3 {
+            out.push(rest.to_string());
+        }
+    }
+    out
+}
+
+/// A crude English stem so "days" matches "day" and "carried" matches "carry".
+fn stem(word: &str) -> String {
+    let w = word.to_lowercase();
+    for suffix in ["ing", "ied", "ies", "ed", "es", "s"] {
+        if w.len() > suffix.len() + 2 && w.ends_with(suffix) {
+            let base = &w[..w.len() - suffix.len()];
+            return if suffix.starts_with('i') {
+                format!("{base}y")
+            } else {
+                base.to_string()
+            };
+        }
+    }
+    w
+}
+
+/// Splits text into words, each keeping the whitespace that precedes it.
+pub fn split_keeping_spaces(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if c.is_whitespace() && !current.trim().is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::prompt::test_source as source;
+
+    #[test]
+    fn the_answer_quotes_matching_sentences_with_their_citations() {
+        let p = Prompt::build(
+            "How many vacation days do employees get?",
+            vec![
+                source(
+                    1,
+                    "# Leave\nEmployees get 25 vacation days a year. The office has plants.",
+                ),
+                source(2, "Unused vacation days carry over until March."),
+            ],
+            1000,
+        );
+        let a = compose(&p);
+        assert!(
+            a.contains("Employees get 25 vacation days a year. [1]"),
+            "{a}"
+        );
+        assert!(a.contains("carry over until March. [2]"), "{a}");
+        assert!(!a.contains("plants"), "{a}");
+    }
+
+    #[test]
+    fn no_shared_words_means_no_answer() {
+        let p = Prompt::build(
+            "What is the wifi password?",
+            vec![source(1, "Lunch is at noon.")],
+            1000,
+        );
+        assert_eq!(compose(&p), NO_ANSWER);
+    }
+
+    #[test]
+    fn pieces_join_back_to_the_text() {
+        let t = "Employees get 25  days. [1]\nNext";
+        assert_eq!(split_keeping_spaces(t).concat(), t);
+        assert_eq!(stem("days"), "day");
+        assert_eq!(stem("carried"), "carry");
+    }
+}

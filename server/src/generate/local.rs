@@ -1,0 +1,359 @@
+//! The local generator: SmolLM2-135M-Instruct (GGUF) on llama.cpp through `llama-cpp-2`, on the
+//! CPU. One model load per file for the whole process, one generation thread per generator
+//! that owns a reused context, and a bounded queue in front of it: on a small machine answers
+//! run one at a time at full speed rather than many at once at a crawl, and a full queue says
+//! "busy" at once so the chain can fall through to the next generator.
+
+use super::{GenerateError, Generator, Prompt, TokenStream};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+
+/// How the local model runs.
+#[derive(Clone, Debug)]
+pub struct LlmSettings {
+    /// CPU threads for prefill and decoding.
+    pub threads: usize,
+    /// Context window in tokens (prompt plus answer).
+    pub context_tokens: u32,
+    /// Requests that may wait while one is generating; more are refused as busy.
+    pub queue: usize,
+    /// Sampling temperature; 0 is greedy decoding, which keeps a small model closest to its sources.
+    pub temperature: f32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            context_tokens: 2048,
+            queue: 8,
+            temperature: 0.0,
+        }
+    }
+}
+
+/// llama.cpp's global state: initialised once per process, never freed.
+fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    static INIT: Mutex<()> = Mutex::new(());
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+    let b = LlamaBackend::init().map_err(|e| e.to_string())?;
+    Ok(BACKEND.get_or_init(|| b))
+}
+
+/// Loads a model once per file for the life of the process (tests start many servers).
+fn model(path: &Path) -> Result<&'static LlamaModel, String> {
+    static MODELS: OnceLock<Mutex<HashMap<PathBuf, &'static LlamaModel>>> = OnceLock::new();
+    let backend = backend()?;
+    let mut models = MODELS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = models.get(path) {
+        return Ok(m);
+    }
+    let loaded = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| format!("loading {}: {e}", path.display()))?;
+    let leaked: &'static LlamaModel = Box::leak(Box::new(loaded));
+    models.insert(path.to_path_buf(), leaked);
+    Ok(leaked)
+}
+
+struct Job {
+    system: String,
+    user: String,
+    max_tokens: usize,
+    out: tokio::sync::mpsc::Sender<Result<String, GenerateError>>,
+}
+
+/// Generates with a local GGUF model.
+pub struct LocalGenerator {
+    model: &'static LlamaModel,
+    template: LlamaChatTemplate,
+    jobs: SyncSender<Job>,
+}
+
+impl LocalGenerator {
+    /// Loads the model (once per process) and starts this generator's thread.
+    pub fn load(path: &Path, settings: LlmSettings) -> anyhow::Result<Self> {
+        let model = model(path).map_err(anyhow::Error::msg)?;
+        let template = template(model)?;
+        let (jobs, queue) = sync_channel::<Job>(settings.queue.max(1));
+        let thread_template = template.clone();
+        std::thread::Builder::new()
+            .name("kenning-llm".into())
+            .spawn(move || run(model, thread_template, settings, queue))?;
+        Ok(Self {
+            model,
+            template,
+            jobs,
+        })
+    }
+
+    fn render(&self, system: &str, user: &str) -> Result<String, GenerateError> {
+        render(self.model, &self.template, system, user)
+    }
+}
+
+fn template(model: &LlamaModel) -> anyhow::Result<LlamaChatTemplate> {
+    match model.chat_template(None) {
+        Ok(t) => Ok(t),
+        // SmolLM2 uses ChatML; a GGUF without a template gets that.
+        Err(_) => Ok(LlamaChatTemplate::new("chatml")?),
+    }
+}
+
+fn render(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    system: &str,
+    user: &str,
+) -> Result<String, GenerateError> {
+    let messages = [("system", system), ("user", user)]
+        .into_iter()
+        .map(|(role, content)| LlamaChatMessage::new(role.to_string(), content.to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| GenerateError::Failed(format!("building the chat: {e}")))?;
+    model
+        .apply_chat_template(template, &messages, true)
+        .map_err(|e| GenerateError::Failed(format!("applying the chat template: {e}")))
+}
+
+#[async_trait::async_trait]
+impl Generator for LocalGenerator {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn prompt_tokens(&self, prompt: &Prompt) -> u64 {
+        match self.render(&prompt.system, &prompt.user) {
+            Ok(text) => self
+                .model
+                .vocab()
+                .tokenize(text.as_bytes(), true, true)
+                .len() as u64,
+            Err(_) => prompt.estimated_tokens(),
+        }
+    }
+
+    async fn generate(
+        &self,
+        prompt: &Prompt,
+        max_tokens: usize,
+    ) -> Result<TokenStream, GenerateError> {
+        // A small buffer: decoding waits for a slow reader instead of piling text up.
+        let (out, pieces) = tokio::sync::mpsc::channel(64);
+        let job = Job {
+            system: prompt.system.clone(),
+            user: prompt.user.clone(),
+            max_tokens,
+            out,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(GenerateError::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(GenerateError::Failed(
+                    "the local model thread stopped".into(),
+                ))
+            }
+        }
+        Ok(Box::pin(tokio_stream_from(pieces)))
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<String, GenerateError>>,
+) -> impl futures::Stream<Item = Result<String, GenerateError>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The generation thread: takes jobs one at a time until every sender is gone.
+fn run(
+    model: &'static LlamaModel,
+    template: LlamaChatTemplate,
+    settings: LlmSettings,
+    queue: Receiver<Job>,
+) {
+    let mut context: Option<LlamaContext<'static>> = None;
+    while let Ok(job) = queue.recv() {
+        // The client left while the job waited: nothing to do.
+        if job.out.is_closed() {
+            continue;
+        }
+        if context.is_none() {
+            match new_context(model, &settings) {
+                Ok(c) => context = Some(c),
+                Err(e) => {
+                    let _ = job.out.blocking_send(Err(GenerateError::Failed(e)));
+                    continue;
+                }
+            }
+        }
+        let Some(ctx) = context.as_mut() else {
+            continue;
+        };
+        if let Err(e) = generate(model, &template, ctx, &settings, &job) {
+            // A context that failed mid-decode is rebuilt for the next job.
+            context = None;
+            let _ = job.out.blocking_send(Err(e));
+        }
+    }
+}
+
+fn new_context(
+    model: &'static LlamaModel,
+    settings: &LlmSettings,
+) -> Result<LlamaContext<'static>, String> {
+    let backend = backend()?;
+    let threads = settings.threads.max(1) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(settings.context_tokens.max(256)))
+        .with_n_batch(512)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    model
+        .new_context(backend, params)
+        .map_err(|e| format!("creating the model context: {e}"))
+}
+
+/// One answer: prefill the prompt, then sample and send tokens until end of generation, the
+/// token budget, or the reader going away.
+fn generate(
+    model: &'static LlamaModel,
+    template: &LlamaChatTemplate,
+    ctx: &mut LlamaContext<'static>,
+    settings: &LlmSettings,
+    job: &Job,
+) -> Result<(), GenerateError> {
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| GenerateError::Failed(format!("{what}: {e}"));
+    ctx.clear_kv_cache();
+    let text = render(model, template, &job.system, &job.user)?;
+    let vocab = model.vocab();
+    let tokens = vocab.tokenize(text.as_bytes(), true, true);
+    let n_ctx = ctx.n_ctx() as usize;
+    if tokens.is_empty() || tokens.len() + 8 >= n_ctx {
+        return Err(GenerateError::Failed(format!(
+            "the prompt has {} tokens; the context holds {n_ctx}",
+            tokens.len()
+        )));
+    }
+    let budget = job.max_tokens.min(n_ctx - tokens.len() - 1);
+    let n_batch = (ctx.n_batch() as usize).max(1);
+    let mut batch = LlamaBatch::new(n_batch, 1);
+    let last = tokens.len() as i32 - 1;
+    let mut pos: i32 = 0;
+    for chunk in tokens.chunks(n_batch) {
+        batch.clear();
+        for &t in chunk {
+            batch
+                .add(t, pos, &[0], pos == last)
+                .map_err(|e| failed("batching the prompt", &e))?;
+            pos += 1;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| failed("reading the prompt", &e))?;
+    }
+    let penalties = LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0);
+    let mut sampler = if settings.temperature <= 0.0 {
+        // Greedy: the most likely token each time, the steadiest choice for a small model.
+        LlamaSampler::chain_simple([penalties, LlamaSampler::greedy()])
+    } else {
+        LlamaSampler::chain_simple([
+            penalties,
+            LlamaSampler::top_k(40),
+            LlamaSampler::top_p(0.9, 1),
+            LlamaSampler::temp(settings.temperature),
+            LlamaSampler::dist(fastrand::u32(..)),
+        ])
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    for _ in 0..budget {
+        // `sample` also accepts the token into the sampler's history.
+        let token = sampler.sample(ctx, batch.n_tokens() - 1);
+        if vocab.is_eog(token) {
+            break;
+        }
+        vocab.token_to_piece_into(token, &mut pending, false, None);
+        if let Some(text) = take_utf8(&mut pending) {
+            if job.out.blocking_send(Ok(text)).is_err() {
+                // The reader is gone (client disconnected or timed out): stop now.
+                return Ok(());
+            }
+        }
+        batch.clear();
+        batch
+            .add(token, pos, &[0], true)
+            .map_err(|e| failed("batching a token", &e))?;
+        pos += 1;
+        ctx.decode(&mut batch).map_err(|e| failed("decoding", &e))?;
+    }
+    if !pending.is_empty() {
+        let _ = job
+            .out
+            .blocking_send(Ok(String::from_utf8_lossy(&pending).into_owned()));
+    }
+    Ok(())
+}
+
+/// Takes the longest valid UTF-8 prefix of `pending`, leaving a character cut between two
+/// tokens for the next piece; bytes that can never be valid become U+FFFD.
+fn take_utf8(pending: &mut Vec<u8>) -> Option<String> {
+    match std::str::from_utf8(pending) {
+        Ok(s) => {
+            let s = s.to_string();
+            pending.clear();
+            (!s.is_empty()).then_some(s)
+        }
+        Err(e) if e.error_len().is_some() => {
+            let s = String::from_utf8_lossy(pending).into_owned();
+            pending.clear();
+            Some(s)
+        }
+        Err(e) => {
+            let valid = e.valid_up_to();
+            if valid == 0 {
+                return None;
+            }
+            let s = String::from_utf8_lossy(&pending[..valid]).into_owned();
+            pending.drain(..valid);
+            Some(s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_utf8;
+
+    #[test]
+    fn characters_split_across_tokens_are_held_back_until_complete() {
+        let e = "é".as_bytes();
+        let mut pending = vec![b'a', e[0]];
+        assert_eq!(take_utf8(&mut pending).as_deref(), Some("a"));
+        assert_eq!(pending, vec![e[0]]);
+        pending.push(e[1]);
+        assert_eq!(take_utf8(&mut pending).as_deref(), Some("é"));
+        assert!(pending.is_empty());
+        let mut bad = vec![0xff, b'x'];
+        assert_eq!(take_utf8(&mut bad).as_deref(), Some("\u{fffd}x"));
+    }
+}

@@ -1,0 +1,188 @@
+//! Any OpenAI-compatible `/v1/chat/completions` server (OpenAI, Ollama, vLLM, the llama.cpp
+//! server), streamed: each `chat.completion.chunk`'s delta becomes a text piece.
+
+use super::{GenerateError, Generator, Prompt, TokenStream};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+/// How to reach the provider.
+#[derive(Clone, Debug)]
+pub struct OpenAiSettings {
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    pub model: String,
+    pub connect_timeout: Duration,
+    /// Longest silence between two pieces of a stream before it counts as hung.
+    pub read_timeout: Duration,
+    pub temperature: f32,
+}
+
+/// Streams answers from an OpenAI-compatible server.
+pub struct OpenAiGenerator {
+    client: reqwest::Client,
+    url: String,
+    settings: OpenAiSettings,
+}
+
+impl OpenAiGenerator {
+    /// A generator for `settings`; fails only if the HTTP client cannot be built.
+    pub fn new(settings: OpenAiSettings) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .build()?;
+        let url = format!(
+            "{}/chat/completions",
+            settings.base_url.trim_end_matches('/')
+        );
+        Ok(Self {
+            client,
+            url,
+            settings,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Generator for OpenAiGenerator {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    async fn generate(
+        &self,
+        prompt: &Prompt,
+        max_tokens: usize,
+    ) -> Result<TokenStream, GenerateError> {
+        let body = serde_json::json!({
+            "model": self.settings.model,
+            "stream": true,
+            "max_tokens": max_tokens,
+            "temperature": self.settings.temperature,
+            "messages": [
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ],
+        });
+        let mut request = self.client.post(&self.url).json(&body);
+        if let Some(key) = &self.settings.api_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                GenerateError::Timeout("connecting to the provider")
+            } else {
+                GenerateError::Unreachable(e.without_url().to_string())
+            }
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(GenerateError::Status {
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            });
+        }
+        let events = response.bytes_stream().eventsource();
+        let stream =
+            futures::stream::unfold((events, false), |(mut events, finished)| async move {
+                if finished {
+                    return None;
+                }
+                loop {
+                    match events.next().await {
+                        None => {
+                            // A stream must end with [DONE]; one cut short is a failure.
+                            return Some((
+                                Err(GenerateError::Malformed(
+                                    "the stream ended without [DONE]".into(),
+                                )),
+                                (events, true),
+                            ));
+                        }
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(GenerateError::Unreachable(e.to_string())),
+                                (events, true),
+                            ))
+                        }
+                        Some(Ok(event)) => {
+                            let data = event.data.trim();
+                            if data == "[DONE]" {
+                                return None;
+                            }
+                            if data.is_empty() {
+                                continue;
+                            }
+                            match delta_text(data) {
+                                Ok(Some(text)) if !text.is_empty() => {
+                                    return Some((Ok(text), (events, false)))
+                                }
+                                Ok(_) => continue,
+                                Err(e) => return Some((Err(e), (events, true))),
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(Box::pin(stream))
+    }
+}
+
+/// The text of one streamed chunk; `None` for chunks that carry none (role, finish, usage).
+fn delta_text(data: &str) -> Result<Option<String>, GenerateError> {
+    let value: serde_json::Value = serde_json::from_str(data)
+        .map_err(|e| GenerateError::Malformed(format!("not JSON ({e})")))?;
+    if let Some(err) = value.get("error") {
+        return Err(GenerateError::Failed(
+            err.get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("the provider reported an error")
+                .to_string(),
+        ));
+    }
+    let choices = value
+        .get("choices")
+        .and_then(|c| c.as_array())
+        .ok_or_else(|| GenerateError::Malformed("a chunk without choices".into()))?;
+    Ok(choices
+        .first()
+        .and_then(|c| c.get("delta"))
+        .and_then(|d| d.get("content"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_yield_their_delta_text() {
+        let chunk = r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hé"},"finish_reason":null}]}"#;
+        assert_eq!(delta_text(chunk).unwrap().as_deref(), Some("Hé"));
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#;
+        assert_eq!(delta_text(role).unwrap(), None);
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":3}}"#;
+        assert_eq!(delta_text(usage).unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_and_errors_are_failures() {
+        assert!(matches!(
+            delta_text("{oops"),
+            Err(GenerateError::Malformed(_))
+        ));
+        assert!(matches!(
+            delta_text(r#"{"id":1}"#),
+            Err(GenerateError::Malformed(_))
+        ));
+        assert!(matches!(
+            delta_text(r#"{"error":{"message":"overloaded"}}"#),
+            Err(GenerateError::Failed(m)) if m == "overloaded"
+        ));
+    }
+}

@@ -1,0 +1,478 @@
+//! Asking a space: the SSE answer stream (sources, tokens, done), citations that point at real
+//! passages, conversations, the answer cache, bad input, and the generator chain degrading
+//! through a misbehaving OpenAI-compatible provider.
+
+use crate::helpers::{
+    answer_text, event, expect_error, spawn_app, spawn_app_with, Backend, Options, TestApp,
+};
+use crate::stub::{Behaviour, Stub};
+use kenning::config::GeneratorKind;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+on_both_backends!(
+    an_answer_streams_sources_then_tokens_then_done_and_is_remembered,
+    the_same_question_is_served_from_the_answer_cache_until_the_space_changes,
+    bad_chat_requests_are_rejected_before_any_event,
+    a_question_before_indexing_finishes_says_so,
+    a_provider_stream_is_relayed_token_by_token,
+    a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers,
+    garbage_and_hanging_providers_fall_through_to_the_next_generator,
+    a_client_that_leaves_mid_answer_stops_the_provider_stream,
+    answers_stream_uncompressed_and_keep_non_ascii_text_intact,
+);
+
+const LEAVE: &str = "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation \
+each year. Requests go to your manager two weeks in advance.\n\n## Carry over\n\nUp to five unused \
+vacation days carry over into the next year.\n";
+const LAPTOP: &str = "# Equipment\n\nNew hires get a laptop on their first day. Broken hardware \
+is replaced by the IT desk within one business day.\n";
+
+async fn seeded(app: &TestApp, name: &str) -> String {
+    let space = app.create_space(name).await;
+    for (file, text) in [("leave.md", LEAVE), ("laptop.md", LAPTOP)] {
+        let (status, doc) = app.upload(&space, file, text.as_bytes().to_vec()).await;
+        assert_eq!(status, 202, "{doc}");
+        let done = app
+            .wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+            .await;
+        assert_eq!(done["status"], "ready", "{done}");
+    }
+    space
+}
+
+fn question(q: &str) -> Value {
+    json!({ "question": q })
+}
+
+async fn an_answer_streams_sources_then_tokens_then_done_and_is_remembered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = seeded(&app, "Handbook").await;
+    let events = app
+        .ask(
+            &space,
+            question("How many vacation days does an employee get?"),
+        )
+        .await;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names.first(), Some(&"sources"), "{names:?}");
+    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+    assert!(
+        names.iter().filter(|n| **n == "token").count() > 1,
+        "{names:?}"
+    );
+
+    let sources = event(&events, "sources").data["sources"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!sources.is_empty());
+    assert_eq!(sources[0]["n"], 1);
+    assert_eq!(sources[0]["filename"], "leave.md");
+    // The citation points at the exact passage: its offsets select its text in the document.
+    let doc_id = sources[0]["document_id"].as_str().unwrap();
+    let (_, chunks) = app
+        .get_json(&format!("/api/v1/spaces/{space}/documents/{doc_id}/chunks"))
+        .await;
+    let cited = chunks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == sources[0]["chunk_id"])
+        .expect("the cited chunk exists");
+    assert_eq!(cited["char_start"], sources[0]["char_start"]);
+    assert_eq!(cited["text"], sources[0]["text"]);
+
+    let answer = answer_text(&events);
+    assert!(answer.contains("twenty-five days"), "{answer}");
+    assert!(answer.contains("[1]"), "{answer}");
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "extractive");
+    assert_eq!(done["degraded"], false);
+    assert_eq!(done["cached"], false);
+    assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 1);
+    assert!(
+        done["timings"]["first_token_ms"].as_f64().unwrap()
+            <= done["timings"]["total_ms"].as_f64().unwrap()
+    );
+
+    // The conversation holds the question and the answer with the sources it cites.
+    let conversation = done["conversation_id"].as_str().unwrap();
+    let (status, list) = app
+        .get_json(&format!("/api/v1/spaces/{space}/conversations"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["id"], conversation);
+    let (_, messages) = app
+        .get_json(&format!(
+            "/api/v1/spaces/{space}/conversations/{conversation}/messages"
+        ))
+        .await;
+    let items = messages["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{messages}");
+    assert_eq!(items[0]["role"], "user");
+    assert_eq!(items[1]["role"], "assistant");
+    assert_eq!(items[1]["content"], answer);
+    assert_eq!(items[1]["citations"][0]["n"], 1);
+
+    // A follow-up in the same conversation adds to it instead of starting another.
+    let events = app
+        .ask(
+            &space,
+            json!({ "question": "Who replaces broken hardware?", "conversation_id": conversation }),
+        )
+        .await;
+    assert!(answer_text(&events).contains("IT desk"));
+    let (_, list) = app
+        .get_json(&format!("/api/v1/spaces/{space}/conversations"))
+        .await;
+    assert_eq!(list["total"], 1);
+
+    let r = app
+        .delete(&format!(
+            "/api/v1/spaces/{space}/conversations/{conversation}"
+        ))
+        .await;
+    assert_eq!(r.status(), 204);
+    let (status, body) = app
+        .get_json(&format!(
+            "/api/v1/spaces/{space}/conversations/{conversation}/messages"
+        ))
+        .await;
+    expect_error(status, &body, 404, "conversation_not_found");
+}
+
+async fn the_same_question_is_served_from_the_answer_cache_until_the_space_changes(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let space = seeded(&app, "Cached").await;
+    let q = question("Who replaces broken hardware?");
+    let first = app.ask(&space, q.clone()).await;
+    assert_eq!(event(&first, "done").data["cached"], false);
+    let second = app.ask(&space, q.clone()).await;
+    assert_eq!(event(&second, "done").data["cached"], true);
+    assert_eq!(answer_text(&first), answer_text(&second));
+    // Regenerate skips the cache.
+    let again = app
+        .ask(
+            &space,
+            json!({ "question": "Who replaces broken hardware?", "regenerate": true }),
+        )
+        .await;
+    assert_eq!(event(&again, "done").data["cached"], false);
+
+    // Any write to the space changes its version: the cached answer is not served.
+    let (status, doc) = app
+        .upload(
+            &space,
+            "more.md",
+            b"# Hardware\n\nBroken hardware is also replaced by the vendor.\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    let after = app.ask(&space, q).await;
+    assert_eq!(event(&after, "done").data["cached"], false);
+}
+
+async fn bad_chat_requests_are_rejected_before_any_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = seeded(&app, "Strict").await;
+    let path = format!("/api/v1/spaces/{space}/chat");
+    let cases = [
+        (json!({ "question": "   " }), 400, "empty_question"),
+        (
+            json!({ "question": "x".repeat(4001) }),
+            400,
+            "question_too_long",
+        ),
+        (
+            json!({ "question": "hi", "max_sources": 0 }),
+            400,
+            "invalid_max_sources",
+        ),
+        (
+            json!({ "question": "hi", "max_sources": 21 }),
+            400,
+            "invalid_max_sources",
+        ),
+        (json!({ "question": 5 }), 422, "invalid_fields"),
+        (
+            json!({ "question": "hi", "mode": "psychic" }),
+            422,
+            "invalid_fields",
+        ),
+        (
+            json!({ "question": "hi", "conversation_id": "00000000-0000-7000-8000-000000000000" }),
+            404,
+            "conversation_not_found",
+        ),
+        (
+            json!({ "question": "hi", "conversation_id": "nope" }),
+            404,
+            "conversation_not_found",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (s, b) = app.post_json(&path, &body).await;
+        expect_error(s, &b, status, code);
+    }
+    let (s, b) = app
+        .post_json(
+            "/api/v1/spaces/00000000-0000-7000-8000-000000000000/chat",
+            &question("hi"),
+        )
+        .await;
+    expect_error(s, &b, 404, "space_not_found");
+    let r = app
+        .client
+        .post(app.url(&path))
+        .header("content-type", "application/json")
+        .body("{\"question\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // GET with query parameters (for EventSource) validates the same way.
+    let (s, b) = app.get_json(&format!("{path}?question=%20")).await;
+    expect_error(s, &b, 400, "empty_question");
+    let (s, b) = app.get_json(&path).await;
+    expect_error(s, &b, 400, "invalid_query");
+}
+
+async fn a_question_before_indexing_finishes_says_so(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            workers: 0,
+            ..Options::default()
+        },
+    )
+    .await;
+    let space = app.create_space("Early").await;
+    let (status, _) = app
+        .upload(&space, "leave.md", LEAVE.as_bytes().to_vec())
+        .await;
+    assert_eq!(status, 202);
+    let events = app
+        .ask(&space, question("How many vacation days do we get?"))
+        .await;
+    let sources = &event(&events, "sources").data;
+    assert_eq!(sources["pending_documents"], 1);
+    assert!(sources["notice"]
+        .as_str()
+        .unwrap()
+        .contains("still being indexed"));
+    assert!(answer_text(&events).starts_with("I don't know"));
+}
+
+async fn app_with_stub(backend: Backend, behaviour: Behaviour) -> (TestApp, Stub) {
+    let stub = Stub::start(behaviour).await;
+    let url = stub.base_url.clone();
+    let options = Options {
+        generate: Box::new(move |g| {
+            g.generators = vec![GeneratorKind::Openai, GeneratorKind::Extractive];
+            g.generator_retries = 0;
+            g.breaker_failures = 2;
+            g.breaker_reset_secs = 1;
+            g.first_token_timeout_ms = 1_000;
+            g.openai_timeout_secs = 5;
+            g.openai_base_url = Some(url);
+        }),
+        ..Options::default()
+    };
+    (spawn_app_with(backend, options).await, stub)
+}
+
+async fn a_provider_stream_is_relayed_token_by_token(backend: Backend) {
+    let (app, stub) = app_with_stub(
+        backend,
+        Behaviour::Answer(vec!["Twenty-five", " days", " [1]."]),
+    )
+    .await;
+    let space = seeded(&app, "Relayed").await;
+    let events = app
+        .ask(
+            &space,
+            question("How many vacation days does an employee get?"),
+        )
+        .await;
+    let tokens: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, vec!["Twenty-five", " days", " [1]."]);
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "openai");
+    assert_eq!(done["degraded"], false);
+    // The provider saw the grounded prompt: numbered sources, then the question.
+    let sent = stub.last_body();
+    assert_eq!(sent["stream"], true);
+    let user = sent["messages"][1]["content"].as_str().unwrap();
+    assert!(user.starts_with("Sources:\n[1] (leave.md"), "{user}");
+    assert!(user.contains("twenty-five days"), "{user}");
+    assert!(sent["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("I don't know"));
+}
+
+async fn health_of(app: &TestApp, name: &str) -> Value {
+    let (_, health) = app.get_json("/health").await;
+    health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} check in {health}"))
+}
+
+async fn a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers(backend: Backend) {
+    let (app, stub) = app_with_stub(backend, Behaviour::Status(500)).await;
+    let space = seeded(&app, "Degraded").await;
+    for i in 0..2 {
+        let events = app
+            .ask(
+                &space,
+                json!({ "question": "Who replaces broken hardware?", "regenerate": true }),
+            )
+            .await;
+        let done = &event(&events, "done").data;
+        assert_eq!(done["generator"], "extractive", "answer {i}");
+        assert_eq!(done["degraded"], true);
+        assert!(
+            done["notice"].as_str().unwrap().contains("openai failed"),
+            "{done}"
+        );
+        assert!(answer_text(&events).contains("IT desk"));
+    }
+    assert_eq!(stub.calls(), 2);
+    let check = health_of(&app, "generator:openai").await;
+    assert_eq!(check["status"], "degraded", "{check}");
+    let (_, health) = app.get_json("/health").await;
+    assert_eq!(health["status"], "degraded");
+
+    // Open: the provider is skipped without being called.
+    let events = app
+        .ask(
+            &space,
+            json!({ "question": "Who replaces broken hardware?", "regenerate": true }),
+        )
+        .await;
+    assert!(event(&events, "done").data["notice"]
+        .as_str()
+        .unwrap()
+        .contains("paused"));
+    assert_eq!(stub.calls(), 2);
+
+    // After the reset time one probe goes through; the provider is healthy again, so it closes.
+    stub.set(Behaviour::Answer(vec!["Back", " again."]));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let events = app
+        .ask(
+            &space,
+            json!({ "question": "Who replaces broken hardware?", "regenerate": true }),
+        )
+        .await;
+    assert_eq!(event(&events, "done").data["generator"], "openai");
+    assert_eq!(
+        health_of(&app, "generator:openai").await["status"],
+        "healthy"
+    );
+}
+
+async fn garbage_and_hanging_providers_fall_through_to_the_next_generator(backend: Backend) {
+    let (app, stub) = app_with_stub(backend, Behaviour::Garbage).await;
+    let space = seeded(&app, "Garbage").await;
+    let events = app
+        .ask(&space, question("Who replaces broken hardware?"))
+        .await;
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "extractive");
+    assert!(
+        done["notice"].as_str().unwrap().contains("malformed"),
+        "{done}"
+    );
+
+    stub.set(Behaviour::Hang);
+    let started = Instant::now();
+    let events = app
+        .ask(
+            &space,
+            json!({ "question": "When do new hires get a laptop?", "regenerate": true }),
+        )
+        .await;
+    assert_eq!(event(&events, "done").data["generator"], "extractive");
+    // The first-token timeout (1 s here) bounds the wait, not the provider.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+async fn a_client_that_leaves_mid_answer_stops_the_provider_stream(backend: Backend) {
+    let (app, stub) = app_with_stub(backend, Behaviour::Endless).await;
+    let space = seeded(&app, "Leaving").await;
+    let mut r = app
+        .client
+        .post(app.url(&format!("/api/v1/spaces/{space}/chat")))
+        .json(&question("Who replaces broken hardware?"))
+        .send()
+        .await
+        .unwrap();
+    // Read until tokens are flowing from the provider.
+    let mut seen = String::new();
+    while !seen.contains("event: token") {
+        let piece = r.chunk().await.unwrap().expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&piece));
+    }
+    assert_eq!(stub.open_streams(), 1);
+    drop(r);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stub.open_streams() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the provider stream was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn answers_stream_uncompressed_and_keep_non_ascii_text_intact(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = app.create_space("Urlaub").await;
+    let text = "# Urlaub\n\nMitarbeitende erhalten fünfundzwanzig Urlaubstage pro Jahr — \
+                übertragbar sind höchstens fünf Tage. 休暇は年間25日です。\n";
+    let (status, doc) = app
+        .upload(&space, "urlaub.md", text.as_bytes().to_vec())
+        .await;
+    assert_eq!(status, 202);
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    // A client that accepts compression still gets a plain event stream: compressing SSE would
+    // hold tokens back in the compressor's buffer.
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/spaces/{space}/chat")))
+        .header("accept-encoding", "gzip, br")
+        .json(&question("Wie viele Urlaubstage erhalten Mitarbeitende?"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    let events = crate::helpers::parse_sse(&r.text().await.unwrap());
+    let answer = answer_text(&events);
+    assert!(answer.contains("fünfundzwanzig Urlaubstage"), "{answer}");
+    assert!(answer.contains("höchstens fünf Tage"), "{answer}");
+}

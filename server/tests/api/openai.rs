@@ -1,0 +1,251 @@
+//! The OpenAI-compatible API, checked on the wire format OpenAI's own SDKs parse: model
+//! listing, streamed `chat.completion.chunk`s ending in `[DONE]`, a whole `chat.completion`,
+//! embeddings, and OpenAI-style errors for bad input. Also the local model, end to end.
+
+use crate::helpers::{
+    answer_text, event, expect_error, parse_sse, spawn_app, spawn_app_with, Backend, Options,
+    TestApp,
+};
+use kenning::config::GeneratorKind;
+use serde_json::{json, Value};
+
+on_both_backends!(
+    spaces_are_listed_as_models,
+    a_completion_answers_from_the_named_space_with_its_sources,
+    a_streamed_completion_is_a_series_of_chunks_ending_in_done,
+    bad_completion_requests_are_rejected,
+    embeddings_come_from_the_configured_embedder,
+);
+
+const LEAVE: &str = "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation \
+each year. Requests go to your manager two weeks in advance.\n";
+
+async fn seeded(app: &TestApp, name: &str) -> String {
+    let space = app.create_space(name).await;
+    let (status, doc) = app
+        .upload(&space, "leave.md", LEAVE.as_bytes().to_vec())
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    space
+}
+
+async fn spaces_are_listed_as_models(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_space("Handbook").await;
+    app.create_space("Runbooks").await;
+    let (status, body) = app.get_json("/v1/models").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["object"], "list");
+    let models = body["data"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    let handbook = models.iter().find(|m| m["id"] == "Handbook").unwrap();
+    assert_eq!(handbook["object"], "model");
+    assert_eq!(handbook["kenning_space_id"], id.as_str());
+    assert!(handbook["created"].as_i64().unwrap() > 1_700_000_000);
+}
+
+async fn a_completion_answers_from_the_named_space_with_its_sources(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = seeded(&app, "Handbook").await;
+    // The model may be named by the space's name in any case, or by its id.
+    for model in ["handbook", space.as_str()] {
+        let (status, body) = app
+            .post_json(
+                "/v1/chat/completions",
+                &json!({
+                    "model": model,
+                    "messages": [
+                        { "role": "system", "content": "Be brief." },
+                        { "role": "user", "content": [{ "type": "text", "text": "How many vacation days do we get?" }] }
+                    ]
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["model"], "Handbook");
+        assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(content.contains("twenty-five days"), "{content}");
+        assert_eq!(body["sources"][0]["filename"], "leave.md");
+        let usage = &body["usage"];
+        assert_eq!(
+            usage["total_tokens"].as_u64().unwrap(),
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        );
+    }
+}
+
+async fn a_streamed_completion_is_a_series_of_chunks_ending_in_done(backend: Backend) {
+    let app = spawn_app(backend).await;
+    seeded(&app, "Handbook").await;
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&json!({
+            "model": "Handbook",
+            "stream": true,
+            "messages": [{ "role": "user", "content": "How many vacation days do we get?" }]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let events = parse_sse(&body);
+    // OpenAI's stream: unnamed `data:` events, the last one the literal [DONE].
+    assert!(events.iter().all(|e| e.event == "message"));
+    assert_eq!(events.last().unwrap().data, Value::String("[DONE]".into()));
+    let chunks = &events[..events.len() - 1];
+    assert!(chunks.len() >= 3, "{body}");
+    for c in chunks {
+        assert_eq!(c.data["object"], "chat.completion.chunk", "{}", c.data);
+        assert_eq!(c.data["id"], chunks[0].data["id"]);
+    }
+    assert_eq!(chunks[0].data["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(chunks[0].data["sources"][0]["n"], 1);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c.data["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(text.contains("twenty-five days"), "{text}");
+    let last = &chunks[chunks.len() - 1].data;
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+async fn bad_completion_requests_are_rejected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    seeded(&app, "Handbook").await;
+    let cases = [
+        (
+            json!({ "model": "Nope", "messages": [{ "role": "user", "content": "hi" }] }),
+            404,
+            "model_not_found",
+        ),
+        (
+            json!({ "model": "Handbook", "messages": [] }),
+            400,
+            "invalid_messages",
+        ),
+        (
+            json!({ "model": "Handbook", "messages": [{ "role": "wizard", "content": "hi" }] }),
+            400,
+            "invalid_messages",
+        ),
+        (
+            json!({ "model": "Handbook", "messages": [{ "role": "system", "content": "hi" }] }),
+            400,
+            "invalid_messages",
+        ),
+        (
+            json!({ "model": "Handbook", "messages": [{ "role": "user", "content": 42 }] }),
+            400,
+            "invalid_messages",
+        ),
+        (
+            json!({ "model": "Handbook", "messages": [{ "role": "user", "content": "  " }] }),
+            400,
+            "empty_question",
+        ),
+        (
+            json!({ "model": "Handbook", "messages": "hi" }),
+            422,
+            "invalid_fields",
+        ),
+        (
+            json!({ "messages": [{ "role": "user", "content": "hi" }] }),
+            422,
+            "invalid_fields",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (s, b) = app.post_json("/v1/chat/completions", &body).await;
+        expect_error(s, &b, status, code);
+    }
+    let (s, b) = app.get_json("/v1/nothing-here").await;
+    expect_error(s, &b, 404, "route_not_found");
+}
+
+async fn embeddings_come_from_the_configured_embedder(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (status, body) = app
+        .post_json(
+            "/v1/embeddings",
+            &json!({
+                "model": "text-embedding-3-small",
+                "input": ["How many vacation days do we get?", "Employees receive 25 days of paid vacation.", "The database connection pool is full."]
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "local/all-MiniLM-L6-v2");
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[1]["index"], 1);
+    let vector =
+        |i: usize| -> Vec<f64> { serde_json::from_value(data[i]["embedding"].clone()).unwrap() };
+    let (q, answer, unrelated) = (vector(0), vector(1), vector(2));
+    assert_eq!(q.len(), 384);
+    let norm: f64 = q.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3);
+    let cosine = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+    assert!(
+        cosine(&q, &answer) > cosine(&q, &unrelated) + 0.2,
+        "the answer is nearer the question than an unrelated text"
+    );
+
+    for (input, code) in [
+        (json!(""), "invalid_input"),
+        (json!([]), "invalid_input"),
+        (json!([1, 2]), "invalid_input"),
+        (json!("x".repeat(8001)), "invalid_input"),
+    ] {
+        let (s, b) = app
+            .post_json("/v1/embeddings", &json!({ "input": input }))
+            .await;
+        expect_error(s, &b, 400, code);
+    }
+}
+
+/// The real local model (SmolLM2 on llama.cpp) answers through the chat API: tokens stream,
+/// the usage counts real tokens, and the answer is attributed to `local`.
+#[tokio::test]
+async fn the_local_model_streams_a_grounded_answer() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            generate: Box::new(|g| {
+                g.generators = vec![GeneratorKind::Local, GeneratorKind::Extractive];
+                g.max_answer_tokens = 48;
+                g.first_token_timeout_ms = 60_000;
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let space = seeded(&app, "Handbook").await;
+    let events = app
+        .ask(
+            &space,
+            json!({ "question": "How many days of paid vacation does an employee get each year?" }),
+        )
+        .await;
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "local", "{done}");
+    assert_eq!(done["degraded"], false);
+    let tokens = events.iter().filter(|e| e.event == "token").count() as u64;
+    assert!(tokens > 1, "streamed token by token");
+    assert_eq!(done["usage"]["completion_tokens"].as_u64().unwrap(), tokens);
+    assert!(done["usage"]["completion_tokens"].as_u64().unwrap() <= 48);
+    // Counted by the model's own tokenizer: the prompt with one source is well over 50 tokens.
+    assert!(
+        done["usage"]["prompt_tokens"].as_u64().unwrap() > 50,
+        "{done}"
+    );
+    assert!(!answer_text(&events).trim().is_empty());
+}
