@@ -168,6 +168,112 @@ pub struct SearchResponse {
     pub notice: Option<String>,
 }
 
+/// A question to a space, answered as a stream of events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub question: String,
+    /// Continue this conversation; a new one is started when absent.
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub mode: SearchMode,
+    /// Passages to retrieve and number as sources (default by server configuration).
+    pub max_sources: Option<i64>,
+    /// Drop passages scoring below this.
+    pub min_score: Option<f64>,
+    /// Skip the answer cache and generate afresh.
+    #[serde(default)]
+    pub regenerate: bool,
+}
+
+/// A numbered passage an answer may cite as `[n]`, with where it sits in its document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    pub n: usize,
+    pub chunk_id: String,
+    pub document_id: String,
+    pub filename: String,
+    pub heading_path: String,
+    /// 0-based position of the passage in its document.
+    pub position: i64,
+    pub char_start: i64,
+    pub char_end: i64,
+    pub score: f64,
+    pub text: String,
+}
+
+/// First event of an answer: what it will be based on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourcesEvent {
+    pub conversation_id: String,
+    pub sources: Vec<Citation>,
+    /// Documents still being indexed: the answer cannot use them yet.
+    pub pending_documents: i64,
+    pub notice: Option<String>,
+}
+
+/// A piece of the answer's text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenEvent {
+    pub text: String,
+}
+
+/// Token counts of one answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Where an answer's time went, in milliseconds since the request arrived.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Embedding the question and searching.
+    pub retrieval_ms: f64,
+    /// When the `sources` event was sent.
+    pub sources_ms: f64,
+    /// When the first token was sent.
+    pub first_token_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+/// Last event of a successful answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DoneEvent {
+    pub conversation_id: String,
+    pub message_id: String,
+    /// The generator that wrote the answer (`local`, `openai`, `extractive`).
+    pub generator: String,
+    /// True when a preferred generator failed and a later one in the chain answered.
+    pub degraded: bool,
+    pub notice: Option<String>,
+    /// Served from the answer cache.
+    pub cached: bool,
+    pub usage: Usage,
+    pub timings: Timings,
+}
+
+/// A conversation with a space.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub space_id: String,
+    pub title: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One turn of a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    pub citations: Vec<Citation>,
+    pub generator: Option<String>,
+    pub created_at: String,
+}
+
 /// Request body to create a space.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateSpaceRequest {

@@ -1,7 +1,10 @@
 //! The seam between the UI's server functions and the server's service layer: `app` defines it,
 //! `server` implements it and provides it through Leptos context, so `app` never depends on `server`.
 
-use crate::api::{Document, ErrorDetail, HealthReport, Page, SearchRequest, SearchResponse, Space};
+use crate::api::{
+    Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, Page, SearchRequest,
+    SearchResponse, Space,
+};
 use std::sync::Arc;
 
 /// What the UI needs from the engine; the REST API calls the same implementation.
@@ -41,6 +44,35 @@ pub trait Backend: Send + Sync + 'static {
         space_id: &str,
         req: SearchRequest,
     ) -> Result<SearchResponse, ErrorDetail>;
+    /// One document with its ingestion state.
+    async fn get_document(
+        &self,
+        space_id: &str,
+        document_id: &str,
+    ) -> Result<Document, ErrorDetail>;
+    /// A document's passages in order, one page at a time.
+    async fn list_chunks(
+        &self,
+        space_id: &str,
+        document_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Chunk>, ErrorDetail>;
+    /// A space's conversations, most recently active first.
+    async fn list_conversations(
+        &self,
+        space_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Conversation>, ErrorDetail>;
+    /// A conversation's turns, oldest first.
+    async fn list_messages(
+        &self,
+        space_id: &str,
+        conversation_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Message>, ErrorDetail>;
 }
 
 /// How server functions find the backend in Leptos context.

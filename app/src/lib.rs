@@ -1,8 +1,10 @@
 //! Kenning's web UI: the shell, the routes (every page lazily loaded) and the server functions.
+#![recursion_limit = "256"]
 
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod backend;
+mod chat;
 mod components;
 mod pages;
 pub mod server_fns;
@@ -78,7 +80,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("") view={Lazy::<pages::HomePage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("spaces") view={Lazy::<pages::SpacesPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("spaces/:id") view={Lazy::<pages::SpacePage>::new()} ssr=SsrMode::Async/>
-                        <Route path=path!("chat") view={Lazy::<pages::ChatPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("spaces/:id/documents/:doc") view={Lazy::<chat::DocumentPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("chat") view={Lazy::<chat::ChatPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("search") view={Lazy::<pages::SearchPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("metrics/dashboard") view={Lazy::<pages::MetricsPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("status") view={Lazy::<pages::StatusPage>::new()} ssr=SsrMode::Async/>

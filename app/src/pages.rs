@@ -304,8 +304,8 @@ impl LazyRoute for SpacePage {
                             <Title text=s.name.clone()/>
                             <p class="crumbs"><A href="/spaces">"Spaces"</A>" / "{s.name.clone()}</p>
                             <PageHeader title=s.name.clone() subtitle=s.description.clone()>
+                                <A href=format!("/chat?space={}", s.id) attr:class="button">"Ask this space"</A>
                                 <A href=format!("/search?space={}", s.id) attr:class="button secondary">"Search this space"</A>
-                                <A href=format!("/chat?space={}", s.id) attr:class="button secondary">"Ask this space"</A>
                             </PageHeader>
                         }.into_any(),
                     }
@@ -505,19 +505,6 @@ macro_rules! coming_soon_page {
         }
     };
 }
-
-coming_soon_page!(
-    /// Placeholder for the streamed, cited chat that lands with the answers work.
-    ChatPage,
-    "Chat",
-    "Ask a space a question and watch the answer stream in, every claim linked to the passage it came from.",
-    [
-        "Answers streamed token by token, with a stop button",
-        "Citations that open the cited passage, highlighted",
-        "Local model by default; any OpenAI-compatible provider when configured",
-        "Conversation history per space",
-    ]
-);
 
 coming_soon_page!(
     /// Placeholder for the live metrics dashboard.

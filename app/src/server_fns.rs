@@ -1,6 +1,8 @@
 //! Server functions the UI calls; each is a thin call into the shared backend.
 
-use crate::api::{Document, HealthReport, Page, SearchMode, SearchResponse, Space};
+use crate::api::{
+    Chunk, Conversation, Document, HealthReport, Message, Page, SearchMode, SearchResponse, Space,
+};
 use leptos::prelude::*;
 
 /// Page size for lists in the UI.
@@ -107,6 +109,52 @@ pub async fn search_space(
     };
     crate::backend::backend()?
         .search(&space_id, req)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// One document, for its passages page.
+#[server]
+pub async fn get_document(
+    space_id: String,
+    document_id: String,
+) -> Result<Document, ServerFnError> {
+    crate::backend::backend()?
+        .get_document(&space_id, &document_id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// A document's passages, one page at a time.
+#[server]
+pub async fn list_chunks(
+    space_id: String,
+    document_id: String,
+    offset: i64,
+) -> Result<Page<Chunk>, ServerFnError> {
+    crate::backend::backend()?
+        .list_chunks(&space_id, &document_id, PAGE_SIZE, offset)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// A space's conversations for the chat page's sidebar.
+#[server]
+pub async fn list_conversations(space_id: String) -> Result<Page<Conversation>, ServerFnError> {
+    crate::backend::backend()?
+        .list_conversations(&space_id, 50, 0)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// A conversation's turns, oldest first (the latest 200).
+#[server]
+pub async fn list_messages(
+    space_id: String,
+    conversation_id: String,
+) -> Result<Page<Message>, ServerFnError> {
+    crate::backend::backend()?
+        .list_messages(&space_id, &conversation_id, 200, 0)
         .await
         .map_err(to_fn_error)
 }
