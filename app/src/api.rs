@@ -274,6 +274,91 @@ pub struct Message {
     pub created_at: String,
 }
 
+/// What the metrics dashboard shows: recent per-second history and current state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    pub uptime_seconds: u64,
+    /// Seconds of history in `points` (one point per second, oldest first).
+    pub window_seconds: u64,
+    pub points: Vec<MetricsPoint>,
+    /// Aggregates over the last minute.
+    pub last_minute: WindowStat,
+    /// Per route template since start, busiest first.
+    pub routes: Vec<RouteStat>,
+    pub caches: Vec<CacheStat>,
+    pub breakers: Vec<BreakerStat>,
+    pub jobs: JobStat,
+    pub memory_bytes: u64,
+    pub cpu_percent: f64,
+}
+
+/// One second of activity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsPoint {
+    /// Unix time, seconds.
+    pub t: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub tokens: u64,
+    pub search_p95_ms: Option<f64>,
+    pub passages: u64,
+}
+
+/// Aggregates over a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowStat {
+    pub requests_per_second: f64,
+    pub error_ratio: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
+    pub tokens_per_second: f64,
+    pub search_p95_ms: Option<f64>,
+    pub passages_per_second: f64,
+}
+
+/// Requests to one route template.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteStat {
+    pub method: String,
+    pub route: String,
+    pub count: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Hits and misses of one cache since start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheStat {
+    pub name: String,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// A generator's circuit breaker.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BreakerStat {
+    pub name: String,
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+}
+
+/// Ingestion jobs by state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobStat {
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
 /// Request body to create a space.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateSpaceRequest {

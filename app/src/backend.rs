@@ -2,8 +2,8 @@
 //! `server` implements it and provides it through Leptos context, so `app` never depends on `server`.
 
 use crate::api::{
-    Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, Page, SearchRequest,
-    SearchResponse, Space,
+    Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, MetricsSnapshot, Page,
+    SearchRequest, SearchResponse, Space,
 };
 use std::sync::Arc;
 
@@ -44,6 +44,8 @@ pub trait Backend: Send + Sync + 'static {
         space_id: &str,
         req: SearchRequest,
     ) -> Result<SearchResponse, ErrorDetail>;
+    /// What the metrics dashboard draws.
+    async fn metrics_snapshot(&self) -> MetricsSnapshot;
     /// One document with its ingestion state.
     async fn get_document(
         &self,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod backend;
 mod chat;
 mod components;
+mod dashboard;
 mod pages;
 pub mod server_fns;
 
@@ -83,7 +84,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("spaces/:id/documents/:doc") view={Lazy::<chat::DocumentPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("chat") view={Lazy::<chat::ChatPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("search") view={Lazy::<pages::SearchPage>::new()} ssr=SsrMode::Async/>
-                        <Route path=path!("metrics/dashboard") view={Lazy::<pages::MetricsPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("metrics/dashboard") view={Lazy::<dashboard::MetricsPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("status") view={Lazy::<pages::StatusPage>::new()} ssr=SsrMode::Async/>
                     </Routes>
                 </main>

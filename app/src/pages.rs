@@ -487,55 +487,6 @@ mod upload {
     }
 }
 
-/// Declares a page that describes a capability still on its way.
-macro_rules! coming_soon_page {
-    ($(#[$doc:meta])* $name:ident, $title:literal, $intro:literal, [$($item:literal),* $(,)?]) => {
-        $(#[$doc])*
-        pub struct $name;
-
-        #[lazy_route]
-        impl LazyRoute for $name {
-            fn data() -> Self {
-                $name
-            }
-
-            fn view(_this: Self) -> AnyView {
-                coming_soon($title, $intro, &[$($item),*])
-            }
-        }
-    };
-}
-
-coming_soon_page!(
-    /// Placeholder for the live metrics dashboard.
-    MetricsPage,
-    "Metrics",
-    "A live view of how Kenning is doing, without leaving the app.",
-    [
-        "Request rate, errors and latency percentiles",
-        "Time to first token and tokens per second",
-        "Cache hit rates, ingestion queue depth and circuit breaker states",
-        "Prometheus exposition at /metrics for your own monitoring",
-    ]
-);
-
-fn coming_soon(
-    title: &'static str,
-    intro: &'static str,
-    items: &'static [&'static str],
-) -> AnyView {
-    view! {
-        <Title text=title/>
-        <PageHeader title=title subtitle=intro/>
-        <section class="panel coming-soon">
-            <Badge status="coming soon"/>
-            <p>"This page is on its way. Here is what it will do:"</p>
-            <ul>{items.iter().map(|i| view! { <li>{*i}</li> }).collect_view()}</ul>
-        </section>
-    }
-    .into_any()
-}
-
 /// What the search form asked for, read from the URL so searches are links and work without JS.
 #[derive(Clone, Debug, PartialEq)]
 struct SearchParams {

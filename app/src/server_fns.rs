@@ -158,3 +158,9 @@ pub async fn list_messages(
         .await
         .map_err(to_fn_error)
 }
+
+/// The metrics dashboard's data, polled every two seconds.
+#[server]
+pub async fn metrics_snapshot() -> Result<crate::api::MetricsSnapshot, ServerFnError> {
+    Ok(crate::backend::backend()?.metrics_snapshot().await)
+}

@@ -65,6 +65,24 @@ pub struct ChatSettings {
     /// How long a finished answer is served from the cache.
     pub answer_cache_ttl: Duration,
     pub answer_cache_capacity: u64,
+    /// What each generator's tokens cost (local and extractive cost nothing).
+    pub prices: std::collections::HashMap<&'static str, Price>,
+}
+
+/// US dollars per million tokens, for the `llm_cost_usd` metric.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Price {
+    pub prompt_per_mtok: f64,
+    pub completion_per_mtok: f64,
+}
+
+impl Price {
+    /// What an answer with `usage` cost.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        (usage.prompt_tokens as f64 * self.prompt_per_mtok
+            + usage.completion_tokens as f64 * self.completion_per_mtok)
+            / 1e6
+    }
 }
 
 /// Most sources a request may ask for.
@@ -150,10 +168,25 @@ impl Chat {
             .get_space(space)
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))?;
+        // A follow-up ("and how many carry over?") is searched together with the question
+        // before it, so retrieval knows what "it" refers to.
+        let (existing, previous) = match &req.conversation_id {
+            Some(raw) => {
+                let id = parse_id(raw).ok_or(ServiceError::NotFound("conversation"))?;
+                let c = self
+                    .store
+                    .get_conversation(space, id)
+                    .await
+                    .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+                (Some(c.id), self.previous_question(id).await?)
+            }
+            None => (None, None),
+        };
+        let query = retrieval_query(previous.as_deref(), &question);
         let search = Search::parse(
             space,
             &SearchRequest {
-                query: question.clone(),
+                query: query.clone(),
                 mode: req.mode,
                 limit: Some(max_sources as i64),
                 min_score: req.min_score,
@@ -168,15 +201,8 @@ impl Chat {
             .map_err(|e| ServiceError::from_store(e, "space"))?;
         let found = self.retriever.search(&search).await.map_err(search_error)?;
         let retrieval_ms = ms(started);
-        let conversation = match &req.conversation_id {
-            Some(raw) => {
-                let id = parse_id(raw).ok_or(ServiceError::NotFound("conversation"))?;
-                self.store
-                    .get_conversation(space, id)
-                    .await
-                    .map_err(|e| ServiceError::from_store(e, "conversation"))?
-                    .id
-            }
+        let conversation = match existing {
+            Some(c) => c,
             None => {
                 let title: String = question.chars().take(80).collect();
                 self.store
@@ -213,7 +239,7 @@ impl Chat {
         let key: AnswerKey = (
             space,
             version,
-            question.to_lowercase(),
+            format!("{}\u{1f}{}", question.to_lowercase(), query.to_lowercase()),
             search.mode,
             max_sources,
             req.min_score.map(f64::to_bits),
@@ -221,7 +247,9 @@ impl Chat {
         let cached = if req.regenerate {
             None
         } else {
-            self.answers.get(&key).await
+            let hit = self.answers.get(&key).await;
+            crate::metrics::global().record_cache("answers", hit.is_some());
+            hit
         };
         let run = Run {
             store: self.store.clone(),
@@ -231,6 +259,7 @@ impl Chat {
             key,
             conversation: conversation.clone(),
             conversation_id,
+            previous: previous.filter(|_| query != question),
             question,
             started,
             retrieval_ms,
@@ -248,6 +277,93 @@ impl Chat {
     }
 }
 
+impl Chat {
+    /// The last question asked in a conversation, if any.
+    async fn previous_question(&self, conversation: Uuid) -> Result<Option<String>, ServiceError> {
+        let first = crate::domain::PageRequest {
+            limit: 1,
+            offset: 0,
+        };
+        let total = self
+            .store
+            .list_messages(conversation, first)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))?
+            .total;
+        if total == 0 {
+            return Ok(None);
+        }
+        let tail = crate::domain::PageRequest {
+            limit: 2,
+            offset: (total - 2).max(0),
+        };
+        let page = self
+            .store
+            .list_messages(conversation, tail)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+        Ok(page
+            .items
+            .into_iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| m.content))
+    }
+}
+
+/// Words that point back at something said before.
+const REFERRING: &[&str] = &[
+    "it",
+    "its",
+    "that",
+    "this",
+    "these",
+    "those",
+    "they",
+    "them",
+    "their",
+    "there",
+    "he",
+    "she",
+    "his",
+    "her",
+    "also",
+    "else",
+    "more",
+    "same",
+    "and",
+    "what about",
+    "how about",
+];
+
+/// The search query for a question: a short or referring follow-up is searched together with
+/// the question before it; a self-contained question is searched alone.
+pub fn retrieval_query(previous: Option<&str>, question: &str) -> String {
+    let Some(previous) = previous else {
+        return question.to_string();
+    };
+    let lower = question.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let refers = REFERRING.iter().any(|r| {
+        if r.contains(' ') {
+            lower.contains(r)
+        } else {
+            words.contains(r)
+        }
+    });
+    if !(refers || words.len() <= 4) {
+        return question.to_string();
+    }
+    let combined = format!("{previous} {question}");
+    combined
+        .chars()
+        .take(crate::retrieve::MAX_QUERY_CHARS)
+        .collect()
+}
+
 /// Everything one answer's stream needs, owned so the stream can outlive the request handler.
 struct Run {
     store: Arc<dyn MetadataStore>,
@@ -258,6 +374,8 @@ struct Run {
     conversation: String,
     conversation_id: Uuid,
     question: String,
+    /// The question this one follows up on, when retrieval combined them.
+    previous: Option<String>,
     started: Instant,
     retrieval_ms: f64,
 }
@@ -291,7 +409,10 @@ impl Run {
                 return;
             }
 
-            let prompt = Prompt::build(&self.question, citations.clone(), self.settings.max_source_chars);
+            let mut prompt = Prompt::build(&self.question, citations.clone(), self.settings.max_source_chars);
+            if let Some(previous) = &self.previous {
+                prompt = prompt.following(previous);
+            }
             let deadline = tokio::time::Instant::from_std(self.started + self.settings.answer_timeout);
             let started = match tokio::time::timeout_at(deadline, self.chain.start(&prompt, self.settings.max_tokens)).await {
                 Ok(Ok(s)) => s,
@@ -322,6 +443,7 @@ impl Run {
                     }
                     Ok(Some(Err(e))) => {
                         self.chain.report_failure(started.generator);
+                        crate::metrics::global().record_llm(started.generator, "error", None, started.prompt_tokens, completion_tokens, 0.0);
                         yield ChatEvent::Error(error("generation_failed", format!("The answer broke off: {e}")));
                         return;
                     }
@@ -334,6 +456,15 @@ impl Run {
             // Free the generator (a local model's context) before the bookkeeping.
             drop(rest);
             let usage = Usage { prompt_tokens: started.prompt_tokens, completion_tokens };
+            let price = self.settings.prices.get(started.generator).copied().unwrap_or_default();
+            crate::metrics::global().record_llm(
+                started.generator,
+                "ok",
+                first_token_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                price.cost(&usage),
+            );
             let notice = match (started.notice, cites_a_source(&text, &citations)) {
                 (Some(n), _) => Some(n),
                 (None, false) if !citations.is_empty() && !text.trim_start().starts_with("I don't know") => Some(
@@ -427,5 +558,28 @@ fn error(code: &str, message: impl Into<String>) -> ErrorDetail {
     ErrorDetail {
         code: code.to_string(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retrieval_query;
+
+    #[test]
+    fn follow_ups_are_searched_with_the_question_before_them() {
+        let prev = Some("How many vacation days do we get?");
+        assert_eq!(
+            retrieval_query(prev, "And how many carry over?"),
+            "How many vacation days do we get? And how many carry over?"
+        );
+        assert_eq!(
+            retrieval_query(prev, "what about sick leave"),
+            "How many vacation days do we get? what about sick leave"
+        );
+        assert_eq!(
+            retrieval_query(prev, "When do production deploys happen on weekdays?"),
+            "When do production deploys happen on weekdays?"
+        );
+        assert_eq!(retrieval_query(None, "And it?"), "And it?");
     }
 }

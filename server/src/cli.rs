@@ -15,6 +15,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate(config) => migrate(config).await,
         Command::Worker(config) => worker(config).await,
         Command::Ingest(cmd) => ingest(cmd).await,
+        Command::Bench(cmd) => crate::bench::run(cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,57 @@ pub enum Command {
     Worker(WorkerConfig),
     /// Ingest a file or every file in a folder into a space (created if missing), with progress.
     Ingest(IngestCommand),
+    /// Measure a running Kenning on this machine: seed a space, drive load, report percentiles.
+    Bench(BenchCommand),
+}
+
+/// Settings of `kenning bench`.
+#[derive(Clone, Debug, Args)]
+pub struct BenchCommand {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub scenario: BenchScenario,
+
+    /// The Kenning to measure; loopback addresses only.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Stop after this many requests...
+    #[arg(long, default_value_t = 200)]
+    pub requests: u64,
+
+    /// ...or after this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 60)]
+    pub duration_secs: u64,
+
+    /// Documents generated and ingested first (the whole measurement for `ingest`).
+    #[arg(long, default_value_t = 20)]
+    pub documents: usize,
+
+    /// Size of each generated Markdown document, in bytes.
+    #[arg(long, default_value_t = 20_000)]
+    pub document_bytes: usize,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Scenarios of `kenning bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchScenario {
+    /// Hybrid searches over an ingested corpus.
+    Search,
+    /// Questions answered end to end: time to first token and total.
+    Ask,
+    /// Ingestion throughput: passages indexed per second.
+    Ingest,
+    /// Searches, questions and dashboard polls together, for watching the dashboard.
+    Mixed,
 }
 
 /// Settings of `kenning ingest`.
@@ -197,6 +248,14 @@ pub struct GenerateConfig {
     /// Seconds to wait for the provider's connection, and for each piece of its stream.
     #[arg(long, env = "KENNING_OPENAI_TIMEOUT_SECS", default_value_t = 30)]
     pub openai_timeout_secs: u64,
+
+    /// Price of the provider's prompt tokens in US dollars per million, for the cost metric.
+    #[arg(long, env = "KENNING_OPENAI_PRICE_PROMPT", default_value_t = 0.0)]
+    pub openai_price_prompt: f64,
+
+    /// Price of the provider's completion tokens in US dollars per million.
+    #[arg(long, env = "KENNING_OPENAI_PRICE_COMPLETION", default_value_t = 0.0)]
+    pub openai_price_completion: f64,
 
     /// Passages retrieved and numbered as sources for an answer. The default keeps the local
     /// model's prompt short enough for a first token in about two seconds on two cores.

@@ -1,5 +1,6 @@
 //! Kenning's server: configuration, HTTP API, metadata store and the service layer behind the UI.
 
+pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod generate;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod resilience;
 pub mod retrieve;
 pub mod service;

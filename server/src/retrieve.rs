@@ -157,7 +157,9 @@ impl Retriever {
             search.min_score.map(f64::to_bits),
             search.document_id,
         );
-        if let Some(hits) = self.cache.get(&key).await {
+        let cached = self.cache.get(&key).await;
+        crate::metrics::global().record_cache("search_results", cached.is_some());
+        if let Some(hits) = cached {
             return Ok(SearchResponse {
                 mode,
                 results: hits.as_ref().clone(),
@@ -176,9 +178,13 @@ impl Retriever {
         let keyword = match mode {
             SearchMode::Keyword | SearchMode::Hybrid => {
                 let terms = search_terms(&search.query);
-                self.store
+                let started = Instant::now();
+                let hits = self
+                    .store
                     .keyword_search(search.space_id, &terms, search.document_id, depth as i64)
-                    .await?
+                    .await?;
+                crate::metrics::global().record_db("keyword_search", started.elapsed());
+                hits
             }
             SearchMode::Dense => Vec::new(),
         };
@@ -203,7 +209,9 @@ impl Retriever {
             return Ok(Vec::new());
         };
         let cache_key = format!("{}\u{0}{}", self.embedder.model_id(), search.query);
-        let vector = match self.query_vectors.get(&cache_key).await {
+        let cached = self.query_vectors.get(&cache_key).await;
+        crate::metrics::global().record_cache("query_embeddings", cached.is_some());
+        let vector = match cached {
             Some(v) => v,
             None => {
                 let mut v = self
@@ -216,6 +224,7 @@ impl Retriever {
                 v
             }
         };
+        let started = Instant::now();
         let hits = vectors
             .search(VectorQuery {
                 space_id: search.space_id,
@@ -225,6 +234,7 @@ impl Retriever {
             })
             .await
             .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+        crate::metrics::global().record_vector_search(vectors.backend_name(), started.elapsed());
         let ids: Vec<Uuid> = hits.iter().map(|h| h.chunk_id).collect();
         let mut rows: HashMap<String, ChunkHit> = self
             .store

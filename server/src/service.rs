@@ -2,14 +2,14 @@
 //! the UI's server functions both call it, so they cannot drift apart.
 
 use crate::domain::{clean_filename, parse_id, Description, InvalidInput, PageRequest, SpaceName};
-use crate::generate::Chain;
+use crate::generate::{BreakerState, Chain};
 use crate::retrieve::{Retriever, Search, SearchError};
 use crate::store::{MetadataStore, NewDocument, NewJob, StoreError};
 use crate::vector::VectorStore;
+use app::api::{BreakerStat, JobStat, MetricsSnapshot, SearchRequest, SearchResponse};
 use app::api::{
     Chunk, Conversation, Document, ErrorDetail, HealthReport, Job, Message, Page, Space,
 };
-use app::api::{SearchRequest, SearchResponse};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -541,6 +541,27 @@ impl Service {
             .map_err(|e| ServiceError::from_store(e, "conversation"))
     }
 
+    /// Renames a conversation; titles are 1–200 characters.
+    pub async fn rename_conversation(
+        &self,
+        space_id: &str,
+        conversation_id: &str,
+        title: &str,
+    ) -> Result<Conversation, ServiceError> {
+        let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(ServiceError::Invalid(InvalidInput {
+                code: "invalid_title",
+                message: "The title must be between 1 and 200 characters.".into(),
+            }));
+        }
+        self.store
+            .rename_conversation(space, id, title)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "conversation"))
+    }
+
     /// Deletes a conversation with its messages.
     pub async fn delete_conversation(
         &self,
@@ -559,6 +580,54 @@ impl Service {
             Self::space_id(space)?,
             parse_id(conversation).ok_or(ServiceError::NotFound("conversation"))?,
         ))
+    }
+
+    /// Breaker states and job counts: the gauges read when metrics are asked for.
+    async fn gauges(&self) -> (Vec<BreakerStat>, JobStat) {
+        let breakers = self
+            .chain
+            .as_ref()
+            .map(|c| {
+                c.breaker_states()
+                    .into_iter()
+                    .map(|(name, state)| BreakerStat {
+                        name: name.to_string(),
+                        state: match state {
+                            BreakerState::Closed => "closed",
+                            BreakerState::Open => "open",
+                            BreakerState::HalfOpen => "half_open",
+                        }
+                        .to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // A store that does not answer shows no jobs rather than failing the dashboard.
+        let jobs = match self.store.count_jobs().await {
+            Ok(c) => JobStat {
+                queued: c.queued,
+                running: c.running,
+                done: c.done,
+                failed: c.failed,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count jobs for metrics");
+                JobStat::default()
+            }
+        };
+        (breakers, jobs)
+    }
+
+    /// The dashboard's snapshot.
+    pub async fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let (breakers, jobs) = self.gauges().await;
+        crate::metrics::global().snapshot(breakers, jobs)
+    }
+
+    /// The Prometheus exposition.
+    pub async fn prometheus_metrics(&self) -> String {
+        let (breakers, jobs) = self.gauges().await;
+        crate::metrics::global().render(&breakers, &jobs)
     }
 
     /// Upload limit in bytes.
@@ -672,6 +741,10 @@ impl app::backend::Backend for Service {
         Service::search(self, space_id, &req)
             .await
             .map_err(|e| e.to_detail())
+    }
+
+    async fn metrics_snapshot(&self) -> MetricsSnapshot {
+        Service::metrics_snapshot(self).await
     }
 
     async fn get_document(

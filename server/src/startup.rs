@@ -1,6 +1,6 @@
 //! Building and running the server: one path shared by `kenning serve` and the tests.
 
-use crate::chat::{Chat, ChatSettings};
+use crate::chat::{Chat, ChatSettings, Price};
 use crate::config::{
     GenerateConfig, GeneratorKind, IngestConfig, ServeConfig, StoreConfig, VectorBackend,
 };
@@ -223,7 +223,38 @@ fn routes(state: AppState, config: &ServeConfig) -> Router {
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)
+        .layer(axum::middleware::from_fn(track_http))
         .layer(middleware)
+}
+
+/// Counts and times every request by its route template (bounded labels, never raw paths).
+async fn track_http(
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    };
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    crate::metrics::global().record_http(
+        method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// The stores and models one process works with, opened once and shared.
@@ -370,6 +401,15 @@ fn chat_settings(config: &GenerateConfig) -> ChatSettings {
         answer_timeout: Duration::from_secs(config.answer_timeout_secs.max(1)),
         answer_cache_ttl: Duration::from_secs(config.answer_cache_ttl_secs.max(1)),
         answer_cache_capacity: config.answer_cache_capacity,
+        prices: [(
+            "openai",
+            Price {
+                prompt_per_mtok: config.openai_price_prompt.max(0.0),
+                completion_per_mtok: config.openai_price_completion.max(0.0),
+            },
+        )]
+        .into_iter()
+        .collect(),
     }
 }
 

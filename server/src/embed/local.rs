@@ -203,6 +203,13 @@ fn serve(model: Model, shared: Arc<Shared>, batch_size: usize, lane: Lane) {
             .iter()
             .flat_map(|r| r.texts.iter().cloned())
             .collect();
+        crate::metrics::global().record_embed(
+            match lane {
+                Lane::Query => "query",
+                Lane::Ingest => "ingest",
+            },
+            all.len(),
+        );
         match model.embed_all(&all, batch_size) {
             Ok(mut vectors) => {
                 for r in requests {

@@ -136,6 +136,7 @@ impl Chain {
                 tracing::warn!(generator = name, attempt, error = %last, "generator attempt failed");
             }
             link.breaker.record_failure();
+            crate::metrics::global().record_llm(name, "error", None, 0, 0, 0.0);
             problems.push(format!("{name} failed ({last})"));
         }
         Err(GenerateError::Failed(if problems.is_empty() {

@@ -36,10 +36,12 @@ impl Generator for Extractive {
 
 /// The answer text: the best-matching sentences in source order, each cited.
 pub fn compose(prompt: &Prompt) -> String {
-    let terms: Vec<String> = search_terms(&prompt.question)
-        .iter()
-        .map(|t| stem(t))
-        .collect();
+    // A follow-up ("and how fast?") is matched together with the question it follows.
+    let asked = match &prompt.previous {
+        Some(p) => format!("{p} {}", prompt.question),
+        None => prompt.question.clone(),
+    };
+    let terms: Vec<String> = search_terms(&asked).iter().map(|t| stem(t)).collect();
     if prompt.sources.is_empty() {
         return "I don't know: this space has no passages that match the question.".into();
     }

@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/spaces/{id}/conversations", get(conversations))
         .route(
             "/spaces/{id}/conversations/{conversation_id}",
-            axum::routing::delete(delete_conversation),
+            axum::routing::delete(delete_conversation).patch(rename_conversation),
         )
         .route(
             "/spaces/{id}/conversations/{conversation_id}/messages",
@@ -121,4 +121,23 @@ async fn delete_conversation(
         .delete_conversation(&id, &conversation_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of a conversation rename.
+#[derive(Debug, Deserialize)]
+struct RenameConversation {
+    title: String,
+}
+
+async fn rename_conversation(
+    State(state): State<AppState>,
+    Path((id, conversation_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RenameConversation>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(
+        state
+            .service
+            .rename_conversation(&id, &conversation_id, &body.title)
+            .await?,
+    ))
 }

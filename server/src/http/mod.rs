@@ -45,6 +45,7 @@ pub fn api_router(
 ) -> Router<AppState> {
     Router::new()
         .merge(spaces::router().layer(timeout(request_timeout)))
+        .merge(ops::api_router().layer(timeout(request_timeout)))
         .merge(documents::router().layer(timeout(upload_timeout)))
         // Answers stream for as long as the chat's own answer timeout allows; this limit only
         // covers the time to the response head (retrieval), not the stream.

@@ -15,6 +15,29 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(report))
         .route("/health/liveness", get(liveness))
         .route("/health/readiness", get(readiness))
+        .route("/metrics", get(prometheus))
+}
+
+/// Under `/api/v1`: the dashboard's data.
+pub fn api_router() -> Router<AppState> {
+    Router::new().route("/metrics/snapshot", get(snapshot))
+}
+
+/// Prometheus text exposition.
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state.service.prometheus_metrics().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// What the dashboard draws: per-second history, per-route table, caches, breakers, jobs.
+async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.service.metrics_snapshot().await)
 }
 
 /// The process is up and serving; says nothing about dependencies.

@@ -143,6 +143,7 @@ impl Worker {
             Some(Ok(chunks)) => match self.store.complete_job(&job, &self.id, &chunks).await {
                 Ok(true) => {
                     tracing::info!(chunks = chunks.len(), elapsed = ?started.elapsed(), "document ingested");
+                    crate::metrics::global().record_ingested(chunks.len() as u64);
                     Ok(())
                 }
                 Ok(false) => {

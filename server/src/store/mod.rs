@@ -262,6 +262,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         space_id: Uuid,
         page: PageRequest,
     ) -> Result<Page<Conversation>, StoreError>;
+    /// Renames a conversation.
+    async fn rename_conversation(
+        &self,
+        space_id: Uuid,
+        id: Uuid,
+        title: &str,
+    ) -> Result<Conversation, StoreError>;
     /// Deletes a conversation with its messages.
     async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError>;
     /// Appends a turn and marks the conversation active now.

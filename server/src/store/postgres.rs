@@ -616,6 +616,25 @@ impl MetadataStore for PostgresStore {
         Ok(page_of(rows, total, page))
     }
 
+    async fn rename_conversation(
+        &self,
+        space_id: Uuid,
+        id: Uuid,
+        title: &str,
+    ) -> Result<Conversation, StoreError> {
+        let result =
+            sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND space_id = $3")
+                .bind(title)
+                .bind(id)
+                .bind(space_id)
+                .execute(&self.pool)
+                .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_conversation(space_id, id).await
+    }
+
     async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError> {
         let result = sqlx::query("DELETE FROM conversations WHERE id = $1 AND space_id = $2")
             .bind(id)

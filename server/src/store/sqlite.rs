@@ -637,6 +637,25 @@ impl MetadataStore for SqliteStore {
         Ok(page_of(rows, total, page))
     }
 
+    async fn rename_conversation(
+        &self,
+        space_id: Uuid,
+        id: Uuid,
+        title: &str,
+    ) -> Result<Conversation, StoreError> {
+        let result =
+            sqlx::query("UPDATE conversations SET title = ? WHERE id = ? AND space_id = ?")
+                .bind(title)
+                .bind(id.to_string())
+                .bind(space_id.to_string())
+                .execute(&self.pool)
+                .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_conversation(space_id, id).await
+    }
+
     async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError> {
         let result = sqlx::query("DELETE FROM conversations WHERE id = ? AND space_id = ?")
             .bind(id.to_string())

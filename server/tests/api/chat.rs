@@ -20,6 +20,7 @@ on_both_backends!(
     garbage_and_hanging_providers_fall_through_to_the_next_generator,
     a_client_that_leaves_mid_answer_stops_the_provider_stream,
     answers_stream_uncompressed_and_keep_non_ascii_text_intact,
+    a_follow_up_is_answered_in_the_context_of_the_question_before_it,
 );
 
 const LEAVE: &str = "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation \
@@ -475,4 +476,50 @@ async fn answers_stream_uncompressed_and_keep_non_ascii_text_intact(backend: Bac
     let answer = answer_text(&events);
     assert!(answer.contains("fünfundzwanzig Urlaubstage"), "{answer}");
     assert!(answer.contains("höchstens fünf Tage"), "{answer}");
+}
+
+async fn a_follow_up_is_answered_in_the_context_of_the_question_before_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = seeded(&app, "Follow-ups").await;
+    let first = app
+        .ask(&space, question("Who replaces broken hardware?"))
+        .await;
+    let conversation = event(&first, "done").data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let follow_up = app
+        .ask(
+            &space,
+            json!({ "question": "And how fast?", "conversation_id": conversation }),
+        )
+        .await;
+    let sources = &event(&follow_up, "sources").data["sources"];
+    assert_eq!(sources[0]["filename"], "laptop.md", "{sources}");
+    let answer = answer_text(&follow_up);
+    assert!(answer.contains("one business day"), "{answer}");
+
+    // Conversations can be renamed; titles are checked.
+    let path = format!("/api/v1/spaces/{space}/conversations/{conversation}");
+    let r = app
+        .client
+        .patch(app.url(&path))
+        .json(&json!({ "title": "Hardware questions" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, list) = app
+        .get_json(&format!("/api/v1/spaces/{space}/conversations"))
+        .await;
+    assert_eq!(list["items"][0]["title"], "Hardware questions");
+    let (s, b) = app.patch_json(&path, &json!({ "title": "  " })).await;
+    expect_error(s, &b, 400, "invalid_title");
+    let (s, b) = app
+        .patch_json(
+            &format!("/api/v1/spaces/{space}/conversations/00000000-0000-7000-8000-000000000000"),
+            &json!({ "title": "x" }),
+        )
+        .await;
+    expect_error(s, &b, 404, "conversation_not_found");
 }

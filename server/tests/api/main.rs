@@ -26,6 +26,7 @@ mod chat;
 mod documents;
 mod health;
 mod ingestion;
+mod metrics;
 mod openai;
 mod quality;
 mod search;

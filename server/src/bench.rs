@@ -1,0 +1,440 @@
+//! `kenning bench`: a built-in load generator for a running Kenning on this machine. Each
+//! scenario seeds what it needs through the public API, then drives requests with a fixed
+//! concurrency until a request count or a duration runs out, and reports p50 / p95 / p99 and
+//! throughput per operation. Only loopback targets are accepted: this is for measuring your own
+//! instance, not anyone else's.
+
+use crate::config::{BenchCommand, BenchScenario};
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Words the generated corpus is made of.
+const WORDS: &[&str] = &[
+    "policy",
+    "leave",
+    "laptop",
+    "deploy",
+    "release",
+    "invoice",
+    "customer",
+    "contract",
+    "office",
+    "security",
+    "backup",
+    "database",
+    "network",
+    "incident",
+    "review",
+    "budget",
+    "travel",
+    "expense",
+    "onboarding",
+    "training",
+    "hardware",
+    "password",
+    "vacation",
+    "manager",
+    "quarter",
+    "revenue",
+    "forecast",
+    "support",
+    "ticket",
+    "escalation",
+    "vendor",
+    "rollback",
+];
+
+/// Latencies and failures per operation.
+#[derive(Default)]
+struct Recorder {
+    ops: Mutex<BTreeMap<&'static str, (Histogram<u64>, u64)>>,
+}
+
+impl Recorder {
+    fn record(&self, op: &'static str, took: Duration, ok: bool) {
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = ops.entry(op).or_insert_with(|| {
+            (
+                Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| {
+                    Histogram::new(3).expect("a histogram with 3 significant digits")
+                }),
+                0,
+            )
+        });
+        if ok {
+            entry
+                .0
+                .saturating_record(took.as_micros().clamp(1, 600_000_000) as u64);
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    fn report(&self, elapsed: Duration) -> Value {
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let rows: Vec<Value> = ops
+            .iter()
+            .map(|(op, (h, errors))| {
+                let q = |p: f64| (h.value_at_quantile(p) as f64 / 1000.0 * 100.0).round() / 100.0;
+                json!({
+                    "operation": op,
+                    "ok": h.len(),
+                    "errors": errors,
+                    "per_second": (h.len() as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+                    "p50_ms": q(0.5),
+                    "p95_ms": q(0.95),
+                    "p99_ms": q(0.99),
+                })
+            })
+            .collect();
+        json!({ "elapsed_s": elapsed.as_secs_f64(), "operations": rows })
+    }
+}
+
+/// Refuses anything but this machine.
+fn check_loopback(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).context("parsing --url")?;
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        Ok(())
+    } else {
+        bail!("kenning bench only targets loopback addresses (127.0.0.1, ::1, localhost)")
+    }
+}
+
+/// A deterministic pseudo-random Markdown document of about `bytes` bytes.
+pub fn document(seed: u64, bytes: usize) -> String {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = String::with_capacity(bytes + 200);
+    while out.len() < bytes {
+        let title: Vec<&str> = (0..3).map(|_| WORDS[rng.usize(..WORDS.len())]).collect();
+        out.push_str(&format!("## {}\n\n", title.join(" ")));
+        for _ in 0..rng.usize(3..6) {
+            let n = rng.usize(8..16);
+            let words: Vec<&str> = (0..n).map(|_| WORDS[rng.usize(..WORDS.len())]).collect();
+            out.push_str(&words.join(" "));
+            out.push_str(". ");
+        }
+        out.push_str("\n\n");
+    }
+    out
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: HTTP {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    async fn upload(&self, space: &str, name: &str, text: String) -> anyhow::Result<Value> {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::text(text).file_name(name.to_string()),
+        );
+        let r = self
+            .http
+            .post(format!("{}/api/v1/spaces/{space}/documents", self.base))
+            .multipart(form)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("upload: HTTP {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    async fn wait_ready(&self, space: &str, ids: &[String]) -> anyhow::Result<u64> {
+        let mut passages = 0;
+        for id in ids {
+            loop {
+                let d = self
+                    .json(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/spaces/{space}/documents/{id}"),
+                        None,
+                    )
+                    .await?;
+                match d["status"].as_str() {
+                    Some("ready") => {
+                        passages += d["chunk_count"].as_u64().unwrap_or(0);
+                        break;
+                    }
+                    Some("failed") => bail!("document {id} failed: {}", d["error"]),
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(passages)
+    }
+
+    async fn seed(
+        &self,
+        documents: usize,
+        bytes: usize,
+    ) -> anyhow::Result<(String, u64, Duration)> {
+        let name = format!("bench-{}", uuid::Uuid::now_v7().simple());
+        let space = self
+            .json(
+                reqwest::Method::POST,
+                "/api/v1/spaces",
+                Some(json!({ "name": name })),
+            )
+            .await?["id"]
+            .as_str()
+            .context("space id")?
+            .to_string();
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for i in 0..documents {
+            let doc = self
+                .upload(&space, &format!("doc-{i}.md"), document(i as u64, bytes))
+                .await?;
+            ids.push(doc["id"].as_str().context("document id")?.to_string());
+        }
+        let passages = self.wait_ready(&space, &ids).await?;
+        Ok((space, passages, started.elapsed()))
+    }
+
+    /// Asks and times the stream: `(time to first token, total)`.
+    async fn ask(&self, space: &str, question: &str) -> anyhow::Result<(Duration, Duration)> {
+        let started = Instant::now();
+        let r = self
+            .http
+            .post(format!("{}/api/v1/spaces/{space}/chat", self.base))
+            .json(&json!({ "question": question }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("chat: HTTP {}", r.status());
+        }
+        let mut first = None;
+        let mut body = r.bytes_stream();
+        let mut seen = String::new();
+        while let Some(piece) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&piece?));
+            if first.is_none() && seen.contains("event: token") {
+                first = Some(started.elapsed());
+            }
+        }
+        if seen.contains("event: error") || !seen.contains("event: done") {
+            bail!("the answer did not complete");
+        }
+        Ok((
+            first.unwrap_or_else(|| started.elapsed()),
+            started.elapsed(),
+        ))
+    }
+}
+
+/// Runs `op` from `concurrency` tasks until `requests` are done or `duration` is over.
+async fn drive<F, Fut>(cfg: &BenchCommand, op: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let op = Arc::new(op);
+    let deadline = Instant::now() + Duration::from_secs(cfg.duration_secs);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..cfg.concurrency.max(1))
+        .map(|_| {
+            let next = next.clone();
+            let op = op.clone();
+            let limit = cfg.requests;
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= limit || Instant::now() >= deadline {
+                        break;
+                    }
+                    op(i).await;
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(tasks).await;
+    started.elapsed()
+}
+
+/// Runs a scenario and prints its report (JSON with `--json`, else a table).
+pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
+    check_loopback(&cfg.url)?;
+    let client = Arc::new(Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()?,
+        base: cfg.url.trim_end_matches('/').to_string(),
+    });
+    let rec = Arc::new(Recorder::default());
+    let mut extra = serde_json::Map::new();
+    let elapsed = match cfg.scenario {
+        BenchScenario::Ingest => {
+            let (_, passages, took) = client.seed(cfg.documents, cfg.document_bytes).await?;
+            extra.insert("documents".into(), json!(cfg.documents));
+            extra.insert("passages".into(), json!(passages));
+            extra.insert(
+                "passages_per_second".into(),
+                json!((passages as f64 / took.as_secs_f64() * 10.0).round() / 10.0),
+            );
+            took
+        }
+        BenchScenario::Search | BenchScenario::Ask | BenchScenario::Mixed => {
+            let (space, passages, _) = client.seed(cfg.documents, cfg.document_bytes).await?;
+            extra.insert("passages".into(), json!(passages));
+            let scenario = cfg.scenario;
+            let (c, r, s) = (client.clone(), rec.clone(), space.clone());
+            drive(&cfg, move |i| {
+                let (c, r, s) = (c.clone(), r.clone(), s.clone());
+                async move {
+                    let mut rng = fastrand::Rng::with_seed(i);
+                    let words: Vec<&str> =
+                        (0..3).map(|_| WORDS[rng.usize(..WORDS.len())]).collect();
+                    // A counter in the question keeps answers out of the answer cache.
+                    let query = format!("{} {i}", words.join(" "));
+                    let kind = match scenario {
+                        BenchScenario::Mixed => {
+                            ["search", "search", "search", "ask", "dashboard"][i as usize % 5]
+                        }
+                        BenchScenario::Ask => "ask",
+                        _ => "search",
+                    };
+                    let started = Instant::now();
+                    match kind {
+                        "ask" => match c
+                            .ask(&s, &format!("What does the handbook say about {query}?"))
+                            .await
+                        {
+                            Ok((first, total)) => {
+                                r.record("ask_first_token", first, true);
+                                r.record("ask_total", total, true);
+                            }
+                            Err(_) => r.record("ask_total", started.elapsed(), false),
+                        },
+                        "dashboard" => {
+                            let ok = c
+                                .json(reqwest::Method::GET, "/api/v1/metrics/snapshot", None)
+                                .await
+                                .is_ok();
+                            r.record("dashboard_snapshot", started.elapsed(), ok);
+                        }
+                        _ => {
+                            let ok = c
+                                .json(
+                                    reqwest::Method::POST,
+                                    &format!("/api/v1/spaces/{s}/search"),
+                                    Some(json!({ "query": query, "mode": "hybrid" })),
+                                )
+                                .await
+                                .is_ok();
+                            r.record("search_hybrid", started.elapsed(), ok);
+                        }
+                    }
+                }
+            })
+            .await
+        }
+    };
+    let mut report = rec.report(elapsed);
+    if let Some(obj) = report.as_object_mut() {
+        obj.insert(
+            "scenario".into(),
+            json!(format!("{:?}", cfg.scenario).to_lowercase()),
+        );
+        obj.insert("concurrency".into(), json!(cfg.concurrency));
+        obj.extend(extra);
+    }
+    if cfg.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(report: &Value) {
+    println!(
+        "scenario {} · concurrency {} · {:.1} s",
+        report["scenario"].as_str().unwrap_or_default(),
+        report["concurrency"],
+        report["elapsed_s"].as_f64().unwrap_or_default()
+    );
+    for key in ["documents", "passages", "passages_per_second"] {
+        if !report[key].is_null() {
+            println!("{key}: {}", report[key]);
+        }
+    }
+    println!(
+        "{:<22} {:>8} {:>7} {:>9} {:>10} {:>10} {:>10}",
+        "operation", "ok", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"
+    );
+    for row in report["operations"].as_array().into_iter().flatten() {
+        println!(
+            "{:<22} {:>8} {:>7} {:>9} {:>10} {:>10} {:>10}",
+            row["operation"].as_str().unwrap_or_default(),
+            row["ok"].to_string(),
+            row["errors"].to_string(),
+            row["per_second"].to_string(),
+            row["p50_ms"].to_string(),
+            row["p95_ms"].to_string(),
+            row["p99_ms"].to_string()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert!(check_loopback("http://127.0.0.1:3000").is_ok());
+        assert!(check_loopback("http://[::1]:3000").is_ok());
+        assert!(check_loopback("http://localhost:3000").is_ok());
+        assert!(check_loopback("http://10.0.0.5:3000").is_err());
+        assert!(check_loopback("https://example.com").is_err());
+    }
+
+    #[test]
+    fn documents_are_deterministic_and_sized() {
+        let a = document(7, 2000);
+        assert_eq!(a, document(7, 2000));
+        assert_ne!(a, document(8, 2000));
+        assert!(a.len() >= 2000 && a.len() < 2600);
+        assert!(a.starts_with("## "));
+    }
+}

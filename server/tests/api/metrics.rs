@@ -1,0 +1,91 @@
+//! Metrics: the Prometheus exposition and the dashboard's snapshot reflect real traffic, with
+//! routes labelled by template (never raw ids).
+
+use crate::helpers::{spawn_app, Backend};
+use serde_json::json;
+
+on_both_backends!(
+    requests_answers_and_caches_show_up_in_prometheus_by_route_template,
+    the_dashboard_snapshot_has_history_routes_caches_breakers_and_jobs,
+);
+
+async fn requests_answers_and_caches_show_up_in_prometheus_by_route_template(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = app.create_space("Metered").await;
+    let (_, doc) = app
+        .upload(
+            &space,
+            "leave.md",
+            b"# Leave\n\nEveryone gets twenty-five vacation days.\n".to_vec(),
+        )
+        .await;
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    for _ in 0..2 {
+        app.ask(&space, json!({ "question": "How many vacation days?" }))
+            .await;
+    }
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain")));
+    let text = r.text().await.unwrap();
+    for needle in [
+        "http_requests_total{method=\"POST\",route=\"/api/v1/spaces/{id}/documents\",status=\"202\"}",
+        "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/spaces/{id}/documents/{document_id}\"",
+        "llm_calls_total{provider=\"extractive\",outcome=\"ok\"}",
+        "llm_tokens_total{provider=\"extractive\",kind=\"completion\"}",
+        "llm_time_to_first_token_seconds_bucket{provider=\"extractive\"",
+        "cache_operations_total{cache=\"answers\",result=\"hit\"}",
+        "embed_requests_total{lane=\"ingest\"}",
+        "vector_search_duration_seconds_bucket{backend=",
+        "circuit_breaker_state{provider=\"extractive\"} 0",
+        "ingest_jobs{state=\"done\"}",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}");
+    }
+    // Raw ids never become labels.
+    assert!(!text.contains(&space), "a space id leaked into a label");
+}
+
+async fn the_dashboard_snapshot_has_history_routes_caches_breakers_and_jobs(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for _ in 0..5 {
+        app.get("/api/v1/spaces").await;
+    }
+    // The series ends at the last complete second.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (status, s) = app.get_json("/api/v1/metrics/snapshot").await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["window_seconds"], 120);
+    assert_eq!(s["points"].as_array().unwrap().len(), 119);
+    let recent: u64 = s["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert!(recent >= 5, "{recent}");
+    assert!(s["last_minute"]["requests_per_second"].as_f64().unwrap() > 0.0);
+    let spaces = s["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/api/v1/spaces" && r["method"] == "GET")
+        .expect("the spaces route is listed");
+    assert!(spaces["count"].as_u64().unwrap() >= 5);
+    assert_eq!(s["breakers"][0]["name"], "extractive");
+    assert_eq!(s["breakers"][0]["state"], "closed");
+    assert!(s["jobs"]["queued"].is_i64());
+    assert!(s["memory_bytes"].as_u64().unwrap() > 0);
+
+    // The dashboard page renders the same data on the server.
+    let html = app.get("/metrics/dashboard").await.text().await.unwrap();
+    assert!(html.contains("Latency p50 / p95 / p99"));
+    assert!(html.contains("/api/v1/spaces"));
+    assert!(html.contains("<svg"));
+}
