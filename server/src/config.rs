@@ -362,6 +362,10 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_UPLOAD_TIMEOUT_SECS", default_value_t = 600)]
     pub upload_timeout_secs: u64,
 
+    /// Requests slower than this (to their response head) are logged with their duration, in ms.
+    #[arg(long, env = "KENNING_SLOW_REQUEST_MS", default_value_t = 1_000)]
+    pub slow_request_ms: u64,
+
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KENNING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,

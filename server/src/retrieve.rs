@@ -389,4 +389,46 @@ mod tests {
         bad.min_score = Some(f64::NAN);
         assert!(Search::parse(space, &bad).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+
+        /// A ranked list of distinct ids drawn from a small pool, so the lists overlap.
+        fn ranked() -> impl Strategy<Value = Vec<String>> {
+            proptest::collection::hash_set(0u8..30, 0..20)
+                .prop_map(|s| s.into_iter().map(|i| format!("p{i}")).collect::<Vec<_>>())
+                .prop_shuffle()
+        }
+
+        proptest! {
+            #[test]
+            fn hybrid_fusion_is_ordered_complete_and_unique(dense in ranked(), keyword in ranked()) {
+                let d: Vec<ChunkHit> = dense.iter().map(|id| c(id, 0.5)).collect();
+                let k: Vec<ChunkHit> = keyword.iter().map(|id| c(id, 1.0)).collect();
+                let fused = fuse(SearchMode::Hybrid, d, k);
+                let ids: Vec<&str> = fused.iter().map(|h| h.chunk.id.as_str()).collect();
+                let unique: HashSet<&str> = ids.iter().copied().collect();
+                prop_assert_eq!(unique.len(), ids.len(), "no passage twice");
+                let expected: HashSet<&str> = dense.iter().chain(keyword.iter()).map(String::as_str).collect();
+                prop_assert_eq!(unique, expected, "every passage of either list, nothing else");
+                for w in fused.windows(2) {
+                    prop_assert!(w[0].score >= w[1].score, "sorted by fused score");
+                }
+                for h in &fused {
+                    let expect = h.dense_rank.map_or(0.0, |r| 1.0 / (RRF_K + r as f64))
+                        + h.keyword_rank.map_or(0.0, |r| 1.0 / (RRF_K + r as f64));
+                    prop_assert!((h.score - expect).abs() < 1e-12);
+                    prop_assert_eq!(h.dense_rank.map(|r| dense[r - 1].as_str()), h.dense_rank.map(|_| h.chunk.id.as_str()));
+                }
+                // First in both lists means first overall.
+                if let (Some(a), Some(b)) = (dense.first(), keyword.first()) {
+                    if a == b {
+                        prop_assert_eq!(ids[0], a.as_str());
+                    }
+                }
+            }
+        }
+    }
 }

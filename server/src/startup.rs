@@ -223,12 +223,17 @@ fn routes(state: AppState, config: &ServeConfig) -> Router {
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)
-        .layer(axum::middleware::from_fn(track_http))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_millis(config.slow_request_ms),
+            track_http,
+        ))
         .layer(middleware)
 }
 
-/// Counts and times every request by its route template (bounded labels, never raw paths).
+/// Counts and times every request by its route template (bounded labels, never raw paths),
+/// and logs the ones slower than `slow` (time to the response head; streams are timed apart).
 async fn track_http(
+    axum::extract::State(slow): axum::extract::State<Duration>,
     req: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -248,12 +253,17 @@ async fn track_http(
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    crate::metrics::global().record_http(
-        method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let took = started.elapsed();
+    if took >= slow {
+        tracing::warn!(
+            method,
+            route = %route,
+            status = response.status().as_u16(),
+            took_ms = took.as_millis() as u64,
+            "slow request"
+        );
+    }
+    crate::metrics::global().record_http(method, &route, response.status().as_u16(), took);
     response
 }
 

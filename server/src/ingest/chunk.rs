@@ -251,4 +251,65 @@ mod tests {
         let titles: Vec<_> = h.iter().map(|(_, l, t)| (*l, *t)).collect();
         assert_eq!(titles, vec![(1, "A"), (2, "C")]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        fn shared() -> &'static Chunker {
+            static CHUNKER: OnceLock<Chunker> = OnceLock::new();
+            CHUNKER.get_or_init(chunker)
+        }
+
+        /// Documents made of words, punctuation, Markdown headings, code fences, blank lines
+        /// and non-ASCII text: the shapes real uploads have.
+        fn document() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                "[a-z]{1,12}",
+                Just(" ".to_string()),
+                Just(". ".to_string()),
+                Just("\n".to_string()),
+                Just("\n\n".to_string()),
+                Just("\n# Title\n".to_string()),
+                Just("\n## Sub section\n".to_string()),
+                Just("\n```\ncode # x\n```\n".to_string()),
+                Just("Ünïcödé ✓ 漢字 ".to_string()),
+                Just("- item\n".to_string()),
+            ];
+            proptest::collection::vec(piece, 0..400).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+            #[test]
+            fn offsets_point_at_the_text_and_nothing_is_lost(
+                text in document(),
+                markdown in any::<bool>(),
+                size in 16usize..96,
+                overlap_part in 0usize..4,
+            ) {
+                let overlap = size * overlap_part / 10;
+                let chars: Vec<char> = text.chars().collect();
+                let passages = shared().split(&text, markdown, size, overlap).unwrap();
+                let mut covered = vec![false; chars.len()];
+                for (i, p) in passages.iter().enumerate() {
+                    prop_assert_eq!(p.position, i);
+                    prop_assert!(p.char_start < p.char_end && p.char_end <= chars.len());
+                    let slice: String = chars[p.char_start..p.char_end].iter().collect();
+                    prop_assert_eq!(&slice, &p.text);
+                    prop_assert!(p.token_count <= size, "{} tokens > {}", p.token_count, size);
+                    covered[p.char_start..p.char_end].iter_mut().for_each(|c| *c = true);
+                }
+                for (i, c) in chars.iter().enumerate() {
+                    prop_assert!(c.is_whitespace() || covered[i], "character {} ({:?}) is in no passage", i, c);
+                }
+                // Passages advance through the text: overlap never makes one start before the last.
+                for w in passages.windows(2) {
+                    prop_assert!(w[0].char_start <= w[1].char_start);
+                }
+            }
+        }
+    }
 }
