@@ -426,6 +426,14 @@ impl Run {
                 }
             };
             let first_token_ms = Some(ms(self.started));
+            let mut unfinished = Unfinished {
+                store: self.store.clone(),
+                conversation_id: self.conversation_id,
+                citations: citations.clone(),
+                generator: started.generator,
+                text: started.first.clone(),
+                finished: false,
+            };
             let mut text = started.first.clone();
             let mut completion_tokens = 1u64;
             yield ChatEvent::Token(TokenEvent { text: started.first });
@@ -439,6 +447,7 @@ impl Run {
                         }
                         completion_tokens += 1;
                         text.push_str(&piece);
+                        unfinished.text.push_str(&piece);
                         yield ChatEvent::Token(TokenEvent { text: piece });
                     }
                     Ok(Some(Err(e))) => {
@@ -455,6 +464,7 @@ impl Run {
             }
             // Free the generator (a local model's context) before the bookkeeping.
             drop(rest);
+            unfinished.finished = true;
             let usage = Usage { prompt_tokens: started.prompt_tokens, completion_tokens };
             let price = self.settings.prices.get(started.generator).copied().unwrap_or_default();
             crate::metrics::global().record_llm(
@@ -502,24 +512,62 @@ impl Run {
         citations: &[Citation],
         generator: &str,
     ) -> Result<String, ErrorDetail> {
-        let id = Uuid::now_v7();
-        // Only the sources the answer cites are kept with it.
-        let cited: Vec<&Citation> = citations
-            .iter()
-            .filter(|c| cites_a_source(text, std::slice::from_ref(c)))
-            .collect();
-        let message = NewMessage {
-            id,
-            role: "assistant",
-            content: text.to_string(),
-            citations_json: serde_json::to_string(&cited).unwrap_or_else(|_| "[]".into()),
-            generator: Some(generator.to_string()),
-        };
+        let message = assistant_message(text, citations, generator);
+        let id = message.id;
         self.store
             .add_message(self.conversation_id, &message)
             .await
             .map_err(|e| ServiceError::from_store(e, "conversation").to_detail())?;
         Ok(id.to_string())
+    }
+}
+
+/// An answer as a conversation turn, keeping only the sources it cites.
+fn assistant_message(text: &str, citations: &[Citation], generator: &str) -> NewMessage {
+    let cited: Vec<&Citation> = citations
+        .iter()
+        .filter(|c| cites_a_source(text, std::slice::from_ref(c)))
+        .collect();
+    NewMessage {
+        id: Uuid::now_v7(),
+        role: "assistant",
+        content: text.to_string(),
+        citations_json: serde_json::to_string(&cited).unwrap_or_else(|_| "[]".into()),
+        generator: Some(generator.to_string()),
+    }
+}
+
+/// An answer being streamed. If the stream is dropped before it finishes (Stop, a client that
+/// left, a broken provider), what was already shown is kept as the turn, marked as cut off.
+struct Unfinished {
+    store: Arc<dyn MetadataStore>,
+    conversation_id: Uuid,
+    citations: Vec<Citation>,
+    generator: &'static str,
+    text: String,
+    finished: bool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.finished || self.text.trim().is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let message = assistant_message(
+            &format!("{} …", self.text.trim_end()),
+            &self.citations,
+            &format!("{} (stopped)", self.generator),
+        );
+        let store = self.store.clone();
+        let conversation = self.conversation_id;
+        runtime.spawn(async move {
+            if let Err(e) = store.add_message(conversation, &message).await {
+                tracing::warn!(error = %e, "could not keep a stopped answer");
+            }
+        });
     }
 }
 

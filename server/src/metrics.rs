@@ -251,6 +251,11 @@ impl Metrics {
             .record(took.as_secs_f64());
     }
 
+    /// How long a job waited in the queue before its first attempt started.
+    pub fn record_queue_wait(&self, waited: Duration) {
+        metrics::histogram!("ingest_queue_wait_seconds").record(waited.as_secs_f64());
+    }
+
     /// Passages a finished ingestion job indexed.
     pub fn record_ingested(&self, passages: u64) {
         metrics::counter!("ingest_passages_total").increment(passages);

@@ -88,7 +88,15 @@ impl Worker {
                 break;
             }
             match self.store.claim_job(&self.id, self.settings.lease).await {
-                Ok(Some(job)) => self.run_job(job).await,
+                Ok(Some(job)) => {
+                    if job.attempts == 1 {
+                        let waited = (chrono::Utc::now() - job.queued_at)
+                            .to_std()
+                            .unwrap_or_default();
+                        crate::metrics::global().record_queue_wait(waited);
+                    }
+                    self.run_job(job).await
+                }
                 Ok(None) => {
                     tokio::select! {
                         () = stop.cancelled() => break,

@@ -101,6 +101,8 @@ pub struct ClaimedJob {
     /// Attempts including this one.
     pub attempts: i32,
     pub max_attempts: i32,
+    /// When the job was queued, for the queue-wait metric.
+    pub queued_at: DateTime<Utc>,
     pub storage_path: String,
     pub filename: String,
     pub mime: String,

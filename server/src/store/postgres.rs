@@ -311,7 +311,7 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Option<ClaimedJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // SKIP LOCKED: concurrent workers (in this or other instances) each take a different job.
-        let claimed: Option<(Uuid, Uuid, Option<Uuid>, i32, i32)> = sqlx::query_as(
+        let claimed: Option<(Uuid, Uuid, Option<Uuid>, i32, i32, DateTime<Utc>)> = sqlx::query_as(
             "UPDATE ingestion_jobs SET status = 'running', lease_owner = $1, \
              lease_expires_at = now() + $2 * interval '1 millisecond', attempts = attempts + 1, \
              phase = 'starting', progress = 0, updated_at = now() \
@@ -319,13 +319,14 @@ impl MetadataStore for PostgresStore {
                  WHERE (status = 'queued' AND run_after <= now()) \
                     OR (status = 'running' AND lease_expires_at < now()) \
                  ORDER BY run_after, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, space_id, document_id, attempts, max_attempts",
+             RETURNING id, space_id, document_id, attempts, max_attempts, created_at",
         )
         .bind(worker)
         .bind(lease_millis(lease) as f64)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((job_id, space_id, document_id, attempts, max_attempts)) = claimed else {
+        let Some((job_id, space_id, document_id, attempts, max_attempts, queued_at)) = claimed
+        else {
             return Ok(None);
         };
         let document_id = document_id
@@ -348,6 +349,7 @@ impl MetadataStore for PostgresStore {
             document_id,
             attempts,
             max_attempts,
+            queued_at,
             storage_path: info.0,
             filename: info.1,
             mime: info.2,

@@ -319,21 +319,22 @@ impl MetadataStore for SqliteStore {
         // Every write transaction here is BEGIN IMMEDIATE: it takes the write lock up front (waiting
         // under busy_timeout) instead of failing with SQLITE_BUSY when upgrading a read later.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed: Option<(String, String, Option<String>, i32, i32)> = sqlx::query_as(
+        let claimed: Option<(String, String, Option<String>, i32, i32, String)> = sqlx::query_as(
             "UPDATE ingestion_jobs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
              attempts = attempts + 1, phase = 'starting', progress = 0, updated_at = ?3 \
              WHERE id = (SELECT id FROM ingestion_jobs \
                  WHERE (status = 'queued' AND run_after <= ?3) \
                     OR (status = 'running' AND lease_expires_at < ?3) \
                  ORDER BY run_after, created_at LIMIT 1) \
-             RETURNING id, space_id, document_id, attempts, max_attempts",
+             RETURNING id, space_id, document_id, attempts, max_attempts, created_at",
         )
         .bind(worker)
         .bind(later(lease))
         .bind(&now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((job_id, space_id, document_id, attempts, max_attempts)) = claimed else {
+        let Some((job_id, space_id, document_id, attempts, max_attempts, queued_at)) = claimed
+        else {
             return Ok(None);
         };
         let document_id = document_id.unwrap_or_default();
@@ -357,6 +358,9 @@ impl MetadataStore for SqliteStore {
             document_id: parse(&document_id)?,
             attempts,
             max_attempts,
+            // Written by us in RFC 3339; an unreadable value only affects the wait metric.
+            queued_at: DateTime::parse_from_rfc3339(&queued_at)
+                .map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc)),
             storage_path: info.0,
             filename: info.1,
             mime: info.2,

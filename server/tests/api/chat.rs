@@ -443,6 +443,25 @@ async fn a_client_that_leaves_mid_answer_stops_the_provider_stream(backend: Back
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What the reader already saw is kept in the conversation, marked as stopped.
+    let conversation = seen
+        .split("\"conversation_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sources event names the conversation")
+        .to_string();
+    let path = format!("/api/v1/spaces/{space}/conversations/{conversation}/messages");
+    loop {
+        let (_, messages) = app.get_json(&path).await;
+        if let Some(answer) = messages["items"].as_array().unwrap().get(1) {
+            assert_eq!(answer["generator"], "openai (stopped)");
+            let text = answer["content"].as_str().unwrap();
+            assert!(text.starts_with(" more") && text.ends_with(" …"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stopped answer was not kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn answers_stream_uncompressed_and_keep_non_ascii_text_intact(backend: Backend) {

@@ -44,6 +44,7 @@ async fn requests_answers_and_caches_show_up_in_prometheus_by_route_template(bac
         "vector_search_duration_seconds_bucket{backend=",
         "circuit_breaker_state{provider=\"extractive\"} 0",
         "ingest_jobs{state=\"done\"}",
+        "ingest_queue_wait_seconds_bucket",
         "process_resident_memory_bytes",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}");
