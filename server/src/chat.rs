@@ -173,12 +173,11 @@ impl Chat {
         let (existing, previous) = match &req.conversation_id {
             Some(raw) => {
                 let id = parse_id(raw).ok_or(ServiceError::NotFound("conversation"))?;
-                let c = self
-                    .store
+                self.store
                     .get_conversation(space, id)
                     .await
                     .map_err(|e| ServiceError::from_store(e, "conversation"))?;
-                (Some(c.id), self.previous_question(id).await?)
+                (Some(id), self.previous_question(id).await?)
             }
             None => (None, None),
         };
@@ -201,19 +200,19 @@ impl Chat {
             .map_err(|e| ServiceError::from_store(e, "space"))?;
         let found = self.retriever.search(&search).await.map_err(search_error)?;
         let retrieval_ms = ms(started);
-        let conversation = match existing {
-            Some(c) => c,
+        let conversation_id = match existing {
+            Some(id) => id,
             None => {
+                let id = Uuid::now_v7();
                 let title: String = question.chars().take(80).collect();
                 self.store
-                    .create_conversation(Uuid::now_v7(), space, &title)
+                    .create_conversation(id, space, &title)
                     .await
-                    .map_err(|e| ServiceError::from_store(e, "space"))?
-                    .id
+                    .map_err(|e| ServiceError::from_store(e, "space"))?;
+                id
             }
         };
-        let conversation_id =
-            parse_id(&conversation).ok_or(ServiceError::NotFound("conversation"))?;
+        let conversation = conversation_id.to_string();
 
         let sources: Vec<Citation> = found
             .results
@@ -434,7 +433,6 @@ impl Run {
                 text: started.first.clone(),
                 finished: false,
             };
-            let mut text = started.first.clone();
             let mut completion_tokens = 1u64;
             yield ChatEvent::Token(TokenEvent { text: started.first });
             let mut rest = started.rest;
@@ -446,7 +444,6 @@ impl Run {
                             continue;
                         }
                         completion_tokens += 1;
-                        text.push_str(&piece);
                         unfinished.text.push_str(&piece);
                         yield ChatEvent::Token(TokenEvent { text: piece });
                     }
@@ -465,6 +462,7 @@ impl Run {
             // Free the generator (a local model's context) before the bookkeeping.
             drop(rest);
             unfinished.finished = true;
+            let text = std::mem::take(&mut unfinished.text);
             let usage = Usage { prompt_tokens: started.prompt_tokens, completion_tokens };
             let price = self.settings.prices.get(started.generator).copied().unwrap_or_default();
             crate::metrics::global().record_llm(
@@ -524,10 +522,7 @@ impl Run {
 
 /// An answer as a conversation turn, keeping only the sources it cites.
 fn assistant_message(text: &str, citations: &[Citation], generator: &str) -> NewMessage {
-    let cited: Vec<&Citation> = citations
-        .iter()
-        .filter(|c| cites_a_source(text, std::slice::from_ref(c)))
-        .collect();
+    let cited: Vec<&Citation> = citations.iter().filter(|c| cites(text, c)).collect();
     NewMessage {
         id: Uuid::now_v7(),
         role: "assistant",
@@ -571,9 +566,14 @@ impl Drop for Unfinished {
     }
 }
 
-/// Whether `text` cites at least one of `sources` as `[n]`.
+/// Whether `text` cites `source` as `[n]`.
+fn cites(text: &str, source: &Citation) -> bool {
+    text.contains(&format!("[{}]", source.n))
+}
+
+/// Whether `text` cites at least one of `sources`.
 fn cites_a_source(text: &str, sources: &[Citation]) -> bool {
-    sources.iter().any(|c| text.contains(&format!("[{}]", c.n)))
+    sources.iter().any(|c| cites(text, c))
 }
 
 fn citation(n: usize, hit: SearchHit) -> Citation {

@@ -35,6 +35,35 @@ struct Inner {
     cpu: Option<(Instant, f64)>,
 }
 
+impl Inner {
+    /// This second's bucket, started (and the oldest dropped) when the second is new.
+    fn current_bucket(&mut self) -> &mut Bucket {
+        let now = unix_now();
+        if self.buckets.back().is_none_or(|b| b.second != now) {
+            self.buckets.push_back(Bucket {
+                second: now,
+                requests: 0,
+                errors: 0,
+                latency: None,
+                ttft: None,
+                search: None,
+                tokens: 0,
+                passages: 0,
+            });
+            while self
+                .buckets
+                .front()
+                .is_some_and(|b| b.second + WINDOW_SECS <= now)
+            {
+                self.buckets.pop_front();
+            }
+        }
+        self.buckets
+            .back_mut()
+            .expect("a bucket was just ensured for this second")
+    }
+}
+
 struct Bucket {
     second: u64,
     requests: u64,
@@ -120,30 +149,8 @@ impl Metrics {
     }
 
     fn with_bucket(&self, f: impl FnOnce(&mut Bucket)) {
-        let now = unix_now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.buckets.back().is_none_or(|b| b.second != now) {
-            inner.buckets.push_back(Bucket {
-                second: now,
-                requests: 0,
-                errors: 0,
-                latency: None,
-                ttft: None,
-                search: None,
-                tokens: 0,
-                passages: 0,
-            });
-            while inner
-                .buckets
-                .front()
-                .is_some_and(|b| b.second + WINDOW_SECS <= now)
-            {
-                inner.buckets.pop_front();
-            }
-        }
-        if let Some(b) = inner.buckets.back_mut() {
-            f(b);
-        }
+        f(inner.current_bucket());
     }
 
     /// One HTTP request, by route template.
@@ -156,12 +163,12 @@ impl Metrics {
         metrics::counter!("http_requests_total", &labels).increment(1);
         metrics::histogram!("http_request_duration_seconds", &labels).record(took.as_secs_f64());
         let error = status >= 500;
-        self.with_bucket(|b| {
-            b.requests += 1;
-            b.errors += u64::from(error);
-            record(&mut b.latency, took);
-        });
+        // One lock for the window and the route table: this runs on every request.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let b = inner.current_bucket();
+        b.requests += 1;
+        b.errors += u64::from(error);
+        record(&mut b.latency, took);
         // Bounded: route templates are fixed by the router, methods by HTTP.
         if inner.routes.len() < 500 {
             let acc = inner
