@@ -4,6 +4,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # Only the URL goes to stdout (callers capture it); everything the tools print goes to stderr.
 exec 3>&1 1>&2
+# The server must not inherit the caller's capture pipe (fd 3), or `$(postgres-up.sh)` waits for
+# the daemon to exit, that is forever.
+pg_cluster() { pg_ctlcluster 15 main "$@" 3>&- </dev/null; }
 
 PG_PORT="${KENNING_TEST_PG_PORT:-5432}"
 if ! pg_lsclusters -h 2>/dev/null | awk '{print $1,$2}' | grep -q "^15 main$"; then
@@ -12,7 +15,7 @@ if ! pg_lsclusters -h 2>/dev/null | awk '{print $1,$2}' | grep -q "^15 main$"; t
 fi
 if ! pg_lsclusters -h | awk '$1==15 && $2=="main" {print $4}' | grep -q online; then
   log "starting PostgreSQL 15"
-  pg_ctlcluster 15 main start
+  pg_cluster start
 fi
 port="$(pg_lsclusters -h | awk '$1==15 && $2=="main" {print $3}')"
 for _ in $(seq 1 30); do
@@ -25,7 +28,7 @@ running="$(runuser -u postgres -- psql -At -p "$port" -c 'SHOW server_version' |
 installed="$(/usr/lib/postgresql/15/bin/postgres -V | awk '{print $3}')"
 if [ "$running" != "$installed" ]; then
   log "restarting PostgreSQL ($running is running, $installed is installed)"
-  pg_ctlcluster 15 main restart
+  pg_cluster restart
   for _ in $(seq 1 30); do
     pg_isready -q -h 127.0.0.1 -p "$port" && break
     sleep 1
