@@ -354,6 +354,11 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_MAX_JSON_BYTES", default_value_t = 1024 * 1024)]
     pub max_json_bytes: usize,
 
+    /// Largest points upsert body accepted, in bytes (1,000 points of 1,024 dimensions as JSON
+    /// take about 12 MB).
+    #[arg(long, env = "KENNING_MAX_POINTS_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_points_bytes: usize,
+
     /// Time limit for ordinary requests, in seconds.
     #[arg(long, env = "KENNING_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod points;
 pub mod resilience;
 pub mod retrieve;
 pub mod service;

@@ -3,6 +3,7 @@
 
 use crate::domain::{clean_filename, parse_id, Description, InvalidInput, PageRequest, SpaceName};
 use crate::generate::{BreakerState, Chain};
+use crate::points::{PointError, PointStore};
 use crate::retrieve::{Retriever, Search, SearchError};
 use crate::store::{MetadataStore, NewDocument, NewJob, StoreError};
 use crate::vector::VectorStore;
@@ -50,6 +51,7 @@ impl ServiceError {
             ServiceError::NotFound("document") => "document_not_found",
             ServiceError::NotFound("job") => "job_not_found",
             ServiceError::NotFound("conversation") => "conversation_not_found",
+            ServiceError::NotFound("point") => "point_not_found",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::TooLarge { .. } => "file_too_large",
@@ -74,6 +76,14 @@ impl ServiceError {
         ErrorDetail {
             code: self.code().to_string(),
             message,
+        }
+    }
+
+    pub(crate) fn from_points(e: PointError) -> Self {
+        match e {
+            PointError::Invalid(code, message) => InvalidInput::new(code, message).into(),
+            PointError::Unavailable(m) => ServiceError::Unavailable(m),
+            PointError::Other(e) => ServiceError::Internal(e),
         }
     }
 
@@ -105,6 +115,7 @@ pub struct Service {
     wake: Arc<Notify>,
     started: Instant,
     chain: Option<Arc<Chain>>,
+    points: Option<Arc<dyn PointStore>>,
 }
 
 /// Bytes inspected to decide whether an upload is text.
@@ -132,12 +143,19 @@ impl Service {
             wake,
             started: Instant::now(),
             chain: None,
+            points: None,
         }
     }
 
     /// Adds the generator chain, so health reports show its circuit breakers.
     pub fn with_chain(mut self, chain: Arc<Chain>) -> Self {
         self.chain = Some(chain);
+        self
+    }
+
+    /// Adds the points store, so deleting a space also deletes its points.
+    pub fn with_points(mut self, points: Arc<dyn PointStore>) -> Self {
+        self.points = Some(points);
         self
     }
 
@@ -250,6 +268,11 @@ impl Service {
         if let Some(vectors) = &self.vectors {
             if let Err(e) = vectors.delete_space(id).await {
                 tracing::warn!(error = %e, "could not remove a deleted space's vectors");
+            }
+        }
+        if let Some(points) = &self.points {
+            if let Err(e) = points.delete_space(id).await {
+                tracing::warn!(error = %e, "could not remove a deleted space's points");
             }
         }
         let dir = self.data_dir.join("documents").join(id.to_string());

@@ -14,6 +14,7 @@ use crate::http::{api_router, openai_router, ops_router, timeout, AppState};
 use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
+use crate::points::{PgPointStore, PointStore, SqlitePointStore};
 use crate::retrieve::Retriever;
 use crate::service::Service;
 use crate::store;
@@ -90,7 +91,8 @@ impl Application {
                 config.ingest.job_max_attempts,
                 wake.clone(),
             )
-            .with_chain(chain),
+            .with_chain(chain)
+            .with_points(engine.points.clone()),
         );
         let stop_workers = CancellationToken::new();
         let workers = spawn_workers(
@@ -118,6 +120,7 @@ impl Application {
             service: service.clone(),
             chat,
             embedder: engine.embedder.clone(),
+            points: engine.points.clone(),
             leptos_options: leptos_options.clone(),
         };
         let router = routes(state, &config);
@@ -190,6 +193,7 @@ fn routes(state: AppState, config: &ServeConfig) -> Router {
         request_timeout,
         Duration::from_secs(config.upload_timeout_secs),
         config.max_json_bytes,
+        config.max_points_bytes,
     );
     let ui = Router::new()
         .leptos_routes_with_context(
@@ -273,6 +277,8 @@ pub struct Engine {
     pub store: Arc<dyn MetadataStore>,
     pub vectors: Option<Arc<dyn VectorStore>>,
     pub embedder: Arc<dyn Embedder>,
+    /// Client-supplied vectors (the points API), beside the metadata like the passage vectors.
+    pub points: Arc<dyn PointStore>,
 }
 
 impl Engine {
@@ -302,6 +308,18 @@ impl Engine {
         let embedder: Arc<dyn Embedder> = Arc::new(embedder);
         let dims = embedder.dimensions();
 
+        let points: Arc<dyn PointStore> = match &pool {
+            Pool::Sqlite(pool) => Arc::new(
+                SqlitePointStore::open(pool.clone())
+                    .await
+                    .context("opening the points tables")?,
+            ),
+            Pool::Postgres(pool) => Arc::new(
+                PgPointStore::open(pool.clone(), ingest.pgvector_ef_search)
+                    .await
+                    .context("opening the points tables (is the pgvector extension installed?)")?,
+            ),
+        };
         let vectors: Option<Arc<dyn VectorStore>> = match (ingest.vector_store, pool) {
             (VectorBackend::None, _) => None,
             (VectorBackend::Auto | VectorBackend::Pgvector, Pool::Postgres(pool)) => {
@@ -336,6 +354,7 @@ impl Engine {
             store,
             vectors,
             embedder,
+            points,
         })
     }
 }

@@ -6,12 +6,14 @@ mod error;
 mod extract;
 mod openai;
 mod ops;
+mod points;
 mod spaces;
 
 pub use error::ApiError;
 
 use crate::chat::Chat;
 use crate::embed::Embedder;
+use crate::points::PointStore;
 use crate::service::Service;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
@@ -27,6 +29,7 @@ pub struct AppState {
     pub service: Arc<Service>,
     pub chat: Arc<Chat>,
     pub embedder: Arc<dyn Embedder>,
+    pub points: Arc<dyn PointStore>,
     pub leptos_options: LeptosOptions,
 }
 
@@ -42,8 +45,15 @@ pub fn api_router(
     request_timeout: Duration,
     upload_timeout: Duration,
     max_json_bytes: usize,
+    max_points_bytes: usize,
 ) -> Router<AppState> {
     Router::new()
+        // Batches of vectors are larger than other JSON bodies; they get their own limit.
+        .merge(
+            points::router()
+                .layer(timeout(request_timeout))
+                .layer(DefaultBodyLimit::max(max_points_bytes)),
+        )
         .merge(spaces::router().layer(timeout(request_timeout)))
         .merge(ops::api_router().layer(timeout(request_timeout)))
         .merge(documents::router().layer(timeout(upload_timeout)))

@@ -5,6 +5,7 @@
 mod pgvector;
 mod sqlite;
 
+pub(crate) use pgvector::literal;
 pub use pgvector::PgVectorStore;
 pub use sqlite::SqliteVectorStore;
 

@@ -46,7 +46,7 @@ impl PgVectorStore {
 }
 
 /// pgvector's text form: `[0.1,0.2,...]`.
-fn literal(v: &[f32]) -> String {
+pub(crate) fn literal(v: &[f32]) -> String {
     let mut s = String::with_capacity(v.len() * 10 + 2);
     s.push('[');
     for (i, x) in v.iter().enumerate() {

@@ -142,6 +142,18 @@ impl TestApp {
         .await
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        Self::status_and_json(
+            self.client
+                .put(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
     pub async fn patch_json(&self, path: &str, body: &Value) -> (u16, Value) {
         Self::status_and_json(
             self.client

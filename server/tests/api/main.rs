@@ -28,6 +28,7 @@ mod health;
 mod ingestion;
 mod metrics;
 mod openai;
+mod points;
 mod quality;
 mod search;
 mod spaces;
