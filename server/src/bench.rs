@@ -77,9 +77,13 @@ impl Recorder {
     }
 
     fn report(&self, elapsed: Duration) -> Value {
+        json!({ "elapsed_s": elapsed.as_secs_f64(), "operations": self.rows(elapsed) })
+    }
+
+    /// One row per operation; throughput is over `elapsed`, the time the operations ran in.
+    fn rows(&self, elapsed: Duration) -> Vec<Value> {
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        let rows: Vec<Value> = ops
-            .iter()
+        ops.iter()
             .map(|(op, (h, errors))| {
                 let q = |p: f64| (h.value_at_quantile(p) as f64 / 1000.0 * 100.0).round() / 100.0;
                 json!({
@@ -92,8 +96,7 @@ impl Recorder {
                     "p99_ms": q(0.99),
                 })
             })
-            .collect();
-        json!({ "elapsed_s": elapsed.as_secs_f64(), "operations": rows })
+            .collect()
     }
 }
 
@@ -368,8 +371,17 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
             })
             .await
         }
+        BenchScenario::Points => return points(&cfg, client).await,
     };
-    let mut report = rec.report(elapsed);
+    finish(&cfg, rec.report(elapsed), extra)
+}
+
+/// Adds the scenario's settings to a report and prints it.
+fn finish(
+    cfg: &BenchCommand,
+    mut report: Value,
+    extra: serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
     if let Some(obj) = report.as_object_mut() {
         obj.insert(
             "scenario".into(),
@@ -386,6 +398,120 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A random vector for the points scenario (direction is all that matters to cosine).
+fn random_vector(rng: &mut fastrand::Rng, dims: usize) -> Vec<f32> {
+    (0..dims).map(|_| rng.f32() * 2.0 - 1.0).collect()
+}
+
+/// The points scenario: stores `--points` vectors in batches of 500, then measures each
+/// operation in its own phase so each has its own throughput.
+async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
+    let dims = cfg.dimensions;
+    let name = format!("bench-points-{}", uuid::Uuid::now_v7().simple());
+    let space = client
+        .json(
+            reqwest::Method::POST,
+            "/api/v1/spaces",
+            Some(json!({ "name": name })),
+        )
+        .await?["id"]
+        .as_str()
+        .context("space id")?
+        .to_string();
+    let path = format!("/api/v1/spaces/{space}/points");
+    let started = Instant::now();
+    let batches: Vec<u64> = (0..cfg.points).step_by(500).collect();
+    let mut stored = futures::stream::iter(batches.into_iter().map(|first| {
+        let (c, path) = (client.clone(), path.clone());
+        let last = (first + 500).min(cfg.points);
+        async move {
+            let mut rng = fastrand::Rng::with_seed(first);
+            let points: Vec<Value> = (first..last)
+                .map(|id| json!({ "id": id, "vector": random_vector(&mut rng, dims), "payload": { "n": id } }))
+                .collect();
+            c.json(reqwest::Method::PUT, &path, Some(json!({ "points": points })))
+                .await
+                .map(|_| last - first)
+        }
+    }))
+    .buffer_unordered(2);
+    let mut seeded = 0;
+    while let Some(n) = stored.next().await {
+        seeded += n?;
+    }
+    let seed_took = started.elapsed();
+    // The first search loads an embedded store's index; keep that out of the figures.
+    let mut rng = fastrand::Rng::with_seed(7);
+    client
+        .json(
+            reqwest::Method::POST,
+            &format!("{path}/search"),
+            Some(json!({ "vector": random_vector(&mut rng, dims) })),
+        )
+        .await?;
+
+    let mut rows = Vec::new();
+    let total = cfg.points;
+    for op in ["upsert", "search", "get", "delete"] {
+        let rec = Arc::new(Recorder::default());
+        let (c, r, path) = (client.clone(), rec.clone(), path.clone());
+        let took = drive(cfg, move |i| {
+            let (c, r, path) = (c.clone(), r.clone(), path.clone());
+            async move {
+                let mut rng = fastrand::Rng::with_seed(1_000_000 + i);
+                let started = Instant::now();
+                let result = match op {
+                    // New ids past the seeded ones, which the delete phase then removes.
+                    "upsert" => {
+                        let point = json!({ "id": total + i, "vector": random_vector(&mut rng, dims), "payload": { "n": total + i } });
+                        c.json(reqwest::Method::PUT, &path, Some(json!({ "points": [point] })))
+                            .await
+                    }
+                    "search" => {
+                        c.json(
+                            reqwest::Method::POST,
+                            &format!("{path}/search"),
+                            Some(json!({ "vector": random_vector(&mut rng, dims), "limit": 10 })),
+                        )
+                        .await
+                    }
+                    "get" => {
+                        c.json(reqwest::Method::GET, &format!("{path}/{}", rng.u64(..total.max(1))), None)
+                            .await
+                    }
+                    _ => delete(&c, &format!("{path}/{}", total + i)).await,
+                };
+                r.record(op, started.elapsed(), result.is_ok());
+            }
+        })
+        .await;
+        rows.extend(rec.rows(took));
+    }
+    let _ = delete(&client, &format!("/api/v1/spaces/{space}")).await;
+    let mut extra = serde_json::Map::new();
+    extra.insert("points".into(), json!(seeded));
+    extra.insert("dimensions".into(), json!(dims));
+    extra.insert(
+        "seed_points_per_second".into(),
+        json!((seeded as f64 / seed_took.as_secs_f64()).round()),
+    );
+    finish(
+        cfg,
+        json!({ "elapsed_s": started.elapsed().as_secs_f64(), "operations": rows }),
+        extra,
+    )
+}
+
+/// A DELETE; anything but a 2xx (a 404 included: the point should be there) is an error.
+async fn delete(c: &Client, path: &str) -> anyhow::Result<Value> {
+    let r = c.http.delete(format!("{}{path}", c.base)).send().await?;
+    if r.status().is_success() {
+        Ok(Value::Null)
+    } else {
+        bail!("{path}: HTTP {}", r.status())
+    }
+}
+
 fn print_table(report: &Value) {
     println!(
         "scenario {} · concurrency {} · {:.1} s",
@@ -393,7 +519,14 @@ fn print_table(report: &Value) {
         report["concurrency"],
         report["elapsed_s"].as_f64().unwrap_or_default()
     );
-    for key in ["documents", "passages", "passages_per_second"] {
+    for key in [
+        "documents",
+        "passages",
+        "passages_per_second",
+        "points",
+        "dimensions",
+        "seed_points_per_second",
+    ] {
         if !report[key].is_null() {
             println!("{key}: {}", report[key]);
         }

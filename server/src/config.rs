@@ -65,6 +65,14 @@ pub struct BenchCommand {
     #[arg(long, default_value_t = 20_000)]
     pub document_bytes: usize,
 
+    /// Points stored before `points` measures (its published table uses 100,000).
+    #[arg(long, default_value_t = 100_000)]
+    pub points: u64,
+
+    /// Dimensions of the `points` scenario's vectors.
+    #[arg(long, default_value_t = 1024)]
+    pub dimensions: usize,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +89,9 @@ pub enum BenchScenario {
     Ingest,
     /// Searches, questions and dashboard polls together, for watching the dashboard.
     Mixed,
+    /// The points API: `--points` random vectors stored, then upserts (one point each),
+    /// searches (limit 10), gets and deletes, `--requests` of each.
+    Points,
 }
 
 /// Settings of `kenning ingest`.
