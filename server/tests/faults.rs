@@ -1,0 +1,428 @@
+//! Fault tests with real processes: the `kenning` binary is started, loaded, killed with SIGKILL
+//! and started again on the same data, once on the embedded SQLite store and once on PostgreSQL
+//! (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`). What was acknowledged must survive.
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where one test's Kenning keeps its data; survives the processes started on it.
+struct Site {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl Site {
+    async fn new(backend: Backend) -> Self {
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_postgres_database().await),
+        };
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url,
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts `kenning serve` on a free port and waits until it says where it listens.
+    fn start(&self) -> Server {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kenning"));
+        cmd.arg("serve")
+            .env("DATA_DIR", self.data_dir())
+            .env("KENNING_ADDR", "127.0.0.1:0")
+            .env("KENNING_MODELS_DIR", models)
+            .env("KENNING_SITE_ROOT", self.dir.path().join("site"))
+            .env("KENNING_GENERATORS", "extractive")
+            .env("KENNING_JOB_LEASE_SECS", "3")
+            .env("KENNING_JOB_POLL_MS", "100")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let mut child = cmd.spawn().expect("start kenning");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("Kenning is running at ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => {
+                    let status = child.wait();
+                    panic!("kenning exited before it was ready: {status:?}");
+                }
+            }
+        };
+        Server {
+            child,
+            url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// SIGKILL: no shutdown hook, no flush, no goodbye.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fresh_postgres_database() -> String {
+    let admin = std::env::var("KENNING_TEST_POSTGRES_URL")
+        .expect("KENNING_TEST_POSTGRES_URL must point at PostgreSQL; scripts/test sets it");
+    let name = format!("kenning_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("database path");
+    format!("{base}/{name}")
+}
+
+/// Counts rows straight from the store: chunks, vectors, and vectors without a chunk.
+async fn index_counts(site: &Site) -> (i64, i64, i64) {
+    let orphans_sql = "SELECT COUNT(*) FROM chunk_vectors v WHERE NOT EXISTS \
+                       (SELECT 1 FROM chunks c WHERE c.id = v.chunk_id)";
+    match &site.database_url {
+        None => {
+            let path = site.data_dir().join("kenning.db");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("open sqlite");
+            let chunks = sqlx::query_scalar("SELECT COUNT(*) FROM chunks")
+                .fetch_one(&mut c)
+                .await
+                .expect("count chunks");
+            let vectors = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_vectors")
+                .fetch_one(&mut c)
+                .await
+                .expect("count vectors");
+            // SQLite keeps ids as text on both sides.
+            let orphans = sqlx::query_scalar(orphans_sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count orphans");
+            (chunks, vectors, orphans)
+        }
+        Some(url) => {
+            let mut c = sqlx::PgConnection::connect(url)
+                .await
+                .expect("open postgres");
+            let chunks = sqlx::query_scalar("SELECT COUNT(*) FROM chunks")
+                .fetch_one(&mut c)
+                .await
+                .expect("count chunks");
+            let vectors = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_vectors")
+                .fetch_one(&mut c)
+                .await
+                .expect("count vectors");
+            let orphans = sqlx::query_scalar(orphans_sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count orphans");
+            (chunks, vectors, orphans)
+        }
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    a_server_killed_mid_ingestion_loses_no_document,
+    a_server_killed_mid_upsert_keeps_every_acknowledged_point,
+);
+
+const DOCUMENTS: usize = 200;
+
+async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
+    let site = Site::new(backend).await;
+    let mut server = site.start();
+    let (status, space) = server
+        .json(
+            reqwest::Method::POST,
+            "/api/v1/spaces",
+            Some(json!({ "name": "Crash" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{space}");
+    let space = space["id"].as_str().expect("space id").to_string();
+    let mut accepted = BTreeSet::new();
+    for i in 0..DOCUMENTS {
+        let text = format!(
+            "# Note {i}\n\nDocument number {i} is about topic {} and nothing else.\n",
+            i * 7919
+        );
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::text(text).file_name(format!("note-{i}.md")),
+        );
+        let r = server
+            .http
+            .post(format!("{}/api/v1/spaces/{space}/documents", server.url))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(r.status().as_u16(), 202, "upload {i}");
+        let body: Value = r.json().await.expect("JSON");
+        accepted.insert(body["id"].as_str().expect("document id").to_string());
+    }
+    // Ingestion is under way (200 documents take several seconds to embed): kill it mid-flight.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, page) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/api/v1/spaces/{space}/documents?limit=200"),
+            None,
+        )
+        .await;
+    server.kill_9();
+    let ready_before = page["items"]
+        .as_array()
+        .map(|items| items.iter().filter(|d| d["status"] == "ready").count())
+        .unwrap_or(0);
+    assert!(
+        ready_before < DOCUMENTS,
+        "the kill must land while documents are still being ingested"
+    );
+
+    let server = site.start();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let docs = loop {
+        let mut docs: BTreeMap<String, Value> = BTreeMap::new();
+        let mut offset = 0;
+        loop {
+            let (status, page) = server
+                .json(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/spaces/{space}/documents?limit=200&offset={offset}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            let items = page["items"].as_array().expect("items").clone();
+            offset += items.len();
+            for d in items {
+                let id = d["id"].as_str().expect("id").to_string();
+                assert!(docs.insert(id, d).is_none(), "a document is listed twice");
+            }
+            if offset as i64 >= page["total"].as_i64().unwrap_or(0) {
+                break;
+            }
+        }
+        let settled = docs
+            .values()
+            .all(|d| matches!(d["status"].as_str(), Some("ready" | "failed")));
+        if settled {
+            break docs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "documents still not settled after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ids: BTreeSet<String> = docs.keys().cloned().collect();
+    assert_eq!(
+        ids, accepted,
+        "exactly the accepted documents, none lost, none duplicated"
+    );
+    let mut passages = 0;
+    for d in docs.values() {
+        assert_eq!(d["status"], "ready", "a plain note must not fail: {d}");
+        let n = d["chunk_count"].as_i64().expect("chunk_count");
+        assert!(n >= 1, "a ready document has passages: {d}");
+        passages += n;
+    }
+    drop(server);
+    let (chunks, vectors, orphans) = index_counts(&site).await;
+    assert_eq!(
+        chunks, passages,
+        "the chunk table holds each ready document's passages once"
+    );
+    assert_eq!(vectors, chunks, "one vector per passage");
+    assert_eq!(orphans, 0, "no vector without its passage");
+}
+
+/// The vector a point id is always written with, so a point read back can be checked whole.
+fn vector_for(id: u64) -> Vec<f32> {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..64)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 1999) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+async fn a_server_killed_mid_upsert_keeps_every_acknowledged_point(backend: Backend) {
+    let site = Site::new(backend).await;
+    let mut server = site.start();
+    let (status, space) = server
+        .json(
+            reqwest::Method::POST,
+            "/api/v1/spaces",
+            Some(json!({ "name": "Points" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let space = space["id"].as_str().expect("space id").to_string();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (client, acked) = (client.clone(), acked.clone());
+            let url = format!("{}/api/v1/spaces/{space}/points", server.url);
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let first = (w * 1_000_000) + i * 5;
+                    let points: Vec<Value> = (first..first + 5)
+                        .map(|id| json!({ "id": id, "vector": vector_for(id), "payload": { "n": id } }))
+                        .collect();
+                    match client.put(&url).json(&json!({ "points": points })).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            acked.lock().expect("lock").extend(first..first + 5)
+                        }
+                        // The server is gone: the kill happened.
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill_9();
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() >= 100,
+        "the load ran before the kill ({} acked)",
+        acked.len()
+    );
+
+    let server = site.start();
+    for id in &acked {
+        let (status, point) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/api/v1/spaces/{space}/points/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "acknowledged point {id} survives the kill");
+        let got: Vec<f32> = serde_json::from_value(point["vector"].clone()).expect("vector");
+        assert_eq!(got, vector_for(*id), "point {id} is whole");
+        assert_eq!(point["payload"]["n"], json!(id));
+    }
+    // The batch each writer had in flight at the kill is all there or not there at all.
+    for w in 0..4u64 {
+        let next = acked
+            .iter()
+            .filter(|id| **id / 1_000_000 == w)
+            .max()
+            .map_or(w * 1_000_000, |last| last + 1);
+        let mut present = 0;
+        for id in next..next + 5 {
+            let (status, _) = server
+                .json(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/spaces/{space}/points/{id}"),
+                    None,
+                )
+                .await;
+            present += usize::from(status == 200);
+        }
+        assert!(
+            present == 0 || present == 5,
+            "writer {w}'s last batch is half-applied ({present} of 5)"
+        );
+    }
+    // The store still takes writes and finds what it holds.
+    let probe = acked[acked.len() / 2];
+    let (status, found) = server
+        .json(
+            reqwest::Method::POST,
+            &format!("/api/v1/spaces/{space}/points/search"),
+            Some(json!({ "vector": vector_for(probe), "limit": 1 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let top = found["points"][0]["score"].as_f64().expect("score");
+    assert!(top > 0.9999, "the point's own vector scores 1: {top}");
+}
