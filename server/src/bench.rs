@@ -205,13 +205,10 @@ impl Client {
         Ok(passages)
     }
 
-    async fn seed(
-        &self,
-        documents: usize,
-        bytes: usize,
-    ) -> anyhow::Result<(String, u64, Duration)> {
-        let name = format!("bench-{}", uuid::Uuid::now_v7().simple());
-        let space = self
+    /// Creates a space with a unique name starting `prefix` and returns its id.
+    async fn create_space(&self, prefix: &str) -> anyhow::Result<String> {
+        let name = format!("{prefix}-{}", uuid::Uuid::now_v7().simple());
+        Ok(self
             .json(
                 reqwest::Method::POST,
                 "/api/v1/spaces",
@@ -220,7 +217,15 @@ impl Client {
             .await?["id"]
             .as_str()
             .context("space id")?
-            .to_string();
+            .to_string())
+    }
+
+    async fn seed(
+        &self,
+        documents: usize,
+        bytes: usize,
+    ) -> anyhow::Result<(String, u64, Duration)> {
+        let space = self.create_space("bench").await?;
         let started = Instant::now();
         let mut ids = Vec::new();
         for i in 0..documents {
@@ -398,26 +403,24 @@ fn finish(
     Ok(())
 }
 
-/// A random vector for the points scenario (direction is all that matters to cosine).
+/// Clusters the points scenario's vectors are drawn around.
+const CLUSTERS: u64 = 1000;
+
+/// A vector for the points scenario: one of [`CLUSTERS`] fixed random centres plus noise.
+/// Real embeddings cluster by topic; uniformly random vectors in 1,024 dimensions are all about
+/// equally far apart, so no approximate index can find their neighbours and recall says nothing.
 fn random_vector(rng: &mut fastrand::Rng, dims: usize) -> Vec<f32> {
-    (0..dims).map(|_| rng.f32() * 2.0 - 1.0).collect()
+    let mut centre = fastrand::Rng::with_seed(0xC0FFEE ^ rng.u64(..CLUSTERS));
+    (0..dims)
+        .map(|_| (centre.f32() * 2.0 - 1.0) + (rng.f32() * 2.0 - 1.0) * 0.6)
+        .collect()
 }
 
 /// The points scenario: stores `--points` vectors in batches of 500, then measures each
 /// operation in its own phase so each has its own throughput.
 async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
     let dims = cfg.dimensions;
-    let name = format!("bench-points-{}", uuid::Uuid::now_v7().simple());
-    let space = client
-        .json(
-            reqwest::Method::POST,
-            "/api/v1/spaces",
-            Some(json!({ "name": name })),
-        )
-        .await?["id"]
-        .as_str()
-        .context("space id")?
-        .to_string();
+    let space = client.create_space("bench-points").await?;
     let path = format!("/api/v1/spaces/{space}/points");
     let started = Instant::now();
     let batches: Vec<u64> = (0..cfg.points).step_by(500).collect();
@@ -440,6 +443,19 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
         seeded += n?;
     }
     let seed_took = started.elapsed();
+    // Measure the index as it will be served: wait (up to 10 minutes) until it is built.
+    let waited = Instant::now();
+    loop {
+        let info = client.json(reqwest::Method::GET, &path, None).await?;
+        if info["index"] != "building" {
+            break;
+        }
+        if waited.elapsed() > Duration::from_secs(600) {
+            bail!("the points index was still building after 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let index_took = waited.elapsed();
     // The first search loads an embedded store's index; keep that out of the figures.
     let mut rng = fastrand::Rng::with_seed(7);
     client
@@ -487,10 +503,19 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
         .await;
         rows.extend(rec.rows(took));
     }
+    let recall = recall_at_10(cfg, &client, &path).await?;
     let _ = delete(&client, &format!("/api/v1/spaces/{space}")).await;
     let mut extra = serde_json::Map::new();
+    extra.insert(
+        "recall_at_10".into(),
+        json!((recall * 1000.0).round() / 1000.0),
+    );
     extra.insert("points".into(), json!(seeded));
     extra.insert("dimensions".into(), json!(dims));
+    extra.insert(
+        "index_wait_seconds".into(),
+        json!((index_took.as_secs_f64() * 10.0).round() / 10.0),
+    );
     extra.insert(
         "seed_points_per_second".into(),
         json!((seeded as f64 / seed_took.as_secs_f64()).round()),
@@ -500,6 +525,65 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
         json!({ "elapsed_s": started.elapsed().as_secs_f64(), "operations": rows }),
         extra,
     )
+}
+
+/// Recall@10 of 50 searches against an exact ranking computed here from the same seeded vectors
+/// (the upserted points are deleted again by then, so the seeded ones are all there is).
+async fn recall_at_10(cfg: &BenchCommand, client: &Client, path: &str) -> anyhow::Result<f64> {
+    let (points, dims) = (cfg.points, cfg.dimensions);
+    let queries: Vec<Vec<f32>> = {
+        let mut rng = fastrand::Rng::with_seed(99);
+        (0..50).map(|_| random_vector(&mut rng, dims)).collect()
+    };
+    let q = queries.clone();
+    let exact: Vec<Vec<u64>> = tokio::task::spawn_blocking(move || {
+        let unit = |v: Vec<f32>| {
+            let n = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let mut all = Vec::with_capacity(points as usize);
+        for first in (0..points).step_by(500) {
+            let mut rng = fastrand::Rng::with_seed(first);
+            for id in first..(first + 500).min(points) {
+                all.push((id, unit(random_vector(&mut rng, dims))));
+            }
+        }
+        use rayon::prelude::*;
+        q.into_par_iter()
+            .map(|query| {
+                let query = unit(query);
+                let mut scored: Vec<(f32, u64)> = all
+                    .iter()
+                    .map(|(id, v)| (v.iter().zip(&query).map(|(a, b)| a * b).sum(), *id))
+                    .collect();
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                scored.iter().take(10).map(|(_, id)| *id).collect()
+            })
+            .collect()
+    })
+    .await?;
+    let mut found = 0;
+    for (query, want) in queries.into_iter().zip(&exact) {
+        let got = client
+            .json(
+                reqwest::Method::POST,
+                &format!("{path}/search"),
+                Some(json!({ "vector": query, "limit": 10 })),
+            )
+            .await?;
+        found += got["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["id"].as_u64().is_some_and(|id| want.contains(&id)))
+            .count();
+    }
+    Ok(found as f64 / (exact.len() * 10) as f64)
 }
 
 /// A DELETE; anything but a 2xx (a 404 included: the point should be there) is an error.
@@ -526,6 +610,8 @@ fn print_table(report: &Value) {
         "points",
         "dimensions",
         "seed_points_per_second",
+        "index_wait_seconds",
+        "recall_at_10",
     ] {
         if !report[key].is_null() {
             println!("{key}: {}", report[key]);

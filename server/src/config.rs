@@ -176,6 +176,15 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_PGVECTOR_EF_SEARCH", default_value_t = 100)]
     pub pgvector_ef_search: u32,
 
+    /// Search breadth of the embedded points graph (HNSW `ef`): higher finds more, slower.
+    #[arg(long, env = "KENNING_POINTS_EF_SEARCH", default_value_t = 128)]
+    pub points_ef_search: usize,
+
+    /// Points a space needs before the embedded store builds it a search graph; smaller spaces
+    /// are scanned exactly.
+    #[arg(long, env = "KENNING_POINTS_GRAPH_MIN", default_value_t = 20_000)]
+    pub points_graph_min: usize,
+
     /// Passages per embedding batch during ingestion.
     #[arg(long, env = "KENNING_EMBED_BATCH", default_value_t = 16)]
     pub embed_batch: usize,

@@ -310,9 +310,13 @@ impl Engine {
 
         let points: Arc<dyn PointStore> = match &pool {
             Pool::Sqlite(pool) => Arc::new(
-                SqlitePointStore::open(pool.clone())
-                    .await
-                    .context("opening the points tables")?,
+                SqlitePointStore::open(
+                    pool.clone(),
+                    ingest.points_ef_search,
+                    ingest.points_graph_min,
+                )
+                .await
+                .context("opening the points tables")?,
             ),
             Pool::Postgres(pool) => Arc::new(
                 PgPointStore::open(pool.clone(), ingest.pgvector_ef_search)

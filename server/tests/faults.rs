@@ -4,6 +4,10 @@
 
 use serde_json::{json, Value};
 use sqlx::Connection;
+
+#[path = "common/postgres.rs"]
+mod postgres;
+use postgres::fresh_postgres_database;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -115,66 +119,44 @@ impl Drop for Server {
     }
 }
 
-async fn fresh_postgres_database() -> String {
-    let admin = std::env::var("KENNING_TEST_POSTGRES_URL")
-        .expect("KENNING_TEST_POSTGRES_URL must point at PostgreSQL; scripts/test sets it");
-    let name = format!("kenning_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("connect to test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .expect("database path");
-    format!("{base}/{name}")
+/// The three counts [`index_counts`] takes, in its order.
+const COUNTS: [&str; 3] = [
+    "SELECT COUNT(*) FROM chunks",
+    "SELECT COUNT(*) FROM chunk_vectors",
+    // Ids are text on SQLite and UUIDs on PostgreSQL, on both sides alike.
+    "SELECT COUNT(*) FROM chunk_vectors v WHERE NOT EXISTS \
+     (SELECT 1 FROM chunks c WHERE c.id = v.chunk_id)",
+];
+
+/// Runs [`COUNTS`] on one open connection of either database.
+macro_rules! count_on {
+    ($conn:expr) => {{
+        let mut out = [0i64; 3];
+        for (n, sql) in out.iter_mut().zip(COUNTS) {
+            *n = sqlx::query_scalar(sql)
+                .fetch_one(&mut $conn)
+                .await
+                .expect(sql);
+        }
+        (out[0], out[1], out[2])
+    }};
 }
 
 /// Counts rows straight from the store: chunks, vectors, and vectors without a chunk.
 async fn index_counts(site: &Site) -> (i64, i64, i64) {
-    let orphans_sql = "SELECT COUNT(*) FROM chunk_vectors v WHERE NOT EXISTS \
-                       (SELECT 1 FROM chunks c WHERE c.id = v.chunk_id)";
     match &site.database_url {
         None => {
             let path = site.data_dir().join("kenning.db");
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .expect("open sqlite");
-            let chunks = sqlx::query_scalar("SELECT COUNT(*) FROM chunks")
-                .fetch_one(&mut c)
-                .await
-                .expect("count chunks");
-            let vectors = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_vectors")
-                .fetch_one(&mut c)
-                .await
-                .expect("count vectors");
-            // SQLite keeps ids as text on both sides.
-            let orphans = sqlx::query_scalar(orphans_sql)
-                .fetch_one(&mut c)
-                .await
-                .expect("count orphans");
-            (chunks, vectors, orphans)
+            count_on!(c)
         }
         Some(url) => {
             let mut c = sqlx::PgConnection::connect(url)
                 .await
                 .expect("open postgres");
-            let chunks = sqlx::query_scalar("SELECT COUNT(*) FROM chunks")
-                .fetch_one(&mut c)
-                .await
-                .expect("count chunks");
-            let vectors = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_vectors")
-                .fetch_one(&mut c)
-                .await
-                .expect("count vectors");
-            let orphans = sqlx::query_scalar(orphans_sql)
-                .fetch_one(&mut c)
-                .await
-                .expect("count orphans");
-            (chunks, vectors, orphans)
+            count_on!(c)
         }
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/spaces/{id}/points", put(upsert))
+        .route("/spaces/{id}/points", put(upsert).get(info))
         .route("/spaces/{id}/points/search", post(search))
         .route("/spaces/{id}/points/{pid}", get(read).delete(remove))
 }
@@ -81,6 +81,15 @@ async fn upsert(
     Ok(Json(
         json!({ "upserted": upserted, "dimensions": dimensions }),
     ))
+}
+
+#[tracing::instrument(skip(state))]
+async fn info(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::points::PointsInfo>, ApiError> {
+    let space = space(&state, &id).await?;
+    Ok(Json(state.points.info(space).await.map_err(invalid)?))
 }
 
 #[tracing::instrument(skip(state, body))]

@@ -5,8 +5,8 @@
 //! Kenning embeds itself: they never show up in answers.
 //!
 //! Backends: `sqlite` keeps the rows durable in the embedded database and searches an in-memory
-//! copy of each space's vectors by exact scan; `postgres` keeps a pgvector table per dimension
-//! with an HNSW index.
+//! copy of each space's vectors (exact scan, or an HNSW graph once a space is large);
+//! `postgres` keeps a pgvector table per dimension with an HNSW index.
 
 mod postgres;
 mod sqlite;
@@ -137,6 +137,15 @@ pub struct ScoredPoint {
     pub payload: Map<String, Value>,
 }
 
+/// A space's points at a glance: how many, their dimensions, and how searches run right now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PointsInfo {
+    pub points: u64,
+    pub dimensions: Option<usize>,
+    /// `exact` (a scan), `building` (a graph is being built; scans answer meanwhile) or `hnsw`.
+    pub index: &'static str,
+}
+
 /// Stores and searches client-supplied vectors, per space.
 #[async_trait::async_trait]
 pub trait PointStore: Send + Sync + 'static {
@@ -150,6 +159,8 @@ pub trait PointStore: Send + Sync + 'static {
     async fn get(&self, space: Uuid, id: &PointId) -> Result<Option<Point>, PointError>;
     /// Removes one point; false when there was none.
     async fn delete(&self, space: Uuid, id: &PointId) -> Result<bool, PointError>;
+    /// Counts and index state, for clients and benchmarks waiting for an index to be ready.
+    async fn info(&self, space: Uuid) -> Result<PointsInfo, PointError>;
     /// Removes every point of a deleted space, and its fixed dimensions.
     async fn delete_space(&self, space: Uuid) -> Result<(), PointError>;
 }

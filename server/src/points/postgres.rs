@@ -4,9 +4,9 @@
 
 use super::{
     validate_batch, validate_query, validate_vector, Point, PointError, PointId, PointQuery,
-    PointStore, ScoredPoint,
+    PointStore, PointsInfo, ScoredPoint,
 };
-use crate::vector::literal;
+use crate::vector::{hnsw_search_transaction, literal};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -160,16 +160,7 @@ impl PointStore for PgPointStore {
         };
         validate_vector(&query.vector, Some(dims))?;
         self.ensure_table(dims).await?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "SET LOCAL hnsw.ef_search = {}",
-            self.ef_search.clamp(1, 1000)
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = hnsw_search_transaction(&self.pool, self.ef_search).await?;
         let filter =
             (!query.filter.is_empty()).then(|| Value::Object(query.filter.clone()).to_string());
         let rows: Vec<(String, f64, String)> = sqlx::query_as(&format!(
@@ -237,6 +228,30 @@ impl PointStore for PgPointStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn info(&self, space: Uuid) -> Result<PointsInfo, PointError> {
+        let Some(dims) = self.dimensions(space).await? else {
+            return Ok(PointsInfo {
+                points: 0,
+                dimensions: None,
+                index: "hnsw",
+            });
+        };
+        self.ensure_table(dims).await?;
+        let points: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {} WHERE space_id = $1",
+            table(dims)
+        ))
+        .bind(space)
+        .fetch_one(&self.pool)
+        .await?;
+        // pgvector maintains its HNSW index on every insert: it is always ready.
+        Ok(PointsInfo {
+            points: points as u64,
+            dimensions: Some(dims),
+            index: "hnsw",
+        })
     }
 
     async fn delete_space(&self, space: Uuid) -> Result<(), PointError> {

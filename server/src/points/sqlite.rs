@@ -1,13 +1,18 @@
 //! Points in the embedded SQLite database. Rows are the durable copy; each space's vectors are
-//! also held in memory, normalised and contiguous, once the space is first searched, so a search
-//! is one exact scan of RAM rather than a read of every row. Memory is what the vectors take
-//! (points × dimensions × 4 bytes: 100,000 × 1,024 is 400 MB). Writes hold the space's lock across
-//! the database write and the in-memory update, so the two never disagree.
+//! also held in memory, normalised and contiguous, once the space is first used, so a search
+//! never reads every row. Small spaces are searched by exact scan. A space with
+//! enough live points (`--points-graph-min`, 20,000 by default) also gets an HNSW graph, built in the background from a
+//! snapshot (exact scans answer meanwhile) and then kept up to date on every write.
+//!
+//! Memory is what the vectors take, twice once the graph exists (the graph keeps its own copy):
+//! 100,000 × 1,024 dimensions is 400 MB, 800 MB with the graph. Writes hold the space's lock
+//! across the database write and the in-memory update, so the two never disagree.
 
 use super::{
     dot, matches_filter, normalised, validate_batch, validate_query, validate_vector, Point,
-    PointError, PointId, PointQuery, PointStore, ScoredPoint,
+    PointError, PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
+use hnsw_rs::prelude::{Distance, Hnsw};
 use serde_json::{Map, Value};
 use sqlx::SqlitePool;
 use std::collections::HashMap;
@@ -17,61 +22,154 @@ use uuid::Uuid;
 
 /// Scans below this many multiply-adds run inline; larger ones on the blocking pool.
 const INLINE_SCAN: usize = 1 << 20;
+/// Links per graph node.
+const HNSW_LINKS: usize = 16;
+/// Candidates considered while inserting.
+const HNSW_EF_BUILD: usize = 128;
+/// Graph layers.
+const HNSW_LAYERS: usize = 16;
 
-/// One space's points in memory, in load order; `position` finds a point's row.
+/// Cosine distance of unit vectors, with the vectorised dot product.
+#[derive(Clone, Copy, Default)]
+struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// An HNSW graph over the slots `0..upto` of one epoch of a space's slot numbers.
+struct Graph {
+    hnsw: Hnsw<'static, f32, UnitCosine>,
+    upto: usize,
+    epoch: u64,
+}
+
+/// One space's points in memory. Slots are stable: replacing or deleting a point only marks its
+/// slot dead, so a graph node never changes vector; compaction renumbers slots and drops the
+/// graph. `position` finds a live point's slot.
 #[derive(Default)]
 struct SpaceIndex {
     dimensions: usize,
     ids: Vec<PointId>,
+    alive: Vec<bool>,
     vectors: Vec<f32>,
     payloads: Vec<Map<String, Value>>,
     position: HashMap<PointId, usize>,
+    /// Bumped by every compaction; a graph built for an older epoch is thrown away.
+    epoch: u64,
+    graph: Option<Graph>,
+    building: bool,
+    /// Live points from which the space gets a graph.
+    graph_min: usize,
 }
 
 impl SpaceIndex {
+    fn live(&self) -> usize {
+        self.position.len()
+    }
+
+    fn vector(&self, slot: usize) -> &[f32] {
+        &self.vectors[slot * self.dimensions..(slot + 1) * self.dimensions]
+    }
+
     fn put(&mut self, id: PointId, vector: &[f32], payload: Map<String, Value>) {
-        let unit = normalised(vector);
-        if let Some(&i) = self.position.get(&id) {
-            self.vectors[i * self.dimensions..(i + 1) * self.dimensions].copy_from_slice(&unit);
-            self.payloads[i] = payload;
-        } else {
-            self.position.insert(id.clone(), self.ids.len());
-            self.ids.push(id);
-            self.vectors.extend_from_slice(&unit);
-            self.payloads.push(payload);
+        self.remove(&id);
+        let slot = self.ids.len();
+        self.position.insert(id.clone(), slot);
+        self.ids.push(id);
+        self.alive.push(true);
+        self.vectors.extend_from_slice(&normalised(vector));
+        self.payloads.push(payload);
+        if let Some(graph) = &mut self.graph {
+            if graph.upto == slot {
+                let d = self.dimensions;
+                graph
+                    .hnsw
+                    .insert_slice((&self.vectors[slot * d..(slot + 1) * d], slot));
+                graph.upto += 1;
+            }
         }
     }
 
     fn remove(&mut self, id: &PointId) {
-        let Some(i) = self.position.remove(id) else {
-            return;
-        };
-        let last = self.ids.len() - 1;
-        let d = self.dimensions;
-        if i != last {
-            self.vectors.copy_within(last * d..(last + 1) * d, i * d);
-            self.ids.swap(i, last);
-            self.payloads.swap(i, last);
-            self.position.insert(self.ids[i].clone(), i);
+        if let Some(slot) = self.position.remove(id) {
+            self.alive[slot] = false;
+            self.payloads[slot] = Map::new();
         }
-        self.vectors.truncate(last * d);
-        self.ids.truncate(last);
-        self.payloads.truncate(last);
+        self.compact_if_mostly_dead();
     }
 
-    fn search(&self, query: &PointQuery) -> Vec<ScoredPoint> {
+    /// Reclaims dead slots once they outnumber the live ones (and there are enough to matter).
+    fn compact_if_mostly_dead(&mut self) {
+        let dead = self.ids.len() - self.live();
+        if dead < 1024 || dead < self.live() {
+            return;
+        }
+        let d = self.dimensions;
+        let mut next = SpaceIndex {
+            dimensions: d,
+            epoch: self.epoch + 1,
+            graph_min: self.graph_min,
+            ..SpaceIndex::default()
+        };
+        for slot in 0..self.ids.len() {
+            if self.alive[slot] {
+                let id = self.ids[slot].clone();
+                next.position.insert(id.clone(), next.ids.len());
+                next.ids.push(id);
+                next.alive.push(true);
+                next.vectors.extend_from_slice(self.vector(slot));
+                next.payloads.push(std::mem::take(&mut self.payloads[slot]));
+            }
+        }
+        next.building = self.building;
+        *self = next;
+    }
+
+    /// Whether searches should go through the graph: there is one and it covers every slot.
+    fn graph_ready(&self) -> Option<&Graph> {
+        self.graph
+            .as_ref()
+            .filter(|g| g.epoch == self.epoch && g.upto == self.ids.len())
+    }
+
+    fn search(&self, query: &PointQuery, ef: usize) -> Vec<ScoredPoint> {
         let q = normalised(&query.vector);
         let min = query.min_score.unwrap_or(f32::NEG_INFINITY);
-        let mut scored: Vec<(f32, usize)> = self
-            .vectors
-            .chunks_exact(self.dimensions.max(1))
-            .enumerate()
-            .filter(|(i, _)| {
-                query.filter.is_empty() || matches_filter(&self.payloads[*i], &query.filter)
-            })
-            .map(|(i, v)| (dot(&q, v), i))
-            .filter(|(s, _)| *s >= min)
-            .collect();
+        let keep = |slot: usize| {
+            self.alive[slot]
+                && (query.filter.is_empty() || matches_filter(&self.payloads[slot], &query.filter))
+        };
+        let from_graph = self
+            .graph_ready()
+            .filter(|_| query.filter.is_empty())
+            .and_then(|graph| {
+                // hnsw_rs walks far longer when given a filter, so dead slots are dropped afterwards
+                // from a wider answer; when too many were dead, the exact scan below answers instead.
+                let want = query.limit * 2;
+                let hits: Vec<(f32, usize)> = graph
+                    .hnsw
+                    .search(&q, want, ef.max(want))
+                    .into_iter()
+                    .filter(|n| n.d_id < self.ids.len() && self.alive[n.d_id])
+                    .map(|n| (dot(&q, self.vector(n.d_id)), n.d_id))
+                    .collect();
+                (hits.len() >= query.limit.min(self.live())).then_some(hits)
+            });
+        // Payload filters are checked exactly, by scan: a selective filter can starve a graph walk.
+        let mut scored: Vec<(f32, usize)> = match from_graph {
+            Some(hits) => hits,
+            None => self
+                .vectors
+                .chunks_exact(self.dimensions.max(1))
+                .enumerate()
+                .filter(|(slot, _)| keep(*slot))
+                .map(|(slot, v)| (dot(&q, v), slot))
+                .collect(),
+        };
+        scored.retain(|(s, _)| *s >= min);
         let order = |a: &(f32, usize), b: &(f32, usize)| {
             b.0.total_cmp(&a.0)
                 .then_with(|| self.ids[a.1].cmp(&self.ids[b.1]))
@@ -83,10 +181,10 @@ impl SpaceIndex {
         scored.sort_by(order);
         scored
             .into_iter()
-            .map(|(score, i)| ScoredPoint {
-                id: self.ids[i].clone(),
+            .map(|(score, slot)| ScoredPoint {
+                id: self.ids[slot].clone(),
                 score,
-                payload: self.payloads[i].clone(),
+                payload: self.payloads[slot].clone(),
             })
             .collect()
     }
@@ -95,10 +193,12 @@ impl SpaceIndex {
 /// A space's in-memory index, `None` until first loaded.
 type Slot = Arc<RwLock<Option<SpaceIndex>>>;
 
-/// Points in the embedded SQLite database with an in-memory exact index per space.
+/// Points in the embedded SQLite database with an in-memory index per space.
 pub struct SqlitePointStore {
     pool: SqlitePool,
     spaces: Mutex<HashMap<Uuid, Slot>>,
+    ef_search: usize,
+    graph_min: usize,
 }
 
 fn to_blob(v: &[f32]) -> Vec<u8> {
@@ -118,9 +218,128 @@ fn payload_from(text: &str) -> Result<Map<String, Value>, PointError> {
         .map_err(|e| PointError::Other(anyhow::anyhow!("stored payload is not JSON: {e}")))
 }
 
+/// Starts building a graph for a space that has grown past its graph minimum and has none. The
+/// build works on a snapshot outside the lock; writes made meanwhile are added when it is
+/// installed. Call with the space's write lock held.
+fn maybe_build_graph(slot: &Slot, index: &mut SpaceIndex) {
+    if index.building || index.graph.is_some() || index.live() < index.graph_min.max(1) {
+        return;
+    }
+    index.building = true;
+    let epoch = index.epoch;
+    let d = index.dimensions;
+    let snapshot: Vec<(usize, Vec<f32>)> = (0..index.ids.len())
+        .filter(|s| index.alive[*s])
+        .map(|s| (s, index.vector(s).to_vec()))
+        .collect();
+    let slot = slot.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut upto = snapshot.last().map_or(0, |(s, _)| s + 1);
+        let graph = tokio::task::spawn_blocking(move || {
+            let hnsw = Hnsw::new(
+                HNSW_LINKS,
+                snapshot.len(),
+                HNSW_LAYERS,
+                HNSW_EF_BUILD,
+                UnitCosine,
+            );
+            let items: Vec<(&[f32], usize)> =
+                snapshot.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
+            // Rayon uses every core; a build is rare (a space crossing the threshold, a restart).
+            hnsw.parallel_insert_slice(&items);
+            Arc::new(hnsw)
+        })
+        .await;
+        let Ok(graph) = graph else {
+            tracing::warn!("building a points graph failed; exact scans go on");
+            finish_build(&slot, epoch).await;
+            return;
+        };
+        // Catch up with the points written during the build, outside the lock, until the rest
+        // is small enough to add while holding it.
+        loop {
+            let (next, backlog) = {
+                let guard = slot.read().await;
+                let Some(index) = guard.as_ref().filter(|i| i.epoch == epoch) else {
+                    drop(guard);
+                    finish_build(&slot, epoch).await;
+                    return;
+                };
+                let len = index.ids.len();
+                if len - upto <= 256 {
+                    break;
+                }
+                let backlog: Vec<(usize, Vec<f32>)> = (upto..len)
+                    .filter(|s| index.alive[*s])
+                    .map(|s| (s, index.vector(s).to_vec()))
+                    .collect();
+                (len, backlog)
+            };
+            let g = graph.clone();
+            let added = tokio::task::spawn_blocking(move || {
+                let items: Vec<(&[f32], usize)> =
+                    backlog.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
+                g.parallel_insert_slice(&items);
+            })
+            .await;
+            if added.is_err() {
+                finish_build(&slot, epoch).await;
+                return;
+            }
+            upto = next;
+        }
+        let mut guard = slot.write().await;
+        let Some(index) = guard.as_mut() else {
+            return;
+        };
+        index.building = false;
+        if index.epoch != epoch {
+            // Compacted meanwhile: slot numbers changed, so start again on the new ones.
+            maybe_build_graph(&slot, index);
+            return;
+        }
+        let Ok(hnsw) = Arc::try_unwrap(graph) else {
+            return;
+        };
+        for s in upto..index.ids.len() {
+            if index.alive[s] {
+                hnsw.insert_slice((&index.vectors[s * d..(s + 1) * d], s));
+            }
+        }
+        let points = index.live();
+        index.graph = Some(Graph {
+            hnsw,
+            upto: index.ids.len(),
+            epoch,
+        });
+        tracing::info!(
+            points,
+            took_ms = started.elapsed().as_millis() as u64,
+            "points graph ready"
+        );
+    });
+}
+
+/// Ends a build that produced no graph. A space compacted meanwhile gets a new build at once;
+/// after a failure the next write tries again.
+async fn finish_build(slot: &Slot, epoch: u64) {
+    if let Some(index) = slot.write().await.as_mut() {
+        index.building = false;
+        if index.epoch != epoch {
+            maybe_build_graph(slot, index);
+        }
+    }
+}
+
 impl SqlitePointStore {
-    /// Creates the tables if missing.
-    pub async fn open(pool: SqlitePool) -> Result<Self, PointError> {
+    /// Creates the tables if missing. `ef_search` is the graph's search breadth; spaces of
+    /// `graph_min` points or more get a graph.
+    pub async fn open(
+        pool: SqlitePool,
+        ef_search: usize,
+        graph_min: usize,
+    ) -> Result<Self, PointError> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS point_spaces (space_id TEXT PRIMARY KEY, dimensions INTEGER NOT NULL)",
         )
@@ -135,6 +354,8 @@ impl SqlitePointStore {
         Ok(Self {
             pool,
             spaces: Mutex::new(HashMap::new()),
+            ef_search: ef_search.clamp(1, 1000),
+            graph_min,
         })
     }
 
@@ -155,6 +376,7 @@ impl SqlitePointStore {
     async fn load(&self, space: Uuid) -> Result<SpaceIndex, PointError> {
         let mut index = SpaceIndex {
             dimensions: self.dimensions(space).await?.unwrap_or(0),
+            graph_min: self.graph_min,
             ..SpaceIndex::default()
         };
         let rows: Vec<(String, Vec<u8>, String)> =
@@ -173,18 +395,32 @@ impl SqlitePointStore {
         }
         Ok(index)
     }
+
+    /// The space's index, loaded from the database on first use.
+    async fn loaded(&self, space: Uuid) -> Result<Slot, PointError> {
+        let slot = self.slot(space);
+        if slot.read().await.is_none() {
+            let mut w = slot.write().await;
+            if w.is_none() {
+                let mut index = self.load(space).await?;
+                maybe_build_graph(&slot, &mut index);
+                *w = Some(index);
+            }
+        }
+        Ok(slot)
+    }
 }
 
 #[async_trait::async_trait]
 impl PointStore for SqlitePointStore {
     fn backend_name(&self) -> &'static str {
-        "sqlite-exact"
+        "sqlite"
     }
 
     async fn upsert(&self, space: Uuid, points: Vec<Point>) -> Result<usize, PointError> {
         let dims = validate_batch(&points)?;
-        let slot = self.slot(space);
-        let mut index = slot.write().await;
+        let slot = self.loaded(space).await?;
+        let mut guard = slot.write().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT OR IGNORE INTO point_spaces (space_id, dimensions) VALUES (?, ?)")
             .bind(space.to_string())
@@ -218,24 +454,29 @@ impl PointStore for SqlitePointStore {
         }
         tx.commit().await?;
         let n = points.len();
-        if let Some(index) = index.as_mut() {
+        if let Some(index) = guard.as_mut() {
             index.dimensions = dims;
-            for p in points {
-                index.put(p.id, &p.vector, p.payload);
+            // Inserting into a graph costs a graph search per point: off the async threads.
+            let apply = |index: &mut SpaceIndex| {
+                for p in points {
+                    index.put(p.id, &p.vector, p.payload);
+                }
+            };
+            let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+            if index.graph.is_some() && n > 1 && multi_thread {
+                tokio::task::block_in_place(|| apply(index));
+            } else {
+                apply(index);
             }
+            maybe_build_graph(&slot, index);
         }
         Ok(n)
     }
 
     async fn search(&self, space: Uuid, query: PointQuery) -> Result<Vec<ScoredPoint>, PointError> {
         validate_query(&query)?;
-        let slot = self.slot(space);
-        if slot.read().await.is_none() {
-            let mut w = slot.write().await;
-            if w.is_none() {
-                *w = Some(self.load(space).await?);
-            }
-        }
+        let slot = self.loaded(space).await?;
         let guard = slot.read_owned().await;
         let Some(index) = guard.as_ref() else {
             return Ok(Vec::new());
@@ -243,14 +484,19 @@ impl PointStore for SqlitePointStore {
         if index.dimensions > 0 {
             validate_vector(&query.vector, Some(index.dimensions))?;
         }
-        if index.ids.is_empty() {
+        if index.live() == 0 {
             return Ok(Vec::new());
         }
-        if index.vectors.len() < INLINE_SCAN {
-            return Ok(index.search(&query));
+        let cheap = index.graph_ready().is_some() && query.filter.is_empty();
+        let ef = self.ef_search;
+        if cheap || index.vectors.len() < INLINE_SCAN {
+            return Ok(index.search(&query, ef));
         }
         tokio::task::spawn_blocking(move || {
-            guard.as_ref().map(|i| i.search(&query)).unwrap_or_default()
+            guard
+                .as_ref()
+                .map(|i| i.search(&query, ef))
+                .unwrap_or_default()
         })
         .await
         .map_err(|e| PointError::Other(anyhow::anyhow!("scan task failed: {e}")))
@@ -285,8 +531,32 @@ impl PointStore for SqlitePointStore {
             > 0;
         if let Some(index) = index.as_mut() {
             index.remove(id);
+            maybe_build_graph(&slot, index);
         }
         Ok(gone)
+    }
+
+    async fn info(&self, space: Uuid) -> Result<PointsInfo, PointError> {
+        let slot = self.loaded(space).await?;
+        let guard = slot.read().await;
+        Ok(match guard.as_ref() {
+            Some(index) => PointsInfo {
+                points: index.live() as u64,
+                dimensions: (index.dimensions > 0).then_some(index.dimensions),
+                index: if index.graph_ready().is_some() {
+                    "hnsw"
+                } else if index.building {
+                    "building"
+                } else {
+                    "exact"
+                },
+            },
+            None => PointsInfo {
+                points: 0,
+                dimensions: None,
+                index: "exact",
+            },
+        })
     }
 
     async fn delete_space(&self, space: Uuid) -> Result<(), PointError> {
@@ -321,8 +591,17 @@ mod tests {
         PointId::from_json(&json!(n)).unwrap()
     }
 
+    fn query(vector: Vec<f32>, limit: usize) -> PointQuery {
+        PointQuery {
+            vector,
+            limit,
+            min_score: None,
+            filter: Map::new(),
+        }
+    }
+
     #[test]
-    fn removing_keeps_the_other_points_findable() {
+    fn replaced_and_removed_points_leave_the_others_findable() {
         let mut index = SpaceIndex {
             dimensions: 2,
             ..SpaceIndex::default()
@@ -332,17 +611,87 @@ mod tests {
         index.put(id(3), &[1.0, 1.0], Map::new());
         index.remove(&id(1));
         index.put(id(3), &[0.0, 2.0], Map::new());
-        let query = PointQuery {
-            vector: vec![0.0, 1.0],
-            limit: 10,
-            min_score: None,
-            filter: Map::new(),
-        };
-        let hits = index.search(&query);
+        let hits = index.search(&query(vec![0.0, 1.0], 10), 64);
         let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
         // 2 and 3 are now the same direction: equal scores, broken by id.
         assert_eq!(ids, ["2", "3"]);
         assert!((hits[0].score - 1.0).abs() < 1e-6);
-        assert_eq!(index.vectors.len(), 4);
+        assert_eq!(index.live(), 2);
+    }
+
+    #[test]
+    fn mostly_dead_slots_are_compacted_away() {
+        let mut index = SpaceIndex {
+            dimensions: 1,
+            ..SpaceIndex::default()
+        };
+        for n in 0..3000 {
+            index.put(id(n), &[1.0], Map::new());
+        }
+        for n in 0..2000 {
+            index.remove(&id(n));
+        }
+        assert_eq!(index.live(), 1000);
+        assert!(index.ids.len() < 3000, "dead slots were reclaimed");
+        assert!(index.epoch > 0);
+        let hits = index.search(&query(vec![1.0], 3), 64);
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["2000", "2001", "2002"]);
+    }
+
+    /// A pseudo-random unit-ish vector.
+    fn vector(rng: &mut fastrand::Rng, dims: usize) -> Vec<f32> {
+        (0..dims).map(|_| rng.f32() * 2.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn the_graph_finds_nearly_what_the_exact_scan_finds() {
+        let dims = 16;
+        let mut rng = fastrand::Rng::with_seed(42);
+        let mut index = SpaceIndex {
+            dimensions: dims,
+            ..SpaceIndex::default()
+        };
+        for n in 0..3000 {
+            index.put(id(n), &vector(&mut rng, dims), Map::new());
+        }
+        let hnsw = Hnsw::new(HNSW_LINKS, 3000, HNSW_LAYERS, HNSW_EF_BUILD, UnitCosine);
+        for s in 0..1500 {
+            hnsw.insert_slice((index.vector(s), s));
+        }
+        index.graph = Some(Graph {
+            hnsw,
+            upto: 1500,
+            epoch: 0,
+        });
+        // Later writes go into the graph as they happen, once it has caught up.
+        for s in 1500..3000 {
+            let d = index.dimensions;
+            let graph = index.graph.as_mut().unwrap();
+            graph
+                .hnsw
+                .insert_slice((&index.vectors[s * d..(s + 1) * d], s));
+            graph.upto += 1;
+        }
+        index.put(id(3000), &vector(&mut rng, dims), Map::new());
+        index.remove(&id(17));
+        assert!(index.graph_ready().is_some());
+
+        let (mut found, mut wanted) = (0, 0);
+        for _ in 0..30 {
+            let q = query(vector(&mut rng, dims), 10);
+            let approx = index.search(&q, 64);
+            let graph = index.graph.take();
+            let exact = index.search(&q, 64);
+            index.graph = graph;
+            assert!(
+                approx.iter().all(|h| h.id != id(17)),
+                "deleted points never come back"
+            );
+            wanted += exact.len();
+            found += approx.iter().filter(|h| exact.contains(h)).count();
+        }
+        let recall = found as f64 / wanted as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
     }
 }

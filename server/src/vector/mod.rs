@@ -5,8 +5,8 @@
 mod pgvector;
 mod sqlite;
 
-pub(crate) use pgvector::literal;
 pub use pgvector::PgVectorStore;
+pub(crate) use pgvector::{hnsw_search_transaction, literal};
 pub use sqlite::SqliteVectorStore;
 
 use uuid::Uuid;

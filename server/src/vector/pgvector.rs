@@ -45,6 +45,25 @@ impl PgVectorStore {
     }
 }
 
+/// A transaction set up for one HNSW search: `ef_search` trades recall for speed, and iterative
+/// scans keep filtered queries returning `limit` rows.
+pub(crate) async fn hnsw_search_transaction(
+    pool: &PgPool,
+    ef_search: u32,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "SET LOCAL hnsw.ef_search = {}",
+        ef_search.clamp(1, 1000)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// pgvector's text form: `[0.1,0.2,...]`.
 pub(crate) fn literal(v: &[f32]) -> String {
     let mut s = String::with_capacity(v.len() * 10 + 2);
@@ -97,16 +116,7 @@ impl VectorStore for PgVectorStore {
 
     async fn search(&self, query: VectorQuery) -> Result<Vec<VectorHit>, VectorError> {
         validate(&query.vector, self.dimensions)?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "SET LOCAL hnsw.ef_search = {}",
-            self.ef_search.clamp(1, 1000)
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = hnsw_search_transaction(&self.pool, self.ef_search).await?;
         let rows: Vec<(Uuid, f64)> = sqlx::query_as(
             "SELECT chunk_id, 1 - (embedding <=> $1::vector) AS score FROM chunk_vectors \
              WHERE space_id = $2 AND ($3::uuid IS NULL OR document_id = $3) \

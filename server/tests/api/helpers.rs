@@ -1,10 +1,10 @@
 //! Starting a server for a test and talking to it.
 
+use crate::postgres::fresh_postgres_database;
 use kenning::config::{GenerateConfig, GeneratorKind, ServeConfig};
 use kenning::startup::Application;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
@@ -35,6 +35,8 @@ pub struct Options {
     pub workers: usize,
     /// Changes to the answer settings; by default answers are extractive (fast, deterministic).
     pub generate: Box<dyn FnOnce(&mut GenerateConfig) + Send>,
+    /// Points from which the embedded store builds a space a search graph.
+    pub points_graph_min: usize,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             job_lease_secs: 30,
             workers: 1,
             generate: Box::new(|_| {}),
+            points_graph_min: 20_000,
         }
     }
 }
@@ -66,6 +69,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     config.ingest.job_poll_ms = 50;
     config.ingest.job_lease_secs = options.job_lease_secs;
     config.ingest.ingest_workers = options.workers;
+    config.ingest.points_graph_min = options.points_graph_min;
     config.generate.generators = vec![GeneratorKind::Extractive];
     (options.generate)(&mut config.generate);
     if let Backend::Postgres = backend {
@@ -90,27 +94,6 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         stop: Some(stop),
         handle: Some(handle),
     }
-}
-
-/// Creates an empty database on the test server and returns its URL.
-async fn fresh_postgres_database() -> String {
-    let admin = std::env::var("KENNING_TEST_POSTGRES_URL").expect(
-        "KENNING_TEST_POSTGRES_URL must point at a PostgreSQL server for the postgres half of the \
-         suite; scripts/test starts one and sets it",
-    );
-    let name = format!("kenning_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("connect to test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .expect("URL has a database path");
-    format!("{base}/{name}")
 }
 
 impl TestApp {

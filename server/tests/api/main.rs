@@ -2,6 +2,8 @@
 //! runs once on SQLite and once on PostgreSQL (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`).
 
 mod helpers;
+#[path = "../common/postgres.rs"]
+mod postgres;
 
 /// Expands each listed async test `fn name(backend)` into `name::on_sqlite` and `name::on_postgres`.
 macro_rules! on_both_backends {

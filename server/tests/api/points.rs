@@ -1,7 +1,7 @@
 //! The points API on both backends: the same data gives the same ids in the same order, and bad
 //! input is refused whole with a JSON error.
 
-use crate::helpers::{expect_error, spawn_app, Backend, TestApp};
+use crate::helpers::{expect_error, spawn_app, spawn_app_with, Backend, Options, TestApp};
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -11,6 +11,7 @@ on_both_backends!(
     a_space_keeps_the_dimensions_of_its_first_points,
     bad_points_are_refused_whole_with_a_json_error,
     bad_searches_and_ids_are_refused,
+    a_large_space_is_searched_through_its_graph_with_high_recall,
 );
 
 fn points_path(space: &str) -> String {
@@ -370,4 +371,77 @@ async fn bad_searches_and_ids_are_refused(backend: Backend) {
         .delete(&format!("{}/not-an-id", points_path(&space)))
         .await;
     assert_eq!(r.status().as_u16(), 400);
+}
+
+async fn a_large_space_is_searched_through_its_graph_with_high_recall(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            points_graph_min: 1000,
+            ..Options::default()
+        },
+    )
+    .await;
+    let space = app.create_space("Large").await;
+    let dims = 12;
+    let all: Vec<(u64, Vec<f32>)> = (0..1500).map(|i| (i, vector(i + 7, dims))).collect();
+    for batch in all.chunks(500) {
+        let points: Vec<Value> = batch
+            .iter()
+            .map(|(id, v)| json!({ "id": id, "vector": v }))
+            .collect();
+        let (status, body) = upsert(&app, &space, json!(points)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The embedded store builds its graph in the background; PostgreSQL's index is always there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (status, info) = app.get_json(&points_path(&space)).await;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(info["points"], 1500);
+        assert_eq!(info["dimensions"], dims);
+        if info["index"] == "hnsw" {
+            break;
+        }
+        assert_eq!(info["index"], "building", "{info}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the graph was never ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Writes after the build reach the graph: deleted points never come back, new ones are found.
+    for id in 0..50 {
+        let r = app.delete(&format!("{}/{id}", points_path(&space))).await;
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let newcomer = vector(99_999, dims);
+    let (status, _) = upsert(&app, &space, json!([{ "id": 5000, "vector": newcomer }])).await;
+    assert_eq!(status, 200);
+    let (_, found) = search(&app, &space, json!({ "vector": newcomer, "limit": 1 })).await;
+    assert_eq!(ids(&found), [json!(5000)]);
+
+    let live: Vec<&(u64, Vec<f32>)> = all.iter().filter(|(id, _)| *id >= 50).collect();
+    let (mut hit, mut wanted) = (0, 0);
+    for q in 0..20 {
+        let query = vector(50_000 + q, dims);
+        let mut exact: Vec<(f64, u64)> = live
+            .iter()
+            .map(|(id, v)| (cosine(&query, v), *id))
+            .collect();
+        exact.push((cosine(&query, &newcomer), 5000));
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<Value> = exact.iter().take(10).map(|(_, id)| json!(id)).collect();
+        let (status, found) = search(&app, &space, json!({ "vector": query })).await;
+        assert_eq!(status, 200);
+        let got = ids(&found);
+        assert!(
+            got.iter().all(|id| id.as_u64().is_some_and(|n| n >= 50)),
+            "a deleted point came back: {got:?}"
+        );
+        wanted += want.len();
+        hit += got.iter().filter(|id| want.contains(id)).count();
+    }
+    let recall = hit as f64 / wanted as f64;
+    assert!(recall >= 0.9, "recall@10 through the graph: {recall}");
 }
