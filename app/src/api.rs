@@ -305,6 +305,9 @@ pub struct MetricsPoint {
     pub ttft_ms: Option<f64>,
     pub tokens: u64,
     pub search_p95_ms: Option<f64>,
+    /// Metadata store calls (every operation), 95th percentile.
+    #[serde(default)]
+    pub db_p95_ms: Option<f64>,
     pub passages: u64,
 }
 
@@ -319,6 +322,9 @@ pub struct WindowStat {
     pub ttft_p50_ms: Option<f64>,
     pub tokens_per_second: f64,
     pub search_p95_ms: Option<f64>,
+    /// Metadata store calls (every operation), 95th percentile.
+    #[serde(default)]
+    pub db_p95_ms: Option<f64>,
     pub passages_per_second: f64,
 }
 

@@ -207,6 +207,16 @@ fn dashboard(s: MetricsSnapshot) -> impl IntoView {
         )
         .into_any(),
         chart(
+            "Database p95",
+            ms(m.db_p95_ms),
+            "ms",
+            vec![Series {
+                class: "s2",
+                values: series(p, |x| x.db_p95_ms),
+            }],
+        )
+        .into_any(),
+        chart(
             "Passages indexed",
             format!("{:.1}/s", m.passages_per_second),
             "/s",

@@ -47,6 +47,7 @@ impl Inner {
                 latency: None,
                 ttft: None,
                 search: None,
+                db: None,
                 tokens: 0,
                 passages: 0,
             });
@@ -71,6 +72,7 @@ struct Bucket {
     latency: Option<Histogram<u64>>,
     ttft: Option<Histogram<u64>>,
     search: Option<Histogram<u64>>,
+    db: Option<Histogram<u64>>,
     tokens: u64,
     passages: u64,
 }
@@ -256,6 +258,7 @@ impl Metrics {
         metrics::counter!("db_queries_total", "operation" => operation).increment(1);
         metrics::histogram!("db_query_duration_seconds", "operation" => operation)
             .record(took.as_secs_f64());
+        self.with_bucket(|b| record(&mut b.db, took));
     }
 
     /// How long a job waited in the queue before its first attempt started.
@@ -328,6 +331,7 @@ impl Metrics {
                     ttft_ms: quantile_ms(&b.ttft, 0.5),
                     tokens: b.tokens,
                     search_p95_ms: quantile_ms(&b.search, 0.95),
+                    db_p95_ms: quantile_ms(&b.db, 0.95),
                     passages: b.passages,
                 },
             })
@@ -338,12 +342,13 @@ impl Metrics {
             .iter()
             .filter(|b| b.second + 60 > now && b.second < now)
             .collect();
-        let (mut latency, mut ttft, mut search) = (None, None, None);
+        let (mut latency, mut ttft, mut search, mut db) = (None, None, None, None);
         let (mut requests, mut errors, mut tokens, mut passages) = (0u64, 0u64, 0u64, 0u64);
         for b in &minute {
             merge(&mut latency, &b.latency);
             merge(&mut ttft, &b.ttft);
             merge(&mut search, &b.search);
+            merge(&mut db, &b.db);
             requests += b.requests;
             errors += b.errors;
             tokens += b.tokens;
@@ -363,6 +368,7 @@ impl Metrics {
             ttft_p50_ms: quantile_ms(&ttft, 0.5),
             tokens_per_second: tokens as f64 / seconds,
             search_p95_ms: quantile_ms(&search, 0.95),
+            db_p95_ms: quantile_ms(&db, 0.95),
             passages_per_second: passages as f64 / seconds,
         };
 

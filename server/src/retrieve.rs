@@ -178,13 +178,9 @@ impl Retriever {
         let keyword = match mode {
             SearchMode::Keyword | SearchMode::Hybrid => {
                 let terms = search_terms(&search.query);
-                let started = Instant::now();
-                let hits = self
-                    .store
+                self.store
                     .keyword_search(search.space_id, &terms, search.document_id, depth as i64)
-                    .await?;
-                crate::metrics::global().record_db("keyword_search", started.elapsed());
-                hits
+                    .await?
             }
             SearchMode::Dense => Vec::new(),
         };

@@ -4,6 +4,7 @@
 
 mod postgres;
 mod sqlite;
+mod timed;
 
 use crate::config::StoreConfig;
 use crate::domain::{Description, PageRequest, SpaceName};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use timed::Timed;
 
 /// Failures a caller can act on; everything else is `Other` and logged, never shown.
 #[derive(Debug, thiserror::Error)]
@@ -411,7 +413,7 @@ pub async fn connect_with_pool(
                 PostgresStore::connect(url.expose_secret(), config.db_max_connections, acquire)
                     .await?;
             let pool = Pool::Postgres(store.pool());
-            Ok((Arc::new(store), pool))
+            Ok((Arc::new(Timed::new(Arc::new(store))), pool))
         }
         None => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -423,7 +425,7 @@ pub async fn connect_with_pool(
             let path = config.data_dir.join("kenning.db");
             let store = SqliteStore::open(&path, config.db_max_connections, acquire).await?;
             let pool = Pool::Sqlite(store.pool());
-            Ok((Arc::new(store), pool))
+            Ok((Arc::new(Timed::new(Arc::new(store))), pool))
         }
     }
 }

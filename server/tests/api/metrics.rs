@@ -46,6 +46,11 @@ async fn requests_answers_and_caches_show_up_in_prometheus_by_route_template(bac
         "ingest_jobs{state=\"done\"}",
         "ingest_queue_wait_seconds_bucket",
         "process_resident_memory_bytes",
+        // Every metadata store call is counted, by operation.
+        "db_queries_total{operation=\"get_space\"}",
+        "db_queries_total{operation=\"insert_document\"}",
+        "db_queries_total{operation=\"claim_job\"}",
+        "db_query_duration_seconds_bucket{operation=\"keyword_search\"",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}");
     }
@@ -83,10 +88,16 @@ async fn the_dashboard_snapshot_has_history_routes_caches_breakers_and_jobs(back
     assert_eq!(s["breakers"][0]["state"], "closed");
     assert!(s["jobs"]["queued"].is_i64());
     assert!(s["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        s["last_minute"]["db_p95_ms"].as_f64().is_some(),
+        "database latency is in the window: {}",
+        s["last_minute"]
+    );
 
     // The dashboard page renders the same data on the server.
     let html = app.get("/metrics/dashboard").await.text().await.unwrap();
     assert!(html.contains("Latency p50 / p95 / p99"));
+    assert!(html.contains("Database p95"));
     assert!(html.contains("/api/v1/spaces"));
     assert!(html.contains("<svg"));
 }

@@ -1,0 +1,79 @@
+//! Every metadata store call counted and timed (`db_queries_total`,
+//! `db_query_duration_seconds`, by operation), whatever the backend: a decorator, so the
+//! backends stay free of metrics code and no call can be forgotten.
+
+use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
+use super::{NewDocument, NewJob};
+use crate::domain::{Description, PageRequest, SpaceName};
+use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A metadata store whose calls are measured.
+pub struct Timed {
+    inner: Arc<dyn MetadataStore>,
+}
+
+impl Timed {
+    /// Wraps a store.
+    pub fn new(inner: Arc<dyn MetadataStore>) -> Self {
+        Self { inner }
+    }
+}
+
+/// Forwards each listed call to the inner store and records its duration under its own name.
+macro_rules! timed {
+    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
+        #[async_trait::async_trait]
+        impl MetadataStore for Timed {
+            fn backend_name(&self) -> &'static str {
+                self.inner.backend_name()
+            }
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    let started = Instant::now();
+                    let result = self.inner.$name($($arg),*).await;
+                    crate::metrics::global().record_db(stringify!($name), started.elapsed());
+                    result
+                }
+            )*
+        }
+    };
+}
+
+timed! {
+    fn ping(&self) -> Result<(), StoreError>;
+    fn migrate(&self) -> Result<(), StoreError>;
+    fn create_space(&self, id: Uuid, name: &SpaceName, description: &Description) -> Result<Space, StoreError>;
+    fn get_space(&self, id: Uuid) -> Result<Space, StoreError>;
+    fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError>;
+    fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError>;
+    fn update_space(&self, id: Uuid, name: Option<&SpaceName>, description: Option<&Description>) -> Result<Space, StoreError>;
+    fn delete_space(&self, id: Uuid) -> Result<(), StoreError>;
+    fn insert_document(&self, doc: &NewDocument, job: &NewJob) -> Result<Document, StoreError>;
+    fn get_document(&self, space_id: Uuid, id: Uuid) -> Result<Document, StoreError>;
+    fn find_document_by_hash(&self, space_id: Uuid, content_hash: &str) -> Result<Option<Document>, StoreError>;
+    fn list_documents(&self, space_id: Uuid, page: PageRequest) -> Result<Page<Document>, StoreError>;
+    fn delete_document(&self, space_id: Uuid, id: Uuid) -> Result<String, StoreError>;
+    fn list_chunks(&self, space_id: Uuid, document_id: Uuid, page: PageRequest) -> Result<Page<Chunk>, StoreError>;
+    fn get_job(&self, space_id: Uuid, id: Uuid) -> Result<Job, StoreError>;
+    fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>, StoreError>;
+    fn renew_lease(&self, job_id: Uuid, worker: &str, lease: Duration) -> Result<bool, StoreError>;
+    fn set_progress(&self, job_id: Uuid, worker: &str, phase: &str, progress: f64) -> Result<bool, StoreError>;
+    fn complete_job(&self, job: &ClaimedJob, worker: &str, chunks: &[NewChunk]) -> Result<bool, StoreError>;
+    fn fail_job(&self, job: &ClaimedJob, worker: &str, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    fn count_jobs(&self) -> Result<JobCounts, StoreError>;
+    fn keyword_search(&self, space_id: Uuid, terms: &[String], document_id: Option<Uuid>, limit: i64) -> Result<Vec<ChunkHit>, StoreError>;
+    fn chunks_by_ids(&self, space_id: Uuid, ids: &[Uuid]) -> Result<Vec<ChunkHit>, StoreError>;
+    fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    fn create_conversation(&self, id: Uuid, space_id: Uuid, title: &str) -> Result<Conversation, StoreError>;
+    fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError>;
+    fn list_conversations(&self, space_id: Uuid, page: PageRequest) -> Result<Page<Conversation>, StoreError>;
+    fn rename_conversation(&self, space_id: Uuid, id: Uuid, title: &str) -> Result<Conversation, StoreError>;
+    fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError>;
+    fn add_message(&self, conversation_id: Uuid, message: &NewMessage) -> Result<(), StoreError>;
+    fn list_messages(&self, conversation_id: Uuid, page: PageRequest) -> Result<Page<Message>, StoreError>;
+}
