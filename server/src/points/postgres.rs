@@ -110,7 +110,7 @@ impl PgPointStore {
 #[async_trait::async_trait]
 impl PointStore for PgPointStore {
     fn backend_name(&self) -> &'static str {
-        "pgvector"
+        "points-pgvector"
     }
 
     async fn upsert(&self, space: Uuid, points: Vec<Point>) -> Result<usize, PointError> {

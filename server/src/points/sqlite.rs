@@ -414,7 +414,7 @@ impl SqlitePointStore {
 #[async_trait::async_trait]
 impl PointStore for SqlitePointStore {
     fn backend_name(&self) -> &'static str {
-        "sqlite"
+        "points-embedded"
     }
 
     async fn upsert(&self, space: Uuid, points: Vec<Point>) -> Result<usize, PointError> {
