@@ -447,7 +447,7 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
     let waited = Instant::now();
     loop {
         let info = client.json(reqwest::Method::GET, &path, None).await?;
-        if info["index"] != "building" {
+        if info["index"] != "building" && info["unindexed"] == 0 {
             break;
         }
         if waited.elapsed() > Duration::from_secs(600) {

@@ -141,6 +141,8 @@ pub struct ScoredPoint {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PointsInfo {
     pub points: u64,
+    /// Points written since the graph last caught up; searches scan them exactly meanwhile.
+    pub unindexed: u64,
     pub dimensions: Option<usize>,
     /// `exact` (a scan), `building` (a graph is being built; scans answer meanwhile) or `hnsw`.
     pub index: &'static str,

@@ -234,6 +234,7 @@ impl PointStore for PgPointStore {
         let Some(dims) = self.dimensions(space).await? else {
             return Ok(PointsInfo {
                 points: 0,
+                unindexed: 0,
                 dimensions: None,
                 index: "hnsw",
             });
@@ -249,6 +250,7 @@ impl PointStore for PgPointStore {
         // pgvector maintains its HNSW index on every insert: it is always ready.
         Ok(PointsInfo {
             points: points as u64,
+            unindexed: 0,
             dimensions: Some(dims),
             index: "hnsw",
         })

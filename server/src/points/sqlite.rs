@@ -16,6 +16,7 @@ use hnsw_rs::prelude::{Distance, Hnsw};
 use serde_json::{Map, Value};
 use sqlx::SqlitePool;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::RwLock;
 use uuid::Uuid;
@@ -39,10 +40,11 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-/// An HNSW graph over the slots `0..upto` of one epoch of a space's slot numbers.
+/// An HNSW graph over the slots `0..upto` of one epoch of a space's slot numbers. Slots past
+/// `upto` (written since) are searched by exact scan until the space's indexer adds them.
 struct Graph {
     hnsw: Hnsw<'static, f32, UnitCosine>,
-    upto: usize,
+    upto: AtomicUsize,
     epoch: u64,
 }
 
@@ -59,8 +61,10 @@ struct SpaceIndex {
     position: HashMap<PointId, usize>,
     /// Bumped by every compaction; a graph built for an older epoch is thrown away.
     epoch: u64,
-    graph: Option<Graph>,
+    graph: Option<Arc<Graph>>,
     building: bool,
+    /// Whether a task is adding the slots past the graph's `upto` to it.
+    indexing: bool,
     /// Live points from which the space gets a graph.
     graph_min: usize,
 }
@@ -82,15 +86,6 @@ impl SpaceIndex {
         self.alive.push(true);
         self.vectors.extend_from_slice(&normalised(vector));
         self.payloads.push(payload);
-        if let Some(graph) = &mut self.graph {
-            if graph.upto == slot {
-                let d = self.dimensions;
-                graph
-                    .hnsw
-                    .insert_slice((&self.vectors[slot * d..(slot + 1) * d], slot));
-                graph.upto += 1;
-            }
-        }
     }
 
     fn remove(&mut self, id: &PointId) {
@@ -125,14 +120,20 @@ impl SpaceIndex {
             }
         }
         next.building = self.building;
+        next.indexing = self.indexing;
         *self = next;
     }
 
-    /// Whether searches should go through the graph: there is one and it covers every slot.
-    fn graph_ready(&self) -> Option<&Graph> {
-        self.graph
-            .as_ref()
-            .filter(|g| g.epoch == self.epoch && g.upto == self.ids.len())
+    /// The graph, when there is one for the current slot numbers.
+    fn graph_ready(&self) -> Option<&Arc<Graph>> {
+        self.graph.as_ref().filter(|g| g.epoch == self.epoch)
+    }
+
+    /// Slots the graph does not cover yet (searched by scan meanwhile).
+    fn unindexed(&self) -> usize {
+        self.graph_ready().map_or(0, |g| {
+            self.ids.len() - g.upto.load(Ordering::Acquire).min(self.ids.len())
+        })
     }
 
     fn search(&self, query: &PointQuery, ef: usize) -> Vec<ScoredPoint> {
@@ -149,14 +150,24 @@ impl SpaceIndex {
                 // hnsw_rs walks far longer when given a filter, so dead slots are dropped afterwards
                 // from a wider answer; when too many were dead, the exact scan below answers instead.
                 let want = query.limit * 2;
-                let hits: Vec<(f32, usize)> = graph
+                let upto = graph.upto.load(Ordering::Acquire).min(self.ids.len());
+                let mut hits: Vec<(f32, usize)> = graph
                     .hnsw
                     .search(&q, want, ef.max(want))
                     .into_iter()
-                    .filter(|n| n.d_id < self.ids.len() && self.alive[n.d_id])
+                    .filter(|n| n.d_id < upto && self.alive[n.d_id])
                     .map(|n| (dot(&q, self.vector(n.d_id)), n.d_id))
                     .collect();
-                (hits.len() >= query.limit.min(self.live())).then_some(hits)
+                let graph_hits = hits.len();
+                // The slots written since the graph last caught up, exactly.
+                hits.extend(
+                    (upto..self.ids.len())
+                        .filter(|slot| self.alive[*slot])
+                        .map(|slot| (dot(&q, self.vector(slot)), slot)),
+                );
+                let live_in_graph =
+                    self.live() - (upto..self.ids.len()).filter(|s| self.alive[*s]).count();
+                (graph_hits >= query.limit.min(live_in_graph)).then_some(hits)
             });
         // Payload filters are checked exactly, by scan: a selective filter can starve a graph walk.
         let mut scored: Vec<(f32, usize)> = match from_graph {
@@ -218,25 +229,28 @@ fn payload_from(text: &str) -> Result<Map<String, Value>, PointError> {
         .map_err(|e| PointError::Other(anyhow::anyhow!("stored payload is not JSON: {e}")))
 }
 
-/// Starts building a graph for a space that has grown past its graph minimum and has none. The
-/// build works on a snapshot outside the lock; writes made meanwhile are added when it is
-/// installed. Call with the space's write lock held.
+/// Starts building a graph for a space that has grown past its graph minimum and has none, or
+/// the indexer of a space whose graph lags its writes. The build works on a snapshot outside the
+/// lock. Call with the space's write lock held.
 fn maybe_build_graph(slot: &Slot, index: &mut SpaceIndex) {
-    if index.building || index.graph.is_some() || index.live() < index.graph_min.max(1) {
+    if index.graph_ready().is_some() {
+        maybe_index_tail(slot, index);
+        return;
+    }
+    if index.building || index.live() < index.graph_min.max(1) {
         return;
     }
     index.building = true;
     let epoch = index.epoch;
-    let d = index.dimensions;
-    let snapshot: Vec<(usize, Vec<f32>)> = (0..index.ids.len())
+    let upto = index.ids.len();
+    let snapshot: Vec<(usize, Vec<f32>)> = (0..upto)
         .filter(|s| index.alive[*s])
         .map(|s| (s, index.vector(s).to_vec()))
         .collect();
     let slot = slot.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let mut upto = snapshot.last().map_or(0, |(s, _)| s + 1);
-        let graph = tokio::task::spawn_blocking(move || {
+        let built = tokio::task::spawn_blocking(move || {
             let hnsw = Hnsw::new(
                 HNSW_LINKS,
                 snapshot.len(),
@@ -248,88 +262,85 @@ fn maybe_build_graph(slot: &Slot, index: &mut SpaceIndex) {
                 snapshot.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
             // Rayon uses every core; a build is rare (a space crossing the threshold, a restart).
             hnsw.parallel_insert_slice(&items);
-            Arc::new(hnsw)
+            hnsw
         })
         .await;
-        let Ok(graph) = graph else {
-            tracing::warn!("building a points graph failed; exact scans go on");
-            finish_build(&slot, epoch).await;
-            return;
-        };
-        // Catch up with the points written during the build, outside the lock, until the rest
-        // is small enough to add while holding it.
-        loop {
-            let (next, backlog) = {
-                let guard = slot.read().await;
-                let Some(index) = guard.as_ref().filter(|i| i.epoch == epoch) else {
-                    drop(guard);
-                    finish_build(&slot, epoch).await;
-                    return;
-                };
-                let len = index.ids.len();
-                if len - upto <= 256 {
-                    break;
-                }
-                let backlog: Vec<(usize, Vec<f32>)> = (upto..len)
-                    .filter(|s| index.alive[*s])
-                    .map(|s| (s, index.vector(s).to_vec()))
-                    .collect();
-                (len, backlog)
-            };
-            let g = graph.clone();
-            let added = tokio::task::spawn_blocking(move || {
-                let items: Vec<(&[f32], usize)> =
-                    backlog.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
-                g.parallel_insert_slice(&items);
-            })
-            .await;
-            if added.is_err() {
-                finish_build(&slot, epoch).await;
-                return;
-            }
-            upto = next;
-        }
         let mut guard = slot.write().await;
         let Some(index) = guard.as_mut() else {
             return;
         };
         index.building = false;
-        if index.epoch != epoch {
+        match built {
             // Compacted meanwhile: slot numbers changed, so start again on the new ones.
-            maybe_build_graph(&slot, index);
-            return;
-        }
-        let Ok(hnsw) = Arc::try_unwrap(graph) else {
-            return;
-        };
-        for s in upto..index.ids.len() {
-            if index.alive[s] {
-                hnsw.insert_slice((&index.vectors[s * d..(s + 1) * d], s));
+            Ok(_) if index.epoch != epoch => maybe_build_graph(&slot, index),
+            Ok(hnsw) => {
+                index.graph = Some(Arc::new(Graph {
+                    hnsw,
+                    upto: AtomicUsize::new(upto),
+                    epoch,
+                }));
+                tracing::info!(
+                    points = index.live(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "points graph ready"
+                );
+                maybe_index_tail(&slot, index);
             }
+            // The next write tries again; exact scans answer meanwhile.
+            Err(e) => tracing::warn!(error = %e, "building a points graph failed"),
         }
-        let points = index.live();
-        index.graph = Some(Graph {
-            hnsw,
-            upto: index.ids.len(),
-            epoch,
-        });
-        tracing::info!(
-            points,
-            took_ms = started.elapsed().as_millis() as u64,
-            "points graph ready"
-        );
     });
 }
 
-/// Ends a build that produced no graph. A space compacted meanwhile gets a new build at once;
-/// after a failure the next write tries again.
-async fn finish_build(slot: &Slot, epoch: u64) {
-    if let Some(index) = slot.write().await.as_mut() {
-        index.building = false;
-        if index.epoch != epoch {
-            maybe_build_graph(slot, index);
-        }
+/// Starts the task that adds the slots written since the graph last caught up, unless one runs.
+/// Writes never wait for the graph: searches scan those slots exactly until they are in it.
+fn maybe_index_tail(slot: &Slot, index: &mut SpaceIndex) {
+    let Some(graph) = index.graph_ready().cloned() else {
+        return;
+    };
+    if index.indexing || index.unindexed() == 0 {
+        return;
     }
+    index.indexing = true;
+    let epoch = index.epoch;
+    let slot = slot.clone();
+    tokio::spawn(async move {
+        loop {
+            let (batch, end) = {
+                let guard = slot.read().await;
+                let Some(index) = guard.as_ref().filter(|i| i.epoch == epoch) else {
+                    break;
+                };
+                let upto = graph.upto.load(Ordering::Acquire);
+                if upto >= index.ids.len() {
+                    break;
+                }
+                let end = index.ids.len().min(upto + 1024);
+                let batch: Vec<(usize, Vec<f32>)> = (upto..end)
+                    .filter(|s| index.alive[*s])
+                    .map(|s| (s, index.vector(s).to_vec()))
+                    .collect();
+                (batch, end)
+            };
+            let g = graph.clone();
+            let added = tokio::task::spawn_blocking(move || {
+                let items: Vec<(&[f32], usize)> =
+                    batch.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
+                g.hnsw.parallel_insert_slice(&items);
+                g.upto.store(end, Ordering::Release);
+            })
+            .await;
+            if added.is_err() {
+                break;
+            }
+        }
+        let mut guard = slot.write().await;
+        if let Some(index) = guard.as_mut() {
+            index.indexing = false;
+            // A write may have landed after the last look, or the slots were renumbered.
+            maybe_build_graph(&slot, index);
+        }
+    });
 }
 
 impl SqlitePointStore {
@@ -456,18 +467,8 @@ impl PointStore for SqlitePointStore {
         let n = points.len();
         if let Some(index) = guard.as_mut() {
             index.dimensions = dims;
-            // Inserting into a graph costs a graph search per point: off the async threads.
-            let apply = |index: &mut SpaceIndex| {
-                for p in points {
-                    index.put(p.id, &p.vector, p.payload);
-                }
-            };
-            let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread;
-            if index.graph.is_some() && n > 1 && multi_thread {
-                tokio::task::block_in_place(|| apply(index));
-            } else {
-                apply(index);
+            for p in points {
+                index.put(p.id, &p.vector, p.payload);
             }
             maybe_build_graph(&slot, index);
         }
@@ -542,6 +543,7 @@ impl PointStore for SqlitePointStore {
         Ok(match guard.as_ref() {
             Some(index) => PointsInfo {
                 points: index.live() as u64,
+                unindexed: index.unindexed() as u64,
                 dimensions: (index.dimensions > 0).then_some(index.dimensions),
                 index: if index.graph_ready().is_some() {
                     "hnsw"
@@ -553,6 +555,7 @@ impl PointStore for SqlitePointStore {
             },
             None => PointsInfo {
                 points: 0,
+                unindexed: 0,
                 dimensions: None,
                 index: "exact",
             },
@@ -659,23 +662,20 @@ mod tests {
         for s in 0..1500 {
             hnsw.insert_slice((index.vector(s), s));
         }
-        index.graph = Some(Graph {
-            hnsw,
-            upto: 1500,
-            epoch: 0,
-        });
-        // Later writes go into the graph as they happen, once it has caught up.
-        for s in 1500..3000 {
-            let d = index.dimensions;
-            let graph = index.graph.as_mut().unwrap();
-            graph
-                .hnsw
-                .insert_slice((&index.vectors[s * d..(s + 1) * d], s));
-            graph.upto += 1;
+        for s in 1500..2500 {
+            hnsw.insert_slice((index.vector(s), s));
         }
+        // 2,500 slots in the graph; the last 500 and a newcomer are left for the exact tail scan.
+        index.graph = Some(Arc::new(Graph {
+            hnsw,
+            upto: AtomicUsize::new(2500),
+            epoch: 0,
+        }));
         index.put(id(3000), &vector(&mut rng, dims), Map::new());
         index.remove(&id(17));
+        index.remove(&id(2900));
         assert!(index.graph_ready().is_some());
+        assert_eq!(index.unindexed(), 501);
 
         let (mut found, mut wanted) = (0, 0);
         for _ in 0..30 {
@@ -685,7 +685,7 @@ mod tests {
             let exact = index.search(&q, 64);
             index.graph = graph;
             assert!(
-                approx.iter().all(|h| h.id != id(17)),
+                approx.iter().all(|h| h.id != id(17) && h.id != id(2900)),
                 "deleted points never come back"
             );
             wanted += exact.len();
