@@ -4,7 +4,8 @@ test("the metrics dashboard draws charts and updates live without reloading", as
   await page.goto("/metrics/dashboard");
   await page.waitForSelector("body[data-hydrated='true']");
   await expect(page.getByRole("heading", { level: 1, name: "Metrics" })).toBeVisible();
-  await expect(page.locator("#charts figure")).toHaveCount(7);
+  await expect(page.locator("#charts figure")).toHaveCount(8);
+  await expect(page.locator("#charts figure").filter({ hasText: "Database p95" })).toHaveCount(1);
   await expect(page.locator("#charts svg path.line").first()).toBeVisible();
 
   // Traffic from elsewhere shows up in the per-route table within a refresh or two.
