@@ -5,6 +5,7 @@
 //! instance, not anyone else's.
 
 use crate::config::{BenchCommand, BenchScenario};
+use crate::vector::{dot, normalised};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -537,30 +538,19 @@ async fn recall_at_10(cfg: &BenchCommand, client: &Client, path: &str) -> anyhow
     };
     let q = queries.clone();
     let exact: Vec<Vec<u64>> = tokio::task::spawn_blocking(move || {
-        let unit = |v: Vec<f32>| {
-            let n = v
-                .iter()
-                .map(|x| x * x)
-                .sum::<f32>()
-                .sqrt()
-                .max(f32::MIN_POSITIVE);
-            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
-        };
         let mut all = Vec::with_capacity(points as usize);
         for first in (0..points).step_by(500) {
             let mut rng = fastrand::Rng::with_seed(first);
             for id in first..(first + 500).min(points) {
-                all.push((id, unit(random_vector(&mut rng, dims))));
+                all.push((id, normalised(&random_vector(&mut rng, dims))));
             }
         }
         use rayon::prelude::*;
         q.into_par_iter()
             .map(|query| {
-                let query = unit(query);
-                let mut scored: Vec<(f32, u64)> = all
-                    .iter()
-                    .map(|(id, v)| (v.iter().zip(&query).map(|(a, b)| a * b).sum(), *id))
-                    .collect();
+                let query = normalised(&query);
+                let mut scored: Vec<(f32, u64)> =
+                    all.iter().map(|(id, v)| (dot(v, &query), *id)).collect();
                 scored.sort_by(|a, b| b.0.total_cmp(&a.0));
                 scored.iter().take(10).map(|(_, id)| *id).collect()
             })

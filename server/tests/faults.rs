@@ -101,6 +101,19 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Creates a space and returns its id.
+    async fn create_space(&self, name: &str) -> String {
+        let (status, space) = self
+            .json(
+                reqwest::Method::POST,
+                "/api/v1/spaces",
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 201, "{space}");
+        space["id"].as_str().expect("space id").to_string()
+    }
+
     async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
@@ -188,15 +201,7 @@ const DOCUMENTS: usize = 200;
 async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
     let site = Site::new(backend).await;
     let mut server = site.start();
-    let (status, space) = server
-        .json(
-            reqwest::Method::POST,
-            "/api/v1/spaces",
-            Some(json!({ "name": "Crash" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{space}");
-    let space = space["id"].as_str().expect("space id").to_string();
+    let space = server.create_space("Crash").await;
     let mut accepted = BTreeSet::new();
     for i in 0..DOCUMENTS {
         let text = format!(
@@ -311,15 +316,7 @@ fn vector_for(id: u64) -> Vec<f32> {
 async fn a_server_killed_mid_upsert_keeps_every_acknowledged_point(backend: Backend) {
     let site = Site::new(backend).await;
     let mut server = site.start();
-    let (status, space) = server
-        .json(
-            reqwest::Method::POST,
-            "/api/v1/spaces",
-            Some(json!({ "name": "Points" })),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let space = space["id"].as_str().expect("space id").to_string();
+    let space = server.create_space("Points").await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

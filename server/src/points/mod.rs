@@ -14,6 +14,7 @@ mod sqlite;
 pub use postgres::PgPointStore;
 pub use sqlite::SqlitePointStore;
 
+pub(crate) use crate::vector::{dot, normalised};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -287,30 +288,6 @@ pub fn matches_filter(payload: &Map<String, Value>, filter: &Map<String, Value>)
             (Some(have), want) => have == want,
             (None, _) => false,
         })
-}
-
-/// Unit length, so a dot product is the cosine similarity.
-pub(crate) fn normalised(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter().map(|x| x / norm).collect()
-    } else {
-        v.to_vec()
-    }
-}
-
-/// Dot product written so the compiler vectorises it (eight independent accumulators).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::{
     dot, matches_filter, normalised, validate_batch, validate_query, validate_vector, Point,
     PointError, PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
+use crate::vector::{from_blob, to_blob};
 use hnsw_rs::prelude::{Distance, Hnsw};
 use serde_json::{Map, Value};
 use sqlx::SqlitePool;
@@ -210,18 +211,6 @@ pub struct SqlitePointStore {
     spaces: Mutex<HashMap<Uuid, Slot>>,
     ef_search: usize,
     graph_min: usize,
-}
-
-fn to_blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn from_blob(b: &[u8]) -> Vec<f32> {
-    b.as_chunks::<4>()
-        .0
-        .iter()
-        .map(|c| f32::from_le_bytes(*c))
-        .collect()
 }
 
 fn payload_from(text: &str) -> Result<Map<String, Value>, PointError> {

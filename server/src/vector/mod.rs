@@ -75,6 +75,44 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError>;
 }
 
+/// Unit length, so a dot product is the cosine similarity.
+pub(crate) fn normalised(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// Dot product written so the compiler vectorises it (eight independent accumulators).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Little-endian f32 bytes, the embedded stores' vector column.
+pub(crate) fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The inverse of [`to_blob`].
+pub(crate) fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.as_chunks::<4>()
+        .0
+        .iter()
+        .map(|c| f32::from_le_bytes(*c))
+        .collect()
+}
+
 /// Rejects vectors of the wrong length or with NaN/inf before they reach a backend.
 pub fn validate(vector: &[f32], dimensions: usize) -> Result<(), VectorError> {
     if vector.len() != dimensions {

@@ -3,7 +3,9 @@
 //! and dependency-free; its cost grows with the space (a 10,000-passage space is ~4 M
 //! multiply-adds per query), which is why the HNSW-backed stores take over for large spaces.
 
-use super::{validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
+use super::{
+    normalised, to_blob, validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore,
+};
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
@@ -29,10 +31,6 @@ impl SqliteVectorStore {
     }
 }
 
-fn to_blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 /// Dot product of a query with a stored blob; both are unit length, so this is the cosine.
 fn dot(query: &[f32], blob: &[u8]) -> f32 {
     blob.as_chunks::<4>()
@@ -41,16 +39,6 @@ fn dot(query: &[f32], blob: &[u8]) -> f32 {
         .zip(query)
         .map(|(b, q)| f32::from_le_bytes(*b) * q)
         .sum()
-}
-
-/// Unit length, so the dot product is the cosine similarity.
-fn normalised(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter().map(|x| x / norm).collect()
-    } else {
-        v.to_vec()
-    }
 }
 
 #[async_trait::async_trait]
