@@ -26,11 +26,11 @@ use app::backend::SharedBackend;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use leptos::prelude::{provide_context, Env, LeptosOptions};
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -183,9 +183,17 @@ impl Application {
     }
 }
 
+/// The UI's routes, generated once per process: generating them suppresses resource loads
+/// process-wide for a moment (a global flag in leptos_server), so a page whose data started
+/// loading in that window on another server of the same process never finished rendering.
+pub fn ui_route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
+}
+
 fn routes(state: AppState, config: &ServeConfig) -> Router {
     let backend: SharedBackend = state.service.clone();
-    let leptos_routes = generate_route_list(app::App);
+    let leptos_routes = ui_route_list();
     let shell_options = state.leptos_options.clone();
     let request_timeout = Duration::from_secs(config.request_timeout_secs);
 

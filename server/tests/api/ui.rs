@@ -116,3 +116,43 @@ async fn a_conversation_and_its_cited_passage_render_on_the_server(backend: Back
         "cited passage not highlighted"
     );
 }
+
+/// Another server starting in the same process (as in this suite, or an embedding host) must not
+/// stall pages being rendered meanwhile: building the UI's route list suppresses resource loads
+/// process-wide while it runs, and a render whose data began loading in that window never ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_while_other_servers_start() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let space = app.create_space("Handbook").await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let renders = async {
+        let mut count = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) || count < 20 {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                app.get(&format!("/chat?space={space}")),
+            )
+            .await
+            .expect("a page render stalled while another server started");
+            assert_eq!(r.status(), 200);
+            assert!(r.text().await.unwrap().contains("Handbook"));
+            count += 1;
+        }
+        count
+    };
+    let starts = async {
+        tokio::task::spawn_blocking(|| {
+            for _ in 0..3000 {
+                drop(kenning::startup::ui_route_list());
+            }
+        })
+        .await
+        .expect("route lists");
+        for _ in 0..3 {
+            drop(spawn_app(Backend::Sqlite).await);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (count, ()) = tokio::join!(renders, starts);
+    assert!(count >= 20);
+}
