@@ -51,14 +51,27 @@ const WORDS: &[&str] = &[
     "rollback",
 ];
 
-/// Latencies and failures per operation.
+/// Latencies of admitted requests, failures and refusals (429) per operation.
 #[derive(Default)]
 struct Recorder {
-    ops: Mutex<BTreeMap<&'static str, (Histogram<u64>, u64)>>,
+    ops: Mutex<BTreeMap<&'static str, OpStats>>,
+}
+
+/// Admitted latencies (µs), failures, refusals.
+type OpStats = (Histogram<u64>, u64, u64);
+
+/// Whether a failed request was refused by the server's rate limit rather than failing.
+fn was_limited(e: &anyhow::Error) -> bool {
+    e.to_string().contains("HTTP 429")
 }
 
 impl Recorder {
     fn record(&self, op: &'static str, took: Duration, ok: bool) {
+        self.record_outcome(op, took, if ok { Ok(()) } else { Err(false) });
+    }
+
+    /// `Err(true)` is a request the rate limit refused.
+    fn record_outcome(&self, op: &'static str, took: Duration, outcome: Result<(), bool>) {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         let entry = ops.entry(op).or_insert_with(|| {
             (
@@ -66,14 +79,15 @@ impl Recorder {
                     Histogram::new(3).expect("a histogram with 3 significant digits")
                 }),
                 0,
+                0,
             )
         });
-        if ok {
-            entry
+        match outcome {
+            Ok(()) => entry
                 .0
-                .saturating_record(took.as_micros().clamp(1, 600_000_000) as u64);
-        } else {
-            entry.1 += 1;
+                .saturating_record(took.as_micros().clamp(1, 600_000_000) as u64),
+            Err(false) => entry.1 += 1,
+            Err(true) => entry.2 += 1,
         }
     }
 
@@ -85,12 +99,13 @@ impl Recorder {
     fn rows(&self, elapsed: Duration) -> Vec<Value> {
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         ops.iter()
-            .map(|(op, (h, errors))| {
+            .map(|(op, (h, errors, limited))| {
                 let q = |p: f64| (h.value_at_quantile(p) as f64 / 1000.0 * 100.0).round() / 100.0;
                 json!({
                     "operation": op,
                     "ok": h.len(),
                     "errors": errors,
+                    "limited": limited,
                     "per_second": (h.len() as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
                     "p50_ms": q(0.5),
                     "p95_ms": q(0.95),
@@ -352,7 +367,11 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
                                 r.record("ask_first_token", first, true);
                                 r.record("ask_total", total, true);
                             }
-                            Err(_) => r.record("ask_total", started.elapsed(), false),
+                            Err(e) => r.record_outcome(
+                                "ask_total",
+                                started.elapsed(),
+                                Err(was_limited(&e)),
+                            ),
                         },
                         "dashboard" => {
                             let ok = c
@@ -362,15 +381,16 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
                             r.record("dashboard_snapshot", started.elapsed(), ok);
                         }
                         _ => {
-                            let ok = c
+                            let outcome = c
                                 .json(
                                     reqwest::Method::POST,
                                     &format!("/api/v1/spaces/{s}/search"),
                                     Some(json!({ "query": query, "mode": "hybrid" })),
                                 )
                                 .await
-                                .is_ok();
-                            r.record("search_hybrid", started.elapsed(), ok);
+                                .map(|_| ())
+                                .map_err(|e| was_limited(&e));
+                            r.record_outcome("search_hybrid", started.elapsed(), outcome);
                         }
                     }
                 }
@@ -608,15 +628,16 @@ fn print_table(report: &Value) {
         }
     }
     println!(
-        "{:<22} {:>8} {:>7} {:>9} {:>10} {:>10} {:>10}",
-        "operation", "ok", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"
+        "{:<22} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
+        "operation", "ok", "errors", "429s", "req/s", "p50 ms", "p95 ms", "p99 ms"
     );
     for row in report["operations"].as_array().into_iter().flatten() {
         println!(
-            "{:<22} {:>8} {:>7} {:>9} {:>10} {:>10} {:>10}",
+            "{:<22} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
             row["operation"].as_str().unwrap_or_default(),
             row["ok"].to_string(),
             row["errors"].to_string(),
+            row["limited"].to_string(),
             row["per_second"].to_string(),
             row["p50_ms"].to_string(),
             row["p95_ms"].to_string(),

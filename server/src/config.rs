@@ -1,6 +1,7 @@
 //! Every setting, by flag or environment variable, with its default; `kenning <command> --help`
 //! is the reference. Nothing is baked in at build time.
 
+use crate::limits::RateLimit;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -358,6 +359,9 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub generate: GenerateConfig,
 
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+
     /// Address to listen on. Use port 0 to let the OS pick one.
     #[arg(long, env = "KENNING_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
@@ -394,6 +398,36 @@ pub struct ServeConfig {
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KENNING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+}
+
+/// Rate limits per client address and route class, and the answer concurrency cap. A rate is
+/// `N/s`, `N/min` or `N/h`, optionally `,burst=B` (default burst N); `off` disables it.
+#[derive(Clone, Debug, Args)]
+pub struct LimitsConfig {
+    /// Questions (chat and /v1/chat/completions) per client.
+    #[arg(
+        long,
+        env = "KENNING_RATE_LIMIT_CHAT",
+        default_value = "120/min,burst=20"
+    )]
+    pub rate_limit_chat: RateLimit,
+
+    /// Searches (passages and points) per client.
+    #[arg(long, env = "KENNING_RATE_LIMIT_SEARCH", default_value = "off")]
+    pub rate_limit_search: RateLimit,
+
+    /// Uploads and points upserts per client.
+    #[arg(long, env = "KENNING_RATE_LIMIT_UPLOAD", default_value = "off")]
+    pub rate_limit_upload: RateLimit,
+
+    /// Every other API request per client.
+    #[arg(long, env = "KENNING_RATE_LIMIT_OTHER", default_value = "off")]
+    pub rate_limit_other: RateLimit,
+
+    /// Answers streaming at once; beyond this a question gets 503 with Retry-After at once
+    /// instead of waiting in a queue.
+    #[arg(long, env = "KENNING_MAX_CONCURRENT_CHATS", default_value_t = 32)]
+    pub max_concurrent_chats: usize,
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod points;
 pub mod resilience;

@@ -261,6 +261,16 @@ impl Metrics {
         self.with_bucket(|b| record(&mut b.db, took));
     }
 
+    /// A request refused before it ran: `rate_limited` (429) or `overloaded` (503, shed).
+    pub fn record_refused(&self, class: &'static str, reason: &'static str) {
+        match reason {
+            "rate_limited" => {
+                metrics::counter!("rate_limited_total", "class" => class).increment(1)
+            }
+            _ => metrics::counter!("requests_shed_total", "class" => class).increment(1),
+        }
+    }
+
     /// How long a job waited in the queue before its first attempt started.
     pub fn record_queue_wait(&self, waited: Duration) {
         metrics::histogram!("ingest_queue_wait_seconds").record(waited.as_secs_f64());

@@ -14,6 +14,7 @@ use crate::http::{api_router, openai_router, ops_router, timeout, AppState};
 use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
+use crate::limits::{self, Limits};
 use crate::points::{PgPointStore, PointStore, SqlitePointStore};
 use crate::retrieve::Retriever;
 use crate::service::Service;
@@ -229,12 +230,26 @@ fn routes(state: AppState, config: &ServeConfig) -> Router {
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(body_cap));
 
+    let l = &config.limits;
+    let limits = Arc::new(Limits::new(
+        l.rate_limit_chat,
+        l.rate_limit_search,
+        l.rate_limit_upload,
+        l.rate_limit_other,
+        l.max_concurrent_chats,
+    ));
+    limits.spawn_sweeper(Duration::from_secs(60));
+
     Router::new()
         .nest("/api/v1", api)
         .nest("/v1", openai_router(request_timeout, config.max_json_bytes))
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_millis(config.slow_request_ms),
             track_http,

@@ -29,7 +29,7 @@ vacation days carry over into the next year.\n";
 const LAPTOP: &str = "# Equipment\n\nNew hires get a laptop on their first day. Broken hardware \
 is replaced by the IT desk within one business day.\n";
 
-async fn seeded(app: &TestApp, name: &str) -> String {
+pub async fn seeded(app: &TestApp, name: &str) -> String {
     let space = app.create_space(name).await;
     for (file, text) in [("leave.md", LEAVE), ("laptop.md", LAPTOP)] {
         let (status, doc) = app.upload(&space, file, text.as_bytes().to_vec()).await;
@@ -42,7 +42,7 @@ async fn seeded(app: &TestApp, name: &str) -> String {
     space
 }
 
-fn question(q: &str) -> Value {
+pub fn question(q: &str) -> Value {
     json!({ "question": q })
 }
 

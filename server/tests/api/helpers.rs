@@ -37,6 +37,8 @@ pub struct Options {
     pub generate: Box<dyn FnOnce(&mut GenerateConfig) + Send>,
     /// Points from which the embedded store builds a space a search graph.
     pub points_graph_min: usize,
+    /// Any other change to the server's settings, applied last.
+    pub serve: Box<dyn FnOnce(&mut ServeConfig) + Send>,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             workers: 1,
             generate: Box::new(|_| {}),
             points_graph_min: 20_000,
+            serve: Box::new(|_| {}),
         }
     }
 }
@@ -72,6 +75,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     config.ingest.points_graph_min = options.points_graph_min;
     config.generate.generators = vec![GeneratorKind::Extractive];
     (options.generate)(&mut config.generate);
+    (options.serve)(&mut config);
     if let Backend::Postgres = backend {
         config.store.database_url = Some(fresh_postgres_database().await.into());
     }

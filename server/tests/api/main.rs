@@ -28,6 +28,7 @@ mod chat;
 mod documents;
 mod health;
 mod ingestion;
+mod limits;
 mod metrics;
 mod openai;
 mod points;

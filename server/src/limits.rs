@@ -1,0 +1,408 @@
+//! Rate limits and load shedding in front of the APIs: a client that asks too fast gets `429`
+//! with the time to come back, a saturated server answers `503` at once, and neither becomes an
+//! unbounded queue. Limits are GCRA (governor) per client and route class, in process.
+
+use crate::http::ApiError;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Which limit a request counts against: answers cost far more than reads, so each class has its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    Chat,
+    Search,
+    Upload,
+    Other,
+}
+
+impl RouteClass {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Search => "search",
+            Self::Upload => "upload",
+            Self::Other => "other",
+        }
+    }
+
+    /// Classifies an API request (full path, `/api/v1/…` or `/v1/…`); `None` for everything that
+    /// is not an API call (pages, assets, health, metrics), which is never limited.
+    pub fn of(method: &Method, path: &str) -> Option<Self> {
+        if !(path.starts_with("/api/") || path.starts_with("/v1/")) {
+            return None;
+        }
+        let path = path.trim_end_matches('/');
+        Some(
+            if path.ends_with("/chat") || path == "/v1/chat/completions" {
+                Self::Chat
+            } else if path.ends_with("/search") {
+                Self::Search
+            } else if (method == Method::POST && path.ends_with("/documents"))
+                || (method == Method::PUT && path.ends_with("/points"))
+            {
+                Self::Upload
+            } else {
+                Self::Other
+            },
+        )
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A quota as people write it: `60/min`, `10/s,burst=20`, `1000/h`; `off` means no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit(Option<Rate>);
+
+/// `count` requests per `period`, with up to `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: RateLimit = RateLimit(None);
+
+    /// The rate, unless the limit is off.
+    pub fn rate(&self) -> Option<Rate> {
+        self.0
+    }
+
+    fn quota(&self) -> Option<Quota> {
+        let rate = self.0?;
+        let burst = NonZeroU32::new(rate.burst)?;
+        Quota::with_period(rate.period / rate.count).map(|q| q.allow_burst(burst))
+    }
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") || s == "0" {
+            return Ok(Self::OFF);
+        }
+        let usage =
+            || format!("'{s}' is not a rate: write e.g. 60/min, 10/s,burst=20, 1000/h or off");
+        let (rate, burst) = match s.split_once(',') {
+            Some((rate, burst)) => {
+                let b = burst
+                    .trim()
+                    .strip_prefix("burst=")
+                    .and_then(|b| b.parse::<u32>().ok())
+                    .filter(|b| *b > 0)
+                    .ok_or_else(usage)?;
+                (rate, Some(b))
+            }
+            None => (s, None),
+        };
+        let (count, unit) = rate.split_once('/').ok_or_else(usage)?;
+        let count = count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(usage)?;
+        let period = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(usage()),
+        };
+        Ok(Self(Some(Rate {
+            count,
+            period,
+            burst: burst.unwrap_or(count),
+        })))
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => write!(f, "off"),
+            Some(r) => {
+                let unit = match r.period.as_secs() {
+                    1 => "s",
+                    60 => "min",
+                    _ => "h",
+                };
+                write!(f, "{}/{unit},burst={}", r.count, r.burst)
+            }
+        }
+    }
+}
+
+type Limiter = DefaultKeyedRateLimiter<IpAddr, StateInformationMiddleware>;
+
+/// One class's limiter and the figures its headers report.
+struct ClassLimit {
+    limiter: Limiter,
+    burst: u32,
+    /// Time for one request's worth of capacity to come back.
+    interval: Duration,
+}
+
+/// The process's limits, shared by every request.
+pub struct Limits {
+    classes: [Option<ClassLimit>; 4],
+    chats: Arc<Semaphore>,
+    max_chats: usize,
+    clock: DefaultClock,
+}
+
+impl Limits {
+    /// Limits per class (in `RouteClass` order: chat, search, upload, other) and the most answers
+    /// streaming at once.
+    pub fn new(
+        chat: RateLimit,
+        search: RateLimit,
+        upload: RateLimit,
+        other: RateLimit,
+        max_concurrent_chats: usize,
+    ) -> Self {
+        let class = |limit: RateLimit| {
+            let quota = limit.quota()?;
+            Some(ClassLimit {
+                limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+                burst: quota.burst_size().get(),
+                interval: quota.replenish_interval(),
+            })
+        };
+        let max_chats = max_concurrent_chats.max(1);
+        Self {
+            classes: [class(chat), class(search), class(upload), class(other)],
+            chats: Arc::new(Semaphore::new(max_chats)),
+            max_chats,
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Forgets clients whose allowance is full again, so the table holds only recent clients.
+    fn sweep(&self) {
+        for class in self.classes.iter().flatten() {
+            class.limiter.retain_recent();
+            class.limiter.shrink_to_fit();
+        }
+    }
+
+    /// Clients currently remembered across all classes.
+    pub fn tracked_clients(&self) -> usize {
+        self.classes.iter().flatten().map(|c| c.limiter.len()).sum()
+    }
+
+    /// Sweeps the client tables every `every` while the limits are alive.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(limits) => limits.sweep(),
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// Admits or refuses one request of `class` from `client`, with the headers to send either way.
+    fn check(&self, class: RouteClass, client: IpAddr) -> Result<HeaderMap, Box<Response>> {
+        let Some(limit) = &self.classes[class.index()] else {
+            return Ok(HeaderMap::new());
+        };
+        match limit.limiter.check_key(&client) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let refill = limit.interval * (limit.burst.saturating_sub(remaining));
+                Ok(rate_headers(limit.burst, remaining, refill))
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                crate::metrics::global().record_refused(class.as_str(), "rate_limited");
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "Too many {} requests; try again in {} s.",
+                        class.as_str(),
+                        ceil_secs(wait)
+                    ),
+                )
+                .into_response();
+                let headers = response.headers_mut();
+                headers.extend(rate_headers(limit.burst, 0, wait));
+                headers.insert("retry-after", HeaderValue::from(ceil_secs(wait)));
+                Err(Box::new(response))
+            }
+        }
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn rate_headers(limit: u32, remaining: u32, reset: Duration) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("ratelimit-limit", HeaderValue::from(limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(ceil_secs(reset)));
+    h
+}
+
+/// The middleware: classifies, rate-limits by client address, and sheds answers beyond the
+/// concurrency cap (the permit lives as long as the answer's stream).
+pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+    let Some(class) = RouteClass::of(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let headers = match limits.check(class, client) {
+        Ok(headers) => headers,
+        Err(refused) => return *refused,
+    };
+    let permit = if class == RouteClass::Chat {
+        match limits.chats.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                crate::metrics::global().record_refused(class.as_str(), "overloaded");
+                let mut response = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    format!(
+                        "The server is answering {} questions already; try again in a moment.",
+                        limits.max_chats
+                    ),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(1u64));
+                return response;
+            }
+        }
+    } else {
+        None
+    };
+    let mut response = next.run(req).await;
+    response.headers_mut().extend(headers);
+    match permit {
+        None => response,
+        Some(permit) => response.map(|body| {
+            Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _held = &permit;
+                chunk
+            }))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_as_written_and_print_back() {
+        let r: RateLimit = "60/min".parse().unwrap();
+        assert_eq!(
+            r.rate(),
+            Some(Rate {
+                count: 60,
+                period: Duration::from_secs(60),
+                burst: 60
+            })
+        );
+        let r: RateLimit = "10/s,burst=20".parse().unwrap();
+        assert_eq!(r.rate().map(|r| r.burst), Some(20));
+        assert_eq!(r.to_string(), "10/s,burst=20");
+        assert_eq!("off".parse::<RateLimit>().unwrap(), RateLimit::OFF);
+        for bad in [
+            "",
+            "60",
+            "0/min",
+            "60/week",
+            "5/s,burst=0",
+            "5/s,bust=3",
+            "x/s",
+        ] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn requests_are_classified_by_what_they_cost() {
+        use RouteClass::*;
+        let cases = [
+            (Method::POST, "/api/v1/spaces/a/chat", Some(Chat)),
+            (Method::GET, "/api/v1/spaces/a/chat", Some(Chat)),
+            (Method::POST, "/v1/chat/completions", Some(Chat)),
+            (Method::POST, "/api/v1/spaces/a/search", Some(Search)),
+            (Method::POST, "/api/v1/spaces/a/points/search", Some(Search)),
+            (Method::POST, "/api/v1/spaces/a/documents", Some(Upload)),
+            (Method::PUT, "/api/v1/spaces/a/points", Some(Upload)),
+            (Method::GET, "/api/v1/spaces/a/documents", Some(Other)),
+            (Method::GET, "/v1/models", Some(Other)),
+            (Method::GET, "/health", None),
+            (Method::GET, "/metrics", None),
+            (Method::GET, "/chat", None),
+            (Method::GET, "/pkg/kenning.wasm", None),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(RouteClass::of(&method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_client_over_its_burst_is_refused_with_the_wait_and_others_are_not() {
+        let limits = Limits::new(
+            "2/min".parse().unwrap(),
+            RateLimit::OFF,
+            RateLimit::OFF,
+            RateLimit::OFF,
+            4,
+        );
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = limits.check(RouteClass::Chat, a).unwrap();
+        assert_eq!(first["ratelimit-remaining"], "1");
+        assert!(limits.check(RouteClass::Chat, a).is_ok());
+        let refused = limits.check(RouteClass::Chat, a).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&wait), "retry after {wait} s");
+        assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+        assert!(limits.check(RouteClass::Chat, b).is_ok(), "another client");
+        assert!(limits.check(RouteClass::Search, a).is_ok(), "another class");
+        assert_eq!(limits.tracked_clients(), 2);
+    }
+}
