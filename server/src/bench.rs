@@ -300,11 +300,16 @@ where
             let next = next.clone();
             let op = op.clone();
             let limit = cfg.requests;
+            let pace = cfg.rate.filter(|r| *r > 0.0).map(|r| 1.0 / r);
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= limit || Instant::now() >= deadline {
                         break;
+                    }
+                    if let Some(pace) = pace {
+                        let due = started + Duration::from_secs_f64(pace * i as f64);
+                        tokio::time::sleep_until(due.into()).await;
                     }
                     op(i).await;
                 }

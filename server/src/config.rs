@@ -50,6 +50,11 @@ pub struct BenchCommand {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
 
+    /// Offer requests at this many per second (paced, open loop) instead of as fast as the
+    /// concurrency allows; for loading a rate limit at a known multiple of its rate.
+    #[arg(long)]
+    pub rate: Option<f64>,
+
     /// Stop after this many requests...
     #[arg(long, default_value_t = 200)]
     pub requests: u64,
