@@ -433,6 +433,15 @@ pub struct LimitsConfig {
     /// instead of waiting in a queue.
     #[arg(long, env = "KENNING_MAX_CONCURRENT_CHATS", default_value_t = 32)]
     pub max_concurrent_chats: usize,
+
+    /// Redis URL (redis://host:6379/0). When set, rate limits are shared by every instance using
+    /// it; while Redis is unreachable each instance limits on its own and /health says degraded.
+    #[arg(long, env = "REDIS_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+
+    /// How long a rate-limit check waits for Redis before deciding in process, in ms.
+    #[arg(long, env = "KENNING_REDIS_TIMEOUT_MS", default_value_t = 100)]
+    pub redis_timeout_ms: u64,
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

@@ -10,13 +10,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Probes every dependency concurrently; the overall status is the worst of them.
 pub async fn report(service: &Service) -> HealthReport {
-    let (store, disk, vectors) = tokio::join!(
+    let (store, disk, vectors, redis) = tokio::join!(
         check_store(service),
         check_data_dir(service),
-        check_vectors(service)
+        check_vectors(service),
+        check_redis(service)
     );
     let mut checks = vec![store, disk];
     checks.extend(vectors);
+    checks.extend(redis);
     checks.extend(check_generators(service));
     let status = checks
         .iter()
@@ -93,6 +95,30 @@ async fn check_vectors(service: &Service) -> Option<DependencyHealth> {
     Some(DependencyHealth {
         name: "vector_store".into(),
         kind: vectors.backend_name().into(),
+        status,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        message,
+    })
+}
+
+/// Redis, when rate limits are shared through it: down means each instance limits on its own,
+/// so the service is degraded, not down.
+async fn check_redis(service: &Service) -> Option<DependencyHealth> {
+    let limits = service.limits()?;
+    let started = Instant::now();
+    let result = limits.ping_shared().await?;
+    let (status, message) = match result {
+        Ok(()) => (HealthStatus::Healthy, None),
+        Err(e) => (
+            HealthStatus::Degraded,
+            Some(format!(
+                "unreachable ({e}); rate limits are enforced per instance"
+            )),
+        ),
+    };
+    Some(DependencyHealth {
+        name: "redis".into(),
+        kind: "redis".into(),
         status,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         message,

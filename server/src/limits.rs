@@ -1,6 +1,8 @@
 //! Rate limits and load shedding in front of the APIs: a client that asks too fast gets `429`
 //! with the time to come back, a saturated server answers `503` at once, and neither becomes an
-//! unbounded queue. Limits are GCRA (governor) per client and route class, in process.
+//! unbounded queue. Limits are GCRA per client and route class: in process (governor), or shared
+//! by every instance through Redis (one atomic Lua script) when `REDIS_URL` is set, falling back
+//! to the in-process limiter whenever Redis does not answer in time.
 
 use crate::http::ApiError;
 use axum::body::Body;
@@ -170,6 +172,116 @@ pub struct Limits {
     chats: Arc<Semaphore>,
     max_chats: usize,
     clock: DefaultClock,
+    shared: Option<SharedLimiter>,
+}
+
+/// GCRA in Redis. The theoretical arrival time of a client's next request lives under one key
+/// per class and client; Redis's clock is the one clock every instance agrees on. Returns
+/// `{admitted (0|1), wait_ms, remaining}`.
+const GCRA_SCRIPT: &str = r#"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return {0, allow_at - now, 0}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, 0, math.floor((now - allow_at) / interval)}
+"#;
+
+/// The Redis side of the limits: a reconnecting connection, the script, and whether the last
+/// call worked (for `/health`).
+struct SharedLimiter {
+    client: redis::Client,
+    conn: std::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+    script: redis::Script,
+    timeout: Duration,
+    healthy: std::sync::atomic::AtomicBool,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl SharedLimiter {
+    fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn mark(&self, result: Result<(), String>) {
+        use std::sync::atomic::Ordering;
+        match result {
+            Ok(()) => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis answers again; rate limits are shared");
+                }
+            }
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "redis unavailable; rate limits fall back to this process");
+                }
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
+    }
+
+    /// Runs the script for one request; `None` when Redis did not answer in time.
+    async fn check(&self, key: &str, interval: Duration, burst: u32) -> Option<(bool, u64, u32)> {
+        let Some(mut conn) = self.connection() else {
+            self.mark(Err("not connected".into()));
+            return None;
+        };
+        let interval_ms = interval.as_millis().max(1) as u64;
+        let call = async {
+            self.script
+                .key(key)
+                .arg(interval_ms)
+                .arg(burst)
+                .invoke_async::<(i64, i64, i64)>(&mut conn)
+                .await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok((admitted, wait_ms, remaining))) => {
+                self.mark(Ok(()));
+                Some((
+                    admitted == 1,
+                    u64::try_from(wait_ms).unwrap_or(0),
+                    u32::try_from(remaining).unwrap_or(0),
+                ))
+            }
+            Ok(Err(e)) => {
+                self.mark(Err(e.to_string()));
+                None
+            }
+            Err(_) => {
+                self.mark(Err(format!("no answer within {:?}", self.timeout)));
+                None
+            }
+        }
+    }
+
+    /// Connects once, with a time limit; the connection manager reconnects by itself afterwards.
+    async fn connect(&self) -> Result<(), String> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout.max(Duration::from_secs(1)))
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1);
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            redis::aio::ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => {
+                *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connecting timed out".into()),
+        }
+    }
 }
 
 impl Limits {
@@ -196,7 +308,58 @@ impl Limits {
             chats: Arc::new(Semaphore::new(max_chats)),
             max_chats,
             clock: DefaultClock::default(),
+            shared: None,
         }
+    }
+
+    /// Shares the limits through Redis at `url`; each call waits at most `timeout` before this
+    /// process decides alone. Connecting happens in the background (see `spawn_sweeper`).
+    pub fn with_redis(mut self, url: &str, timeout: Duration) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+        self.shared = Some(SharedLimiter {
+            client,
+            conn: std::sync::Mutex::new(None),
+            script: redis::Script::new(GCRA_SCRIPT),
+            timeout,
+            healthy: std::sync::atomic::AtomicBool::new(false),
+            last_error: std::sync::Mutex::new(Some("connecting".into())),
+        });
+        Ok(self)
+    }
+
+    /// Whether limits are shared: `None` without Redis, else the last call's outcome.
+    pub fn shared_health(&self) -> Option<Result<(), String>> {
+        let shared = self.shared.as_ref()?;
+        Some(
+            if shared.healthy.load(std::sync::atomic::Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err(shared
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_default())
+            },
+        )
+    }
+
+    /// Pings Redis (for `/health`), recording the outcome like a limit check would.
+    pub async fn ping_shared(&self) -> Option<Result<(), String>> {
+        let shared = self.shared.as_ref()?;
+        let Some(mut conn) = shared.connection() else {
+            return self.shared_health();
+        };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let result =
+            match tokio::time::timeout(shared.timeout.max(Duration::from_secs(1)), ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in time".to_string()),
+            };
+        shared.mark(result.clone());
+        Some(result)
     }
 
     /// Forgets clients whose allowance is full again, so the table holds only recent clients.
@@ -212,7 +375,8 @@ impl Limits {
         self.classes.iter().flatten().map(|c| c.limiter.len()).sum()
     }
 
-    /// Sweeps the client tables every `every` while the limits are alive.
+    /// Sweeps the client tables every `every` while the limits are alive, and connects to
+    /// Redis (retrying every few seconds until it answers) when limits are shared.
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -226,6 +390,50 @@ impl Limits {
                 }
             }
         });
+        if self.shared.is_some() {
+            let weak: Weak<Self> = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    let Some(limits) = weak.upgrade() else { break };
+                    let Some(shared) = &limits.shared else { break };
+                    match shared.connect().await {
+                        Ok(()) => {
+                            shared.mark(Ok(()));
+                            break;
+                        }
+                        Err(e) => shared.mark(Err(e)),
+                    }
+                    drop(limits);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
+    }
+
+    /// Admits or refuses one request, through Redis when limits are shared and it answers.
+    async fn check_shared(
+        &self,
+        class: RouteClass,
+        client: IpAddr,
+    ) -> Result<HeaderMap, Box<Response>> {
+        if let (Some(shared), Some(limit)) = (&self.shared, &self.classes[class.index()]) {
+            let key = format!("kenning:ratelimit:{}:{client}", class.as_str());
+            if let Some((admitted, wait_ms, remaining)) =
+                shared.check(&key, limit.interval, limit.burst).await
+            {
+                return if admitted {
+                    let refill = limit.interval * limit.burst.saturating_sub(remaining);
+                    Ok(rate_headers(limit.burst, remaining, refill))
+                } else {
+                    Err(Box::new(refusal(
+                        class,
+                        limit.burst,
+                        Duration::from_millis(wait_ms),
+                    )))
+                };
+            }
+        }
+        self.check(class, client)
     }
 
     /// Admits or refuses one request of `class` from `client`, with the headers to send either way.
@@ -241,24 +449,29 @@ impl Limits {
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
-                crate::metrics::global().record_refused(class.as_str(), "rate_limited");
-                let mut response = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "Too many {} requests; try again in {} s.",
-                        class.as_str(),
-                        ceil_secs(wait)
-                    ),
-                )
-                .into_response();
-                let headers = response.headers_mut();
-                headers.extend(rate_headers(limit.burst, 0, wait));
-                headers.insert("retry-after", HeaderValue::from(ceil_secs(wait)));
-                Err(Box::new(response))
+                Err(Box::new(refusal(class, limit.burst, wait)))
             }
         }
     }
+}
+
+/// A 429 for `class`, telling the client how long to wait.
+fn refusal(class: RouteClass, burst: u32, wait: Duration) -> Response {
+    crate::metrics::global().record_refused(class.as_str(), "rate_limited");
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "Too many {} requests; try again in {} s.",
+            class.as_str(),
+            ceil_secs(wait)
+        ),
+    )
+    .into_response();
+    let headers = response.headers_mut();
+    headers.extend(rate_headers(burst, 0, wait));
+    headers.insert("retry-after", HeaderValue::from(ceil_secs(wait).max(1)));
+    response
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -283,7 +496,7 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let headers = match limits.check(class, client) {
+    let headers = match limits.check_shared(class, client).await {
         Ok(headers) => headers,
         Err(refused) => return *refused,
     };

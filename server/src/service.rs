@@ -116,6 +116,7 @@ pub struct Service {
     started: Instant,
     chain: Option<Arc<Chain>>,
     points: Option<Arc<dyn PointStore>>,
+    limits: Option<Arc<crate::limits::Limits>>,
 }
 
 /// Bytes inspected to decide whether an upload is text.
@@ -144,6 +145,7 @@ impl Service {
             started: Instant::now(),
             chain: None,
             points: None,
+            limits: None,
         }
     }
 
@@ -151,6 +153,17 @@ impl Service {
     pub fn with_chain(mut self, chain: Arc<Chain>) -> Self {
         self.chain = Some(chain);
         self
+    }
+
+    /// Adds the rate limits, so health reports show whether they are shared through Redis.
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Limits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// The rate limits, when wired.
+    pub fn limits(&self) -> Option<&Arc<crate::limits::Limits>> {
+        self.limits.as_ref()
     }
 
     /// Adds the points store, so deleting a space also deletes its points.

@@ -2,7 +2,8 @@
 
 use crate::chat::{Chat, ChatSettings, Price};
 use crate::config::{
-    GenerateConfig, GeneratorKind, IngestConfig, ServeConfig, StoreConfig, VectorBackend,
+    GenerateConfig, GeneratorKind, IngestConfig, LimitsConfig, ServeConfig, StoreConfig,
+    VectorBackend,
 };
 use crate::embed::local::LocalSettings;
 use crate::embed::{Embedder, LocalEmbedder};
@@ -28,6 +29,7 @@ use axum::http::{HeaderName, Request};
 use axum::Router;
 use leptos::prelude::{provide_context, Env, LeptosOptions};
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ impl Application {
             chain.clone(),
             chat_settings(&config.generate),
         ));
+        let limits = Arc::new(build_limits(&config.limits)?);
+        limits.spawn_sweeper(Duration::from_secs(60));
         let service = Arc::new(
             Service::new(
                 store,
@@ -93,7 +97,8 @@ impl Application {
                 wake.clone(),
             )
             .with_chain(chain)
-            .with_points(engine.points.clone()),
+            .with_points(engine.points.clone())
+            .with_limits(limits.clone()),
         );
         let stop_workers = CancellationToken::new();
         let workers = spawn_workers(
@@ -124,7 +129,7 @@ impl Application {
             points: engine.points.clone(),
             leptos_options: leptos_options.clone(),
         };
-        let router = routes(state, &config);
+        let router = routes(state, &config, limits);
 
         Ok(Self {
             listener,
@@ -192,7 +197,7 @@ pub fn ui_route_list() -> Vec<AxumRouteListing> {
     ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
 }
 
-fn routes(state: AppState, config: &ServeConfig) -> Router {
+fn routes(state: AppState, config: &ServeConfig, limits: Arc<Limits>) -> Router {
     let backend: SharedBackend = state.service.clone();
     let leptos_routes = ui_route_list();
     let shell_options = state.leptos_options.clone();
@@ -229,16 +234,6 @@ fn routes(state: AppState, config: &ServeConfig) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(body_cap));
-
-    let l = &config.limits;
-    let limits = Arc::new(Limits::new(
-        l.rate_limit_chat,
-        l.rate_limit_search,
-        l.rate_limit_upload,
-        l.rate_limit_other,
-        l.max_concurrent_chats,
-    ));
-    limits.spawn_sweeper(Duration::from_secs(60));
 
     Router::new()
         .nest("/api/v1", api)
@@ -292,6 +287,26 @@ async fn track_http(
     }
     crate::metrics::global().record_http(method, &route, response.status().as_u16(), took);
     response
+}
+
+/// The rate limits and answer cap from the configuration, shared through Redis when it is set.
+fn build_limits(l: &LimitsConfig) -> anyhow::Result<Limits> {
+    let limits = Limits::new(
+        l.rate_limit_chat,
+        l.rate_limit_search,
+        l.rate_limit_upload,
+        l.rate_limit_other,
+        l.max_concurrent_chats,
+    );
+    Ok(match &l.redis_url {
+        None => limits,
+        Some(url) => limits
+            .with_redis(
+                url.expose_secret(),
+                Duration::from_millis(l.redis_timeout_ms.max(1)),
+            )
+            .map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// The stores and models one process works with, opened once and shared.

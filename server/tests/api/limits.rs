@@ -3,6 +3,7 @@
 
 use crate::chat::{question, seeded};
 use crate::helpers::{spawn_app_with, Backend, Options, TestApp};
+use crate::redis::TestRedis;
 use crate::stub::{Behaviour, Stub};
 use kenning::config::GeneratorKind;
 use serde_json::{json, Value};
@@ -152,4 +153,99 @@ async fn answers_beyond_the_concurrency_cap_are_shed_with_503(backend: Backend) 
     }
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("requests_shed_total{class=\"chat\"}"));
+}
+
+async fn app_sharing_limits(redis: &TestRedis) -> TestApp {
+    let url = redis.url();
+    spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            serve: Box::new(move |c| {
+                c.limits.rate_limit_search = "3/min".parse().unwrap();
+                c.limits.redis_url = Some(url.into());
+            }),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+async fn health_of(app: &TestApp, name: &str) -> Value {
+    let (_, report) = app.get_json("/health").await;
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Two instances on one Redis share a client's allowance; when Redis goes away each instance
+/// limits on its own and says so in /health, and sharing resumes when Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_rate_limit_through_redis() {
+    let mut redis = TestRedis::start();
+    let a = app_sharing_limits(&redis).await;
+    let b = app_sharing_limits(&redis).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health_of(&a, "redis").await["status"] != "healthy"
+        || health_of(&b, "redis").await["status"] != "healthy"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the instances never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let space_a = a.create_space("A").await;
+    let space_b = b.create_space("B").await;
+
+    // One allowance of 3 across both instances.
+    let r = search(&a, &space_a).await;
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "ratelimit-remaining")),
+        (200, "2".into())
+    );
+    let r = search(&b, &space_b).await;
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "ratelimit-remaining")),
+        (200, "1".into())
+    );
+    let r = search(&a, &space_a).await;
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "ratelimit-remaining")),
+        (200, "0".into())
+    );
+    let r = search(&b, &space_b).await;
+    assert_eq!(r.status(), 429, "the other instance saw the same allowance");
+    assert!(header(&r, "retry-after").parse::<u64>().unwrap() >= 1);
+    assert_eq!(search(&a, &space_a).await.status(), 429);
+
+    // Redis dies: requests are still limited, by each instance alone, and health says degraded.
+    redis.stop();
+    let r = search(&a, &space_a).await;
+    assert_eq!(r.status(), 200, "the local limiter has its own allowance");
+    let (_, report) = a.get_json("/health").await;
+    assert_eq!(report["status"], "degraded", "{report}");
+    let check = health_of(&a, "redis").await;
+    assert_eq!(check["status"], "degraded");
+    assert!(check["message"].as_str().unwrap().contains("per instance"));
+    for _ in 0..2 {
+        assert_eq!(search(&a, &space_a).await.status(), 200);
+    }
+    assert_eq!(search(&a, &space_a).await.status(), 429, "still limited");
+
+    // Redis is back (empty): sharing resumes.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while health_of(&a, "redis").await["status"] != "healthy" {
+        assert!(Instant::now() < deadline, "sharing never resumed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = search(&b, &space_b).await;
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "ratelimit-remaining")),
+        (200, "2".into())
+    );
 }

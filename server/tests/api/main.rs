@@ -4,6 +4,8 @@
 mod helpers;
 #[path = "../common/postgres.rs"]
 mod postgres;
+#[path = "../common/redis.rs"]
+mod redis;
 
 /// Expands each listed async test `fn name(backend)` into `name::on_sqlite` and `name::on_postgres`.
 macro_rules! on_both_backends {
