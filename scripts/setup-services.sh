@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the services the test suite runs against for real: PostgreSQL 15 with pgvector
-# (built from Debian's trixie source package, since bookworm has none), Redis and Chromium,
+# (built from Debian's trixie source package, since bookworm has none), Redis, Chromium and
+# Prometheus (its promtool lints /metrics in a test),
 # plus the end-to-end test's npm packages. Idempotent.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-apt_ensure postgresql-15 postgresql-server-dev-15 postgresql-client-15 redis-server chromium \
+apt_ensure postgresql-15 postgresql-server-dev-15 postgresql-client-15 redis-server chromium prometheus \
   dpkg-dev curl ca-certificates
 
 PG_SHAREDIR="$(/usr/lib/postgresql/15/bin/pg_config --sharedir)"

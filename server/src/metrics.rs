@@ -120,6 +120,78 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// HELP lines for every metric, so the exposition is self-describing (and passes promtool).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method, route template and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        "Time to the response head, by method and route template."
+    );
+    describe_counter!(
+        "llm_calls_total",
+        "Generator calls, by provider and outcome."
+    );
+    describe_counter!(
+        "llm_tokens_total",
+        "Tokens sent to and produced by generators, by provider and kind."
+    );
+    describe_histogram!(
+        "llm_time_to_first_token_seconds",
+        "From a generator call to its first token, by provider."
+    );
+    describe_gauge!(
+        "llm_cost_usd",
+        "US dollars spent on generation since start, by provider (local generation is free)."
+    );
+    describe_counter!(
+        "embed_requests_total",
+        "Embedding batches run, by lane (query, ingest)."
+    );
+    describe_histogram!("embed_batch_size", "Texts per embedding batch, by lane.");
+    describe_counter!("db_queries_total", "Metadata store calls, by operation.");
+    describe_histogram!(
+        "db_query_duration_seconds",
+        "Metadata store call duration including pool wait, by operation."
+    );
+    describe_histogram!(
+        "vector_search_duration_seconds",
+        "Nearest-neighbour search duration, by backend."
+    );
+    describe_counter!(
+        "cache_operations_total",
+        "Cache lookups and evictions, by cache and result."
+    );
+    describe_gauge!(
+        "circuit_breaker_state",
+        "Generator circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_gauge!(
+        "ingest_jobs",
+        "Ingestion jobs in the durable queue, by state."
+    );
+    describe_histogram!(
+        "ingest_queue_wait_seconds",
+        "From upload to the first attempt of its ingestion job."
+    );
+    describe_counter!("ingest_passages_total", "Passages indexed.");
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        "Resident memory of the process."
+    );
+    describe_counter!(
+        "rate_limited_total",
+        "API requests refused with 429 by a rate limit, by route class."
+    );
+    describe_counter!(
+        "requests_shed_total",
+        "Questions refused with 503 because the answer concurrency cap was reached."
+    );
+}
+
 /// The process's metrics, created (and the Prometheus recorder installed) on first use.
 pub fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -143,6 +215,7 @@ impl Metrics {
                 // Another recorder (a host embedding us) wins; the dashboard still works.
                 metrics::set_global_recorder(recorder).ok().map(|_| handle)
             });
+        describe();
         Self {
             prometheus,
             inner: Mutex::new(Inner::default()),
@@ -205,8 +278,9 @@ impl Metrics {
         metrics::counter!("llm_tokens_total", "provider" => provider, "kind" => "completion")
             .increment(completion_tokens);
         if cost_usd > 0.0 {
-            metrics::counter!("llm_cost_usd", "provider" => provider)
-                .increment((cost_usd * 1e6).round() as u64);
+            // A gauge that only grows: Prometheus counters must end in `_total`, and the cost
+            // is fractional dollars.
+            metrics::gauge!("llm_cost_usd", "provider" => provider).increment(cost_usd);
         }
         if let Some(t) = first_token {
             metrics::histogram!("llm_time_to_first_token_seconds", "provider" => provider)

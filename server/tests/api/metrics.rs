@@ -101,3 +101,83 @@ async fn the_dashboard_snapshot_has_history_routes_caches_breakers_and_jobs(back
     assert!(html.contains("/api/v1/spaces"));
     assert!(html.contains("<svg"));
 }
+
+/// The exposition (of this whole test process, so of every kind of traffic the suite makes)
+/// passes `promtool check metrics`, and every metric family it holds is documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exposition_passes_promtool_and_every_metric_is_documented() {
+    use std::io::Write;
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        crate::helpers::Options {
+            serve: Box::new(|c| c.limits.rate_limit_search = "1/min".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let space = app.create_space("Linted").await;
+    let (_, doc) = app
+        .upload(
+            &space,
+            "leave.md",
+            b"# Leave\n\nTwenty-five days.\n".to_vec(),
+        )
+        .await;
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    app.ask(&space, json!({ "question": "How many days?" }))
+        .await;
+    for _ in 0..2 {
+        app.post_json(
+            &format!("/api/v1/spaces/{space}/search"),
+            &json!({ "query": "days" }),
+        )
+        .await;
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("rate_limited_total{class=\"search\"}"));
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool must be installed (scripts/setup-services.sh installs Debian's prometheus)",
+        );
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let problems = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && problems.trim().is_empty(),
+        "promtool: {problems}"
+    );
+
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/OPERATIONS.md"
+    ))
+    .unwrap();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(families.len() >= 15, "{families:?}");
+    for family in families {
+        assert!(
+            docs.contains(&format!("`{family}`")),
+            "{family} is not documented in docs/OPERATIONS.md"
+        );
+    }
+}
