@@ -9,7 +9,15 @@ use std::process::ExitCode;
 /// Parses arguments, runs the chosen command and turns failures into a message and exit code 1.
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(cli.log_format);
+    let telemetry = crate::telemetry::init(
+        cli.log_format,
+        cli.otlp_endpoint
+            .as_deref()
+            .map(|endpoint| crate::telemetry::Otlp {
+                endpoint,
+                service_name: &cli.otlp_service_name,
+            }),
+    );
     let result = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(config) => migrate(config).await,
@@ -17,6 +25,8 @@ pub async fn run() -> ExitCode {
         Command::Ingest(cmd) => ingest(cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
     };
+    // Send the traces still buffered before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

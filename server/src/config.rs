@@ -16,6 +16,20 @@ pub struct Cli {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
 
+    /// OTLP/HTTP collector to send traces to (e.g. http://127.0.0.1:4318); spans go to
+    /// `<endpoint>/v1/traces` as protobuf. Unset: no traces leave the process.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+
+    /// The `service.name` traces carry, to tell instances or deployments apart.
+    #[arg(
+        long,
+        env = "OTEL_SERVICE_NAME",
+        default_value = "kenning",
+        global = true
+    )]
+    pub otlp_service_name: String,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -60,7 +60,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
-        kenning::telemetry::init(kenning::config::LogFormat::Human);
+        let _ = kenning::telemetry::init(kenning::config::LogFormat::Human, None);
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
