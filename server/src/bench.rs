@@ -613,10 +613,12 @@ async fn delete(c: &Client, path: &str) -> anyhow::Result<Value> {
 
 fn print_table(report: &Value) {
     println!(
-        "scenario {} · concurrency {} · {:.1} s",
+        "scenario {} · concurrency {} · {:.1} s · {} · {} cores",
         report["scenario"].as_str().unwrap_or_default(),
         report["concurrency"],
-        report["elapsed_s"].as_f64().unwrap_or_default()
+        report["elapsed_s"].as_f64().unwrap_or_default(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for key in [
         "documents",
@@ -632,21 +634,20 @@ fn print_table(report: &Value) {
             println!("{key}: {}", report[key]);
         }
     }
-    println!(
-        "{:<22} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
-        "operation", "ok", "errors", "429s", "req/s", "p50 ms", "p95 ms", "p99 ms"
-    );
+    println!();
+    println!("| operation | ok | errors | 429s | req/s | p50 ms | p95 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in report["operations"].as_array().into_iter().flatten() {
         println!(
-            "{:<22} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row["operation"].as_str().unwrap_or_default(),
-            row["ok"].to_string(),
-            row["errors"].to_string(),
-            row["limited"].to_string(),
-            row["per_second"].to_string(),
-            row["p50_ms"].to_string(),
-            row["p95_ms"].to_string(),
-            row["p99_ms"].to_string()
+            row["ok"],
+            row["errors"],
+            row["limited"],
+            row["per_second"],
+            row["p50_ms"],
+            row["p95_ms"],
+            row["p99_ms"]
         );
     }
 }
