@@ -26,6 +26,23 @@ test("the metrics dashboard draws charts and updates live without reloading", as
       timeout: 10_000,
     })
     .toBeGreaterThanOrEqual(before + 5);
+
+  // A route nothing else in the suite calls: its latency percentiles appear where there were none.
+  const jobs = page
+    .locator("#routes tbody tr")
+    .filter({ has: page.locator("td:nth-child(2)", { hasText: /^\/api\/v1\/spaces\/\{id\}\/jobs\/\{job_id\}$/ }) });
+  await expect(jobs).toHaveCount(0);
+  for (let i = 0; i < 3; i++) {
+    await page.request.get(
+      "/api/v1/spaces/00000000-0000-7000-8000-000000000000/jobs/00000000-0000-7000-8000-000000000001",
+    );
+  }
+  await expect(jobs).toHaveCount(1, { timeout: 10_000 });
+  for (const column of [5, 6, 7]) {
+    // p50, p95, p99 in milliseconds
+    await expect(jobs.locator(`td:nth-child(${column})`)).toHaveText(/^\d+(\.\d+)?$/);
+  }
+
   // Same page, not a reload.
   expect(await page.evaluate(() => (window as unknown as { __marker: number }).__marker)).toBe(marker);
 });

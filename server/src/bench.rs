@@ -494,6 +494,8 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     let total = cfg.points;
+    let (mut engine_before, mut engine_after) = (None, None);
+    let mut engine_extra = serde_json::Map::new();
     for op in ["upsert", "search", "get", "delete"] {
         let rec = Arc::new(Recorder::default());
         let (c, r, path) = (client.clone(), rec.clone(), path.clone());
@@ -528,10 +530,27 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
         })
         .await;
         rows.extend(rec.rows(took));
+        if op == "search" {
+            engine_after = engine_search_totals(&client).await;
+        } else if op == "upsert" {
+            engine_before = engine_search_totals(&client).await;
+        }
+    }
+    // The engine's own time per search (the server's timing of the graph or SQL call alone,
+    // no HTTP or JSON), from its metrics around the search phase.
+    if let (Some((backend, s0, c0)), Some((_, s1, c1))) = (engine_before, engine_after) {
+        if c1 > c0 {
+            let mean_ms = (s1 - s0) / (c1 - c0) * 1000.0;
+            engine_extra.insert("engine_backend".into(), json!(backend));
+            engine_extra.insert(
+                "engine_search_mean_ms".into(),
+                json!((mean_ms * 100.0).round() / 100.0),
+            );
+        }
     }
     let recall = recall_at_10(cfg, &client, &path).await?;
     let _ = delete(&client, &format!("/api/v1/spaces/{space}")).await;
-    let mut extra = serde_json::Map::new();
+    let mut extra = engine_extra;
     extra.insert(
         "recall_at_10".into(),
         json!((recall * 1000.0).round() / 1000.0),
@@ -551,6 +570,43 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
         json!({ "elapsed_s": started.elapsed().as_secs_f64(), "operations": rows }),
         extra,
     )
+}
+
+/// The server's points-search timings so far: backend, seconds summed, searches counted.
+async fn engine_search_totals(c: &Client) -> Option<(String, f64, f64)> {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let (mut backend, mut sum, mut count) = (None, 0.0, 0.0);
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("vector_search_duration_seconds_") else {
+            continue;
+        };
+        let Some(label) = rest
+            .split("backend=\"")
+            .nth(1)
+            .and_then(|l| l.split('"').next())
+            .filter(|l| l.starts_with("points-"))
+        else {
+            continue;
+        };
+        let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        if rest.starts_with("sum{") {
+            sum += value;
+        } else if rest.starts_with("count{") {
+            count += value;
+        } else {
+            continue;
+        }
+        backend = Some(label.to_string());
+    }
+    Some((backend?, sum, count))
 }
 
 /// Recall@10 of 50 searches against an exact ranking computed here from the same seeded vectors
@@ -629,6 +685,8 @@ fn print_table(report: &Value) {
         "seed_points_per_second",
         "index_wait_seconds",
         "recall_at_10",
+        "engine_backend",
+        "engine_search_mean_ms",
     ] {
         if !report[key].is_null() {
             println!("{key}: {}", report[key]);

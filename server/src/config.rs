@@ -453,9 +453,22 @@ pub struct LimitsConfig {
     #[arg(long, env = "REDIS_URL", value_parser = parse_secret, hide_env_values = true)]
     pub redis_url: Option<SecretString>,
 
+    /// Load balancers or reverse proxies (addresses or CIDR ranges, comma-separated) whose
+    /// `X-Forwarded-For` names the client for rate limits; from anyone else it is ignored.
+    #[arg(long, env = "KENNING_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// How long a rate-limit check waits for Redis before deciding in process, in ms.
     #[arg(long, env = "KENNING_REDIS_TIMEOUT_MS", default_value_t = 100)]
     pub redis_timeout_ms: u64,
+}
+
+/// An address (`10.0.0.7`) or a CIDR range (`10.0.0.0/8`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is neither an IP address nor a CIDR range"))
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

@@ -169,6 +169,7 @@ struct ClassLimit {
 /// The process's limits, shared by every request.
 pub struct Limits {
     classes: [Option<ClassLimit>; 4],
+    trusted_proxies: Vec<ipnet::IpNet>,
     chats: Arc<Semaphore>,
     max_chats: usize,
     clock: DefaultClock,
@@ -309,7 +310,41 @@ impl Limits {
             max_chats,
             clock: DefaultClock::default(),
             shared: None,
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Proxies whose `X-Forwarded-For` is believed: behind a load balancer, the client is the
+    /// address it saw, not the balancer.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client a request counts against: the peer, or, when the peer is a trusted proxy, the
+    /// nearest address in `X-Forwarded-For` that is not one of our proxies (a client cannot
+    /// forge its way past them: only what trusted hops appended is read).
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        hops.iter()
+            .rev()
+            .find(|ip| !self.trusted(**ip))
+            .or(hops.first())
+            .copied()
+            .unwrap_or(peer)
     }
 
     /// Shares the limits through Redis at `url`; each call waits at most `timeout` before this
@@ -492,10 +527,11 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
     let Some(class) = RouteClass::of(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let client = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = limits.client_address(peer, req.headers());
     let headers = match limits.check_shared(class, client).await {
         Ok(headers) => headers,
         Err(refused) => return *refused,
@@ -589,6 +625,45 @@ mod tests {
         for (method, path, want) in cases {
             assert_eq!(RouteClass::of(&method, path), want, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_forwarded_address() {
+        let limits = Limits::new(
+            RateLimit::OFF,
+            RateLimit::OFF,
+            RateLimit::OFF,
+            RateLimit::OFF,
+            1,
+        )
+        .with_trusted_proxies(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.168.1.5/32".parse().unwrap(),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let with_xff = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            h
+        };
+        // Untrusted peers are the client, whatever they claim.
+        assert_eq!(
+            limits.client_address(ip("203.0.113.9"), &with_xff("1.2.3.4")),
+            ip("203.0.113.9")
+        );
+        // A trusted balancer: the last untrusted hop, not what the client prepended.
+        assert_eq!(
+            limits.client_address(
+                ip("10.1.2.3"),
+                &with_xff("6.6.6.6, 198.51.100.7, 192.168.1.5")
+            ),
+            ip("198.51.100.7")
+        );
+        // Nothing forwarded: the proxy itself.
+        assert_eq!(
+            limits.client_address(ip("10.1.2.3"), &HeaderMap::new()),
+            ip("10.1.2.3")
+        );
     }
 
     #[test]

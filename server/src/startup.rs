@@ -297,7 +297,8 @@ fn build_limits(l: &LimitsConfig) -> anyhow::Result<Limits> {
         l.rate_limit_upload,
         l.rate_limit_other,
         l.max_concurrent_chats,
-    );
+    )
+    .with_trusted_proxies(l.trusted_proxies.clone());
     Ok(match &l.redis_url {
         None => limits,
         Some(url) => limits
