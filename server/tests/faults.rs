@@ -45,38 +45,17 @@ impl Site {
 
     /// Starts `kenning serve` on a free port and waits until it says where it listens.
     fn start(&self) -> Server {
-        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kenning"));
-        cmd.arg("serve")
-            .env("DATA_DIR", self.data_dir())
-            .env("KENNING_ADDR", "127.0.0.1:0")
-            .env("KENNING_MODELS_DIR", models)
+        self.start_serving(1)
+    }
+
+    /// `kenning serve` with this many in-process ingestion workers (0: leave jobs to `kenning worker`).
+    fn start_serving(&self, workers: usize) -> Server {
+        let mut cmd = self.command("serve");
+        cmd.env("KENNING_ADDR", "127.0.0.1:0")
             .env("KENNING_SITE_ROOT", self.dir.path().join("site"))
             .env("KENNING_GENERATORS", "extractive")
-            .env("KENNING_JOB_LEASE_SECS", "3")
-            .env("KENNING_JOB_POLL_MS", "100")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(url) = &self.database_url {
-            cmd.env("DATABASE_URL", url);
-        }
-        let mut child = cmd.spawn().expect("start kenning");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("Kenning is running at ") {
-                        break url.trim().to_string();
-                    }
-                }
-                _ => {
-                    let status = child.wait();
-                    panic!("kenning exited before it was ready: {status:?}");
-                }
-            }
-        };
+            .env("KENNING_INGEST_WORKERS", workers.to_string());
+        let (child, url) = spawn_until(cmd, "Kenning is running at ");
         Server {
             child,
             url,
@@ -84,6 +63,70 @@ impl Site {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
+        }
+    }
+
+    /// A separate `kenning worker` process on this site's data, once it says it runs.
+    fn start_worker(&self) -> WorkerProcess {
+        let mut cmd = self.command("worker");
+        cmd.env("KENNING_INGEST_WORKERS", "1");
+        WorkerProcess(spawn_until(cmd, "Kenning worker running").0)
+    }
+
+    /// The binary with this site's data directory, database and test-friendly job timings.
+    fn command(&self, subcommand: &str) -> Command {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kenning"));
+        cmd.arg(subcommand)
+            .env("DATA_DIR", self.data_dir())
+            .env("KENNING_MODELS_DIR", models)
+            .env("KENNING_JOB_LEASE_SECS", "3")
+            .env("KENNING_JOB_POLL_MS", "100")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        cmd
+    }
+}
+
+/// A `kenning worker` process, killed when dropped.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    /// SIGKILL, as for the server.
+    fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `cmd` and reads its output until a line starts with `ready`; returns the rest of it.
+fn spawn_until(mut cmd: Command, ready: &str) -> (Child, String) {
+    let mut child = cmd.spawn().expect("start kenning");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(rest) = line.strip_prefix(ready) {
+                    return (child, rest.trim().to_string());
+                }
+            }
+            _ => {
+                let status = child.wait();
+                panic!("kenning exited before it was ready: {status:?}");
+            }
         }
     }
 }
@@ -193,6 +236,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_server_killed_mid_ingestion_loses_no_document,
+    a_separate_worker_killed_mid_ingestion_loses_no_document,
     a_server_killed_mid_upsert_keeps_every_acknowledged_point,
 );
 
@@ -202,6 +246,74 @@ async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
     let site = Site::new(backend).await;
     let mut server = site.start();
     let space = server.create_space("Crash").await;
+    let accepted = upload_notes(&server, &space).await;
+    // Ingestion is under way (200 documents take several seconds to embed): kill it mid-flight.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ready_before = ready_count(&server, &space).await;
+    server.kill_9();
+    assert!(
+        ready_before < DOCUMENTS,
+        "the kill must land while documents are still being ingested"
+    );
+
+    let server = site.start();
+    let docs = settled_documents(&server, &space).await;
+    drop(server);
+    assert_every_note_indexed_once(&site, &docs, &accepted).await;
+}
+
+/// Ingestion moved out to a `kenning worker` process: killing that process mid-job loses
+/// nothing either; the next worker takes the abandoned jobs over when their leases expire.
+async fn a_separate_worker_killed_mid_ingestion_loses_no_document(backend: Backend) {
+    let site = Site::new(backend).await;
+    let server = site.start_serving(0);
+    let space = server.create_space("Worker crash").await;
+    let mut worker = site.start_worker();
+    let accepted = upload_notes(&server, &space).await;
+    // Wait until the worker has indexed some but not all, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = ready_count(&server, &space).await;
+        if ready > 0 {
+            worker.kill_9();
+            assert!(
+                ready < DOCUMENTS,
+                "the kill must land while documents are still being ingested"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker indexed nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing moves while no worker runs: the server itself ingests nothing.
+    let stalled = ready_count(&server, &space).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ready_count(&server, &space).await, stalled);
+
+    let worker = site.start_worker();
+    let docs = settled_documents(&server, &space).await;
+    drop(worker);
+    drop(server);
+    assert_every_note_indexed_once(&site, &docs, &accepted).await;
+}
+
+/// Documents of a space that are `ready`.
+async fn ready_count(server: &Server, space: &str) -> usize {
+    let (_, page) = server
+        .json(
+            reqwest::Method::GET,
+            &format!("/api/v1/spaces/{space}/documents?limit=200"),
+            None,
+        )
+        .await;
+    page["items"]
+        .as_array()
+        .map(|items| items.iter().filter(|d| d["status"] == "ready").count())
+        .unwrap_or(0)
+}
+
+/// Uploads [`DOCUMENTS`] small notes; returns the ids of those accepted (all, or the test fails).
+async fn upload_notes(server: &Server, space: &str) -> BTreeSet<String> {
     let mut accepted = BTreeSet::new();
     for i in 0..DOCUMENTS {
         let text = format!(
@@ -223,28 +335,13 @@ async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
         let body: Value = r.json().await.expect("JSON");
         accepted.insert(body["id"].as_str().expect("document id").to_string());
     }
-    // Ingestion is under way (200 documents take several seconds to embed): kill it mid-flight.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let (_, page) = server
-        .json(
-            reqwest::Method::GET,
-            &format!("/api/v1/spaces/{space}/documents?limit=200"),
-            None,
-        )
-        .await;
-    server.kill_9();
-    let ready_before = page["items"]
-        .as_array()
-        .map(|items| items.iter().filter(|d| d["status"] == "ready").count())
-        .unwrap_or(0);
-    assert!(
-        ready_before < DOCUMENTS,
-        "the kill must land while documents are still being ingested"
-    );
+    accepted
+}
 
-    let server = site.start();
+/// Waits until every document of the space is `ready` or `failed`; returns them by id.
+async fn settled_documents(server: &Server, space: &str) -> BTreeMap<String, Value> {
     let deadline = Instant::now() + Duration::from_secs(240);
-    let docs = loop {
+    loop {
         let mut docs: BTreeMap<String, Value> = BTreeMap::new();
         let mut offset = 0;
         loop {
@@ -270,17 +367,25 @@ async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
             .values()
             .all(|d| matches!(d["status"].as_str(), Some("ready" | "failed")));
         if settled {
-            break docs;
+            return docs;
         }
         assert!(
             Instant::now() < deadline,
             "documents still not settled after restart"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    }
+}
+
+/// Exactly the accepted documents, each ready, with its passages and their vectors stored once.
+async fn assert_every_note_indexed_once(
+    site: &Site,
+    docs: &BTreeMap<String, Value>,
+    accepted: &BTreeSet<String>,
+) {
     let ids: BTreeSet<String> = docs.keys().cloned().collect();
     assert_eq!(
-        ids, accepted,
+        &ids, accepted,
         "exactly the accepted documents, none lost, none duplicated"
     );
     let mut passages = 0;
@@ -290,8 +395,7 @@ async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
         assert!(n >= 1, "a ready document has passages: {d}");
         passages += n;
     }
-    drop(server);
-    let (chunks, vectors, orphans) = index_counts(&site).await;
+    let (chunks, vectors, orphans) = index_counts(site).await;
     assert_eq!(
         chunks, passages,
         "the chunk table holds each ready document's passages once"
