@@ -2,8 +2,10 @@
 //! remember the conversation. The stream is a sequence of events — `sources`, `token`…, then
 //! `done` or `error` — which the HTTP layer sends as Server-Sent Events.
 
+use crate::cache::TieredCache;
 use crate::domain::{parse_id, InvalidInput};
 use crate::generate::{Chain, Prompt};
+use crate::redis_link::RedisLink;
 use crate::retrieve::{Retriever, Search};
 use crate::service::{search_error, ServiceError};
 use crate::store::{MetadataStore, NewMessage};
@@ -90,7 +92,7 @@ pub const MAX_SOURCES: i64 = 20;
 
 type AnswerKey = (Uuid, i64, String, app::api::SearchMode, usize, Option<u64>);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct CachedAnswer {
     text: String,
     generator: String,
@@ -103,7 +105,7 @@ pub struct Chat {
     retriever: Arc<Retriever>,
     chain: Arc<Chain>,
     settings: ChatSettings,
-    answers: moka::future::Cache<AnswerKey, Arc<CachedAnswer>>,
+    answers: Arc<TieredCache<CachedAnswer>>,
 }
 
 /// A checked question, ready to stream.
@@ -120,10 +122,12 @@ impl Chat {
         chain: Arc<Chain>,
         settings: ChatSettings,
     ) -> Self {
-        let answers = moka::future::Cache::builder()
-            .max_capacity(settings.answer_cache_capacity.max(1))
-            .time_to_live(settings.answer_cache_ttl)
-            .build();
+        let answers = Arc::new(TieredCache::new(
+            "answers",
+            "answers_redis",
+            settings.answer_cache_capacity,
+            settings.answer_cache_ttl,
+        ));
         Self {
             store,
             retriever,
@@ -131,6 +135,18 @@ impl Chat {
             settings,
             answers,
         }
+    }
+
+    /// Shares finished answers with other instances through Redis.
+    pub fn with_redis(mut self, link: Arc<RedisLink>) -> Self {
+        let answers = TieredCache::new(
+            "answers",
+            "answers_redis",
+            self.settings.answer_cache_capacity,
+            self.settings.answer_cache_ttl,
+        );
+        self.answers = Arc::new(answers.with_redis(link));
+        self
     }
 
     /// The generator chain, for health and metrics.
@@ -246,9 +262,7 @@ impl Chat {
         let cached = if req.regenerate {
             None
         } else {
-            let hit = self.answers.get(&key).await;
-            crate::metrics::global().record_cache("answers", hit.is_some());
-            hit
+            self.answers.get(&format!("{key:?}")).await
         };
         let run = Run {
             store: self.store.clone(),
@@ -367,7 +381,7 @@ pub fn retrieval_query(previous: Option<&str>, question: &str) -> String {
 struct Run {
     store: Arc<dyn MetadataStore>,
     chain: Arc<Chain>,
-    answers: moka::future::Cache<AnswerKey, Arc<CachedAnswer>>,
+    answers: Arc<TieredCache<CachedAnswer>>,
     settings: ChatSettings,
     key: AnswerKey,
     conversation: String,
@@ -481,7 +495,7 @@ impl Run {
                 (None, _) => None,
             };
             if !started.degraded {
-                self.answers.insert(self.key.clone(), Arc::new(CachedAnswer {
+                self.answers.insert(format!("{:?}", self.key), Arc::new(CachedAnswer {
                     text: text.clone(),
                     generator: started.generator.to_string(),
                     usage: usage.clone(),

@@ -448,8 +448,9 @@ pub struct LimitsConfig {
     #[arg(long, env = "KENNING_MAX_CONCURRENT_CHATS", default_value_t = 32)]
     pub max_concurrent_chats: usize,
 
-    /// Redis URL (redis://host:6379/0). When set, rate limits are shared by every instance using
-    /// it; while Redis is unreachable each instance limits on its own and /health says degraded.
+    /// Redis URL (redis://host:6379/0). When set, rate limits and caches (search results, query
+    /// embeddings, answers) are shared by every instance using it; while Redis is unreachable
+    /// each instance limits and caches on its own and /health says degraded.
     #[arg(long, env = "REDIS_URL", value_parser = parse_secret, hide_env_values = true)]
     pub redis_url: Option<SecretString>,
 
@@ -458,7 +459,7 @@ pub struct LimitsConfig {
     #[arg(long, env = "KENNING_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// How long a rate-limit check waits for Redis before deciding in process, in ms.
+    /// How long a rate-limit check or cache lookup waits for Redis before going on without it, in ms.
     #[arg(long, env = "KENNING_REDIS_TIMEOUT_MS", default_value_t = 100)]
     pub redis_timeout_ms: u64,
 }

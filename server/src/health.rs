@@ -101,18 +101,18 @@ async fn check_vectors(service: &Service) -> Option<DependencyHealth> {
     })
 }
 
-/// Redis, when rate limits are shared through it: down means each instance limits on its own,
-/// so the service is degraded, not down.
+/// Redis, when limits and caches are shared through it: down means each instance limits and
+/// caches on its own, so the service is degraded, not down.
 async fn check_redis(service: &Service) -> Option<DependencyHealth> {
-    let limits = service.limits()?;
+    let link = service.redis()?;
     let started = Instant::now();
-    let result = limits.ping_shared().await?;
+    let result = link.ping().await;
     let (status, message) = match result {
         Ok(()) => (HealthStatus::Healthy, None),
         Err(e) => (
             HealthStatus::Degraded,
             Some(format!(
-                "unreachable ({e}); rate limits are enforced per instance"
+                "unreachable ({e}); rate limits and caches are per instance"
             )),
         ),
     };

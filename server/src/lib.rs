@@ -1,6 +1,7 @@
 //! Kenning's server: configuration, HTTP API, metadata store and the service layer behind the UI.
 
 pub mod bench;
+pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod points;
+pub mod redis_link;
 pub mod resilience;
 pub mod retrieve;
 pub mod service;

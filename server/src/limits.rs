@@ -5,6 +5,7 @@
 //! to the in-process limiter whenever Redis does not answer in time.
 
 use crate::http::ApiError;
+use crate::redis_link::RedisLink;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -195,93 +196,32 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
 return {1, 0, math.floor((now - allow_at) / interval)}
 "#;
 
-/// The Redis side of the limits: a reconnecting connection, the script, and whether the last
-/// call worked (for `/health`).
+/// The Redis side of the limits: the shared link and the script.
 struct SharedLimiter {
-    client: redis::Client,
-    conn: std::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+    link: Arc<RedisLink>,
     script: redis::Script,
-    timeout: Duration,
-    healthy: std::sync::atomic::AtomicBool,
-    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl SharedLimiter {
-    fn connection(&self) -> Option<redis::aio::ConnectionManager> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn mark(&self, result: Result<(), String>) {
-        use std::sync::atomic::Ordering;
-        match result {
-            Ok(()) => {
-                if !self.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::info!("redis answers again; rate limits are shared");
-                }
-            }
-            Err(e) => {
-                if self.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "redis unavailable; rate limits fall back to this process");
-                }
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-            }
-        }
-    }
-
     /// Runs the script for one request; `None` when Redis did not answer in time.
     async fn check(&self, key: &str, interval: Duration, burst: u32) -> Option<(bool, u64, u32)> {
-        let Some(mut conn) = self.connection() else {
-            self.mark(Err("not connected".into()));
-            return None;
-        };
         let interval_ms = interval.as_millis().max(1) as u64;
-        let call = async {
-            self.script
-                .key(key)
-                .arg(interval_ms)
-                .arg(burst)
-                .invoke_async::<(i64, i64, i64)>(&mut conn)
-                .await
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok((admitted, wait_ms, remaining))) => {
-                self.mark(Ok(()));
-                Some((
-                    admitted == 1,
-                    u64::try_from(wait_ms).unwrap_or(0),
-                    u32::try_from(remaining).unwrap_or(0),
-                ))
-            }
-            Ok(Err(e)) => {
-                self.mark(Err(e.to_string()));
-                None
-            }
-            Err(_) => {
-                self.mark(Err(format!("no answer within {:?}", self.timeout)));
-                None
-            }
-        }
-    }
-
-    /// Connects once, with a time limit; the connection manager reconnects by itself afterwards.
-    async fn connect(&self) -> Result<(), String> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout.max(Duration::from_secs(1)))
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        match tokio::time::timeout(
-            Duration::from_secs(3),
-            redis::aio::ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => {
-                *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("connecting timed out".into()),
-        }
+        let (admitted, wait_ms, remaining) = self
+            .link
+            .run(|mut conn| async move {
+                self.script
+                    .key(key)
+                    .arg(interval_ms)
+                    .arg(burst)
+                    .invoke_async::<(i64, i64, i64)>(&mut conn)
+                    .await
+            })
+            .await?;
+        Some((
+            admitted == 1,
+            u64::try_from(wait_ms).unwrap_or(0),
+            u32::try_from(remaining).unwrap_or(0),
+        ))
     }
 }
 
@@ -347,54 +287,14 @@ impl Limits {
             .unwrap_or(peer)
     }
 
-    /// Shares the limits through Redis at `url`; each call waits at most `timeout` before this
-    /// process decides alone. Connecting happens in the background (see `spawn_sweeper`).
-    pub fn with_redis(mut self, url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+    /// Shares the limits through Redis; each check waits at most the link's time limit before
+    /// this process decides alone.
+    pub fn with_redis(mut self, link: Arc<RedisLink>) -> Self {
         self.shared = Some(SharedLimiter {
-            client,
-            conn: std::sync::Mutex::new(None),
+            link,
             script: redis::Script::new(GCRA_SCRIPT),
-            timeout,
-            healthy: std::sync::atomic::AtomicBool::new(false),
-            last_error: std::sync::Mutex::new(Some("connecting".into())),
         });
-        Ok(self)
-    }
-
-    /// Whether limits are shared: `None` without Redis, else the last call's outcome.
-    pub fn shared_health(&self) -> Option<Result<(), String>> {
-        let shared = self.shared.as_ref()?;
-        Some(
-            if shared.healthy.load(std::sync::atomic::Ordering::Relaxed) {
-                Ok(())
-            } else {
-                Err(shared
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                    .unwrap_or_default())
-            },
-        )
-    }
-
-    /// Pings Redis (for `/health`), recording the outcome like a limit check would.
-    pub async fn ping_shared(&self) -> Option<Result<(), String>> {
-        let shared = self.shared.as_ref()?;
-        let Some(mut conn) = shared.connection() else {
-            return self.shared_health();
-        };
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut conn);
-        let result =
-            match tokio::time::timeout(shared.timeout.max(Duration::from_secs(1)), ping).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no answer in time".to_string()),
-            };
-        shared.mark(result.clone());
-        Some(result)
+        self
     }
 
     /// Forgets clients whose allowance is full again, so the table holds only recent clients.
@@ -410,8 +310,7 @@ impl Limits {
         self.classes.iter().flatten().map(|c| c.limiter.len()).sum()
     }
 
-    /// Sweeps the client tables every `every` while the limits are alive, and connects to
-    /// Redis (retrying every few seconds until it answers) when limits are shared.
+    /// Sweeps the client tables every `every` while the limits are alive.
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -425,24 +324,6 @@ impl Limits {
                 }
             }
         });
-        if self.shared.is_some() {
-            let weak: Weak<Self> = Arc::downgrade(self);
-            tokio::spawn(async move {
-                loop {
-                    let Some(limits) = weak.upgrade() else { break };
-                    let Some(shared) = &limits.shared else { break };
-                    match shared.connect().await {
-                        Ok(()) => {
-                            shared.mark(Ok(()));
-                            break;
-                        }
-                        Err(e) => shared.mark(Err(e)),
-                    }
-                    drop(limits);
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            });
-        }
     }
 
     /// Admits or refuses one request, through Redis when limits are shared and it answers.

@@ -2,7 +2,9 @@
 //! with reciprocal rank fusion), with limits, filters, `min_score` and a result cache keyed by
 //! the space's version so a cached answer is never stale.
 
+use crate::cache::TieredCache;
 use crate::embed::{Embedder, Lane};
+use crate::redis_link::RedisLink;
 use crate::store::{search_terms, ChunkHit, MetadataStore, StoreError};
 use crate::vector::{VectorQuery, VectorStore};
 use app::api::{SearchHit, SearchMode, SearchResponse};
@@ -103,8 +105,8 @@ pub struct Retriever {
     store: Arc<dyn MetadataStore>,
     vectors: Option<Arc<dyn VectorStore>>,
     embedder: Arc<dyn Embedder>,
-    cache: moka::future::Cache<CacheKey, Arc<Vec<SearchHit>>>,
-    query_vectors: moka::future::Cache<String, Arc<Vec<f32>>>,
+    cache: TieredCache<Vec<SearchHit>>,
+    query_vectors: TieredCache<Vec<f32>>,
 }
 
 impl Retriever {
@@ -118,15 +120,26 @@ impl Retriever {
             store,
             vectors,
             embedder,
-            cache: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(30 * 60))
-                .build(),
-            query_vectors: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60 * 60))
-                .build(),
+            cache: TieredCache::new(
+                "search_results",
+                "search_results_redis",
+                10_000,
+                Duration::from_secs(30 * 60),
+            ),
+            query_vectors: TieredCache::new(
+                "query_embeddings",
+                "query_embeddings_redis",
+                10_000,
+                Duration::from_secs(60 * 60),
+            ),
         }
+    }
+
+    /// Shares search results and query embeddings with other instances through Redis.
+    pub fn with_redis(mut self, link: Arc<RedisLink>) -> Self {
+        self.cache = self.cache.with_redis(link.clone());
+        self.query_vectors = self.query_vectors.with_redis(link);
+        self
     }
 
     /// Runs a search; dense and hybrid fall back to keyword (with a notice) when no vector store
@@ -157,9 +170,8 @@ impl Retriever {
             search.min_score.map(f64::to_bits),
             search.document_id,
         );
-        let cached = self.cache.get(&key).await;
-        crate::metrics::global().record_cache("search_results", cached.is_some());
-        if let Some(hits) = cached {
+        let key = format!("{key:?}");
+        if let Some(hits) = self.cache.get(&key).await {
             return Ok(SearchResponse {
                 mode,
                 results: hits.as_ref().clone(),
@@ -205,9 +217,7 @@ impl Retriever {
             return Ok(Vec::new());
         };
         let cache_key = format!("{}\u{0}{}", self.embedder.model_id(), search.query);
-        let cached = self.query_vectors.get(&cache_key).await;
-        crate::metrics::global().record_cache("query_embeddings", cached.is_some());
-        let vector = match cached {
+        let vector = match self.query_vectors.get(&cache_key).await {
             Some(v) => v,
             None => {
                 let mut v = self

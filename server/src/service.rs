@@ -116,7 +116,7 @@ pub struct Service {
     started: Instant,
     chain: Option<Arc<Chain>>,
     points: Option<Arc<dyn PointStore>>,
-    limits: Option<Arc<crate::limits::Limits>>,
+    redis: Option<Arc<crate::redis_link::RedisLink>>,
 }
 
 /// Bytes inspected to decide whether an upload is text.
@@ -145,7 +145,7 @@ impl Service {
             started: Instant::now(),
             chain: None,
             points: None,
-            limits: None,
+            redis: None,
         }
     }
 
@@ -155,15 +155,15 @@ impl Service {
         self
     }
 
-    /// Adds the rate limits, so health reports show whether they are shared through Redis.
-    pub fn with_limits(mut self, limits: Arc<crate::limits::Limits>) -> Self {
-        self.limits = Some(limits);
+    /// Adds the Redis link, so health reports show whether limits and caches are shared.
+    pub fn with_redis(mut self, link: Arc<crate::redis_link::RedisLink>) -> Self {
+        self.redis = Some(link);
         self
     }
 
-    /// The rate limits, when wired.
-    pub fn limits(&self) -> Option<&Arc<crate::limits::Limits>> {
-        self.limits.as_ref()
+    /// The Redis link, when configured.
+    pub fn redis(&self) -> Option<&Arc<crate::redis_link::RedisLink>> {
+        self.redis.as_ref()
     }
 
     /// Adds the points store, so deleting a space also deletes its points.

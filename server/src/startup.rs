@@ -17,6 +17,7 @@ use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
 use crate::limits::{self, Limits};
 use crate::points::{PgPointStore, PointStore, SqlitePointStore};
+use crate::redis_link::RedisLink;
 use crate::retrieve::Retriever;
 use crate::service::Service;
 use crate::store;
@@ -71,35 +72,56 @@ impl Application {
         let store = engine.store.clone();
 
         let wake = Arc::new(Notify::new());
-        let retriever = Arc::new(Retriever::new(
+        let redis = match &config.limits.redis_url {
+            None => None,
+            Some(url) => {
+                let link = RedisLink::open(
+                    url.expose_secret(),
+                    Duration::from_millis(config.limits.redis_timeout_ms.max(1)),
+                )
+                .map_err(anyhow::Error::msg)?;
+                link.spawn_connect();
+                Some(link)
+            }
+        };
+        let mut retriever = Retriever::new(
             store.clone(),
             engine.vectors.clone(),
             engine.embedder.clone(),
-        ));
+        );
+        if let Some(link) = &redis {
+            retriever = retriever.with_redis(link.clone());
+        }
+        let retriever = Arc::new(retriever);
         let chain = Arc::new(build_chain(&config.generate, &config.ingest.models_dir).await?);
         tracing::info!(generators = ?chain.names(), "answer chain ready");
-        let chat = Arc::new(Chat::new(
+        let mut chat = Chat::new(
             store.clone(),
             retriever.clone(),
             chain.clone(),
             chat_settings(&config.generate),
-        ));
-        let limits = Arc::new(build_limits(&config.limits)?);
-        limits.spawn_sweeper(Duration::from_secs(60));
-        let service = Arc::new(
-            Service::new(
-                store,
-                engine.vectors.clone(),
-                retriever,
-                data_dir.clone(),
-                config.max_upload_bytes,
-                config.ingest.job_max_attempts,
-                wake.clone(),
-            )
-            .with_chain(chain)
-            .with_points(engine.points.clone())
-            .with_limits(limits.clone()),
         );
+        if let Some(link) = &redis {
+            chat = chat.with_redis(link.clone());
+        }
+        let chat = Arc::new(chat);
+        let limits = Arc::new(build_limits(&config.limits, redis.clone()));
+        limits.spawn_sweeper(Duration::from_secs(60));
+        let mut service = Service::new(
+            store,
+            engine.vectors.clone(),
+            retriever,
+            data_dir.clone(),
+            config.max_upload_bytes,
+            config.ingest.job_max_attempts,
+            wake.clone(),
+        )
+        .with_chain(chain)
+        .with_points(engine.points.clone());
+        if let Some(link) = redis {
+            service = service.with_redis(link);
+        }
+        let service = Arc::new(service);
         let stop_workers = CancellationToken::new();
         let workers = spawn_workers(
             &engine,
@@ -290,7 +312,7 @@ async fn track_http(
 }
 
 /// The rate limits and answer cap from the configuration, shared through Redis when it is set.
-fn build_limits(l: &LimitsConfig) -> anyhow::Result<Limits> {
+fn build_limits(l: &LimitsConfig, redis: Option<Arc<RedisLink>>) -> Limits {
     let limits = Limits::new(
         l.rate_limit_chat,
         l.rate_limit_search,
@@ -299,15 +321,10 @@ fn build_limits(l: &LimitsConfig) -> anyhow::Result<Limits> {
         l.max_concurrent_chats,
     )
     .with_trusted_proxies(l.trusted_proxies.clone());
-    Ok(match &l.redis_url {
+    match redis {
         None => limits,
-        Some(url) => limits
-            .with_redis(
-                url.expose_secret(),
-                Duration::from_millis(l.redis_timeout_ms.max(1)),
-            )
-            .map_err(anyhow::Error::msg)?,
-    })
+        Some(link) => limits.with_redis(link),
+    }
 }
 
 /// The stores and models one process works with, opened once and shared.

@@ -322,17 +322,6 @@ async fn a_provider_stream_is_relayed_token_by_token(backend: Backend) {
         .contains("I don't know"));
 }
 
-async fn health_of(app: &TestApp, name: &str) -> Value {
-    let (_, health) = app.get_json("/health").await;
-    health["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} check in {health}"))
-}
-
 async fn a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers(backend: Backend) {
     let (app, stub) = app_with_stub(backend, Behaviour::Status(500)).await;
     let space = seeded(&app, "Degraded").await;
@@ -353,7 +342,7 @@ async fn a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers
         assert!(answer_text(&events).contains("IT desk"));
     }
     assert_eq!(stub.calls(), 2);
-    let check = health_of(&app, "generator:openai").await;
+    let check = app.health_check("generator:openai").await;
     assert_eq!(check["status"], "degraded", "{check}");
     let (_, health) = app.get_json("/health").await;
     assert_eq!(health["status"], "degraded");
@@ -382,7 +371,7 @@ async fn a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers
         .await;
     assert_eq!(event(&events, "done").data["generator"], "openai");
     assert_eq!(
-        health_of(&app, "generator:openai").await["status"],
+        app.health_check("generator:openai").await["status"],
         "healthy"
     );
 }

@@ -113,6 +113,18 @@ impl TestApp {
             .expect("request")
     }
 
+    /// One dependency's entry in `/health` (Null when it is not listed).
+    pub async fn health_check(&self, name: &str) -> Value {
+        let (_, report) = self.get_json("/health").await;
+        report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         Self::status_and_json(self.get(path).await).await
     }

@@ -170,17 +170,6 @@ async fn app_sharing_limits(redis: &TestRedis) -> TestApp {
     .await
 }
 
-async fn health_of(app: &TestApp, name: &str) -> Value {
-    let (_, report) = app.get_json("/health").await;
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 /// Two instances on one Redis share a client's allowance; when Redis goes away each instance
 /// limits on its own and says so in /health, and sharing resumes when Redis is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,8 +178,8 @@ async fn two_instances_share_one_rate_limit_through_redis() {
     let a = app_sharing_limits(&redis).await;
     let b = app_sharing_limits(&redis).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while health_of(&a, "redis").await["status"] != "healthy"
-        || health_of(&b, "redis").await["status"] != "healthy"
+    while a.health_check("redis").await["status"] != "healthy"
+        || b.health_check("redis").await["status"] != "healthy"
     {
         assert!(
             Instant::now() < deadline,
@@ -228,7 +217,7 @@ async fn two_instances_share_one_rate_limit_through_redis() {
     assert_eq!(r.status(), 200, "the local limiter has its own allowance");
     let (_, report) = a.get_json("/health").await;
     assert_eq!(report["status"], "degraded", "{report}");
-    let check = health_of(&a, "redis").await;
+    let check = a.health_check("redis").await;
     assert_eq!(check["status"], "degraded");
     assert!(check["message"].as_str().unwrap().contains("per instance"));
     for _ in 0..2 {
@@ -239,7 +228,7 @@ async fn two_instances_share_one_rate_limit_through_redis() {
     // Redis is back (empty): sharing resumes.
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while health_of(&a, "redis").await["status"] != "healthy" {
+    while a.health_check("redis").await["status"] != "healthy" {
         assert!(Instant::now() < deadline, "sharing never resumed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

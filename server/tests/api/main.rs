@@ -36,6 +36,7 @@ mod openai;
 mod points;
 mod quality;
 mod search;
+mod shared_caches;
 mod spaces;
 mod stub;
 mod ui;
