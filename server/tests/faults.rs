@@ -7,6 +7,8 @@ use sqlx::Connection;
 
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "common/redis.rs"]
+mod redis;
 use postgres::fresh_postgres_database;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -25,6 +27,7 @@ enum Backend {
 struct Site {
     dir: tempfile::TempDir,
     database_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 impl Site {
@@ -36,7 +39,14 @@ impl Site {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
             database_url,
+            redis_url: None,
         }
+    }
+
+    /// Every process of this site shares rate limits and caches through this Redis.
+    fn with_redis(mut self, url: String) -> Self {
+        self.redis_url = Some(url);
+        self
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -50,7 +60,13 @@ impl Site {
 
     /// `kenning serve` with this many in-process ingestion workers (0: leave jobs to `kenning worker`).
     fn start_serving(&self, workers: usize) -> Server {
+        self.start_serving_with(workers, &[])
+    }
+
+    /// `start_serving` with extra settings in the environment.
+    fn start_serving_with(&self, workers: usize, env: &[(&str, &str)]) -> Server {
         let mut cmd = self.command("serve");
+        cmd.envs(env.iter().copied());
         cmd.env("KENNING_ADDR", "127.0.0.1:0")
             .env("KENNING_SITE_ROOT", self.dir.path().join("site"))
             .env("KENNING_GENERATORS", "extractive")
@@ -88,6 +104,9 @@ impl Site {
             .stderr(Stdio::null());
         if let Some(url) = &self.database_url {
             cmd.env("DATABASE_URL", url);
+        }
+        if let Some(url) = &self.redis_url {
+            cmd.env("REDIS_URL", url);
         }
         cmd
     }
@@ -508,4 +527,100 @@ async fn a_server_killed_mid_upsert_keeps_every_acknowledged_point(backend: Back
     assert_eq!(status, 200, "{found}");
     let top = found["points"][0]["score"].as_f64().expect("score");
     assert!(top > 0.9999, "the point's own vector scores 1: {top}");
+}
+
+/// Scaled out: two `kenning serve` instances (running no workers) and one `kenning worker`, all
+/// on one PostgreSQL and one Redis. A document uploaded through one instance is ingested by the
+/// worker and answered through the other, and a client's rate limit is one allowance across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_and_a_worker_share_postgres_and_redis() {
+    let redis = redis::TestRedis::start();
+    let site = Site::new(Backend::Postgres).await.with_redis(redis.url());
+    let limit = [("KENNING_RATE_LIMIT_SEARCH", "3/min")];
+    let a = site.start_serving_with(0, &limit);
+    let b = site.start_serving_with(0, &limit);
+    let _worker = site.start_worker();
+    assert_ne!(a.url, b.url);
+
+    let space = a.create_space("Scaled").await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text(
+            "# Leave\n\nEvery employee receives twenty-five days of paid vacation.\n",
+        )
+        .file_name("leave.md"),
+    );
+    let r = a
+        .http
+        .post(format!("{}/api/v1/spaces/{space}/documents", a.url))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 202);
+    let doc: Value = r.json().await.expect("JSON");
+    let path = format!(
+        "/api/v1/spaces/{space}/documents/{}",
+        doc["id"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, d) = b.json(reqwest::Method::GET, &path, None).await;
+        if d["status"] == "ready" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never ingested it: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let answer = b
+        .http
+        .post(format!("{}/api/v1/spaces/{space}/chat", b.url))
+        .json(&json!({ "question": "How many vacation days?" }))
+        .send()
+        .await
+        .expect("ask")
+        .text()
+        .await
+        .expect("answer");
+    assert!(answer.contains("event: done"), "{answer}");
+    assert!(answer.contains("twenty-five"), "{answer}");
+
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, report) = server.json(reqwest::Method::GET, "/health", None).await;
+            let redis_ok = report["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["name"] == "redis" && c["status"] == "healthy");
+            if redis_ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never reached Redis: {report}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let search = |s: &Server| {
+        let url = format!("{}/api/v1/spaces/{space}/search", s.url);
+        let http = s.http.clone();
+        async move {
+            http.post(url)
+                .json(&json!({ "query": "vacation" }))
+                .send()
+                .await
+                .expect("search")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(search(&a).await, 200);
+    assert_eq!(search(&b).await, 200);
+    assert_eq!(search(&a).await, 200);
+    assert_eq!(search(&b).await, 429, "one allowance across both instances");
+    assert_eq!(search(&a).await, 429);
 }
