@@ -1,8 +1,8 @@
-//! Outages of PostgreSQL under load, against the real `kenning` binary and a private PostgreSQL
-//! server (Debian's PostgreSQL 15 binaries, its own data directory and port), so it can be
-//! crashed and restarted without touching the shared test cluster. While the database is gone,
-//! requests fail fast with a JSON error and `/health` says so; when it is back, the same
-//! process serves again and ingests what it accepts.
+//! Outages against the real `kenning` binary. PostgreSQL under load: a private PostgreSQL server
+//! (Debian's PostgreSQL 15 binaries, its own data directory and port), so it can be crashed and
+//! restarted without touching the shared test cluster; while the database is gone, requests fail
+//! fast with a JSON error and `/health` says so, and when it is back the same process serves and
+//! ingests again. A full disk: the data directory on a small tmpfs of its own.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -155,10 +155,15 @@ impl Drop for Kenning {
 }
 
 fn start_kenning(database_url: &str, data_dir: &Path) -> Kenning {
+    start_kenning_with(data_dir, &[("DATABASE_URL", database_url)])
+}
+
+fn start_kenning_with(data_dir: &Path, env: &[(&str, &str)]) -> Kenning {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kenning"))
         .arg("serve")
-        .env("DATABASE_URL", database_url)
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .env("DATA_DIR", data_dir)
         .env("KENNING_ADDR", "127.0.0.1:0")
         .env("KENNING_MODELS_DIR", models)
@@ -369,4 +374,98 @@ async fn a_postgres_crash_under_load_fails_fast_and_recovers() {
     kenning
         .wait_ready(&space, doc["id"].as_str().unwrap())
         .await;
+}
+
+/// A small filesystem of our own (tmpfs), unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount")
+            .success();
+        assert!(
+            ok,
+            "mounting a tmpfs needs root (CI and development machines run as root)"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Files in the data directory's `tmp/`, where uploads stream before they are kept.
+fn leftovers(data_dir: &Path) -> usize {
+    std::fs::read_dir(data_dir.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_uploads_with_507_and_recovers_when_space_is_freed() {
+    let disk = SmallDisk::mount(24);
+    let data = disk.path().join("data");
+    // No ingestion: this test is about storing uploads, not about passages filling the database.
+    let kenning = start_kenning_with(&data, &[("KENNING_INGEST_WORKERS", "0")]);
+    let (status, space) = kenning
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/spaces",
+            Some(json!({ "name": "Full" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{space}");
+    let space = space["id"].as_str().unwrap().to_string();
+    let big = |n: usize| format!("# File {n}\n\n{}", "plenty of words here ".repeat(700_000));
+
+    let (status, first) = kenning.upload(&space, "one.md", &big(1)).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, refused) = kenning.upload(&space, "two.md", &big(2)).await;
+    assert_eq!(status, 507, "{refused}");
+    assert_eq!(refused["error"]["code"], "insufficient_storage");
+    assert_eq!(leftovers(&data), 0, "the partial upload was removed");
+    let (_, docs) = kenning
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/spaces/{space}/documents"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        docs["total"], 1,
+        "the refused upload left no document: {docs}"
+    );
+    let (status, _) = kenning
+        .send(reqwest::Method::GET, "/health/readiness", None)
+        .await;
+    assert_eq!(status, 200, "still serving");
+
+    // Deleting the first document frees its file; the same upload then fits.
+    let (status, body) = kenning
+        .send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/api/v1/spaces/{space}/documents/{}",
+                first["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert!(status == 204 || status == 200, "{status} {body}");
+    let (status, again) = kenning.upload(&space, "two.md", &big(2)).await;
+    assert_eq!(status, 202, "{again}");
 }
