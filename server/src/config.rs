@@ -205,6 +205,38 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_POINTS_GRAPH_MIN", default_value_t = 20_000)]
     pub points_graph_min: usize,
 
+    /// What embeds passages and questions: `local` (all-MiniLM-L6-v2 on this machine, the
+    /// default) or `openai` (any OpenAI-compatible /v1/embeddings, see the --embed-* settings).
+    /// A data directory or database keeps the model it was indexed with: switching refuses to
+    /// start rather than mix vectors of two models.
+    #[arg(long, env = "KENNING_EMBEDDER", value_enum, default_value_t = EmbedderKind::Local)]
+    pub embedder: EmbedderKind,
+
+    /// Base URL of the embeddings provider, including /v1 (e.g. https://api.openai.com/v1).
+    #[arg(long, env = "KENNING_EMBED_BASE_URL")]
+    pub embed_base_url: Option<String>,
+
+    /// API key for the embeddings provider, sent as a bearer token.
+    #[arg(long, env = "KENNING_EMBED_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub embed_api_key: Option<SecretString>,
+
+    /// Embeddings model name at the provider.
+    #[arg(
+        long,
+        env = "KENNING_EMBED_MODEL",
+        default_value = "text-embedding-3-small"
+    )]
+    pub embed_model: String,
+
+    /// Vector length to ask the provider for (models that can shorten theirs); unset, the
+    /// provider's own length is learned at start.
+    #[arg(long, env = "KENNING_EMBED_DIMENSIONS")]
+    pub embed_dimensions: Option<usize>,
+
+    /// Time limit for one embeddings request, in seconds.
+    #[arg(long, env = "KENNING_EMBED_TIMEOUT_SECS", default_value_t = 30)]
+    pub embed_timeout_secs: u64,
+
     /// Passages per embedding batch during ingestion.
     #[arg(long, env = "KENNING_EMBED_BATCH", default_value_t = 16)]
     pub embed_batch: usize,
@@ -214,6 +246,13 @@ pub struct IngestConfig {
     /// dedicated to ingestion.
     #[arg(long, env = "KENNING_EMBED_INGEST_THREADS", default_value_t = 1)]
     pub embed_ingest_threads: usize,
+}
+
+/// Embedder choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmbedderKind {
+    Local,
+    Openai,
 }
 
 /// Vector store choices.

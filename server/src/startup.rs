@@ -2,11 +2,11 @@
 
 use crate::chat::{Chat, ChatSettings, Price};
 use crate::config::{
-    GenerateConfig, GeneratorKind, IngestConfig, LimitsConfig, ServeConfig, StoreConfig,
-    VectorBackend,
+    EmbedderKind, GenerateConfig, GeneratorKind, IngestConfig, LimitsConfig, ServeConfig,
+    StoreConfig, VectorBackend,
 };
 use crate::embed::local::LocalSettings;
-use crate::embed::{Embedder, LocalEmbedder};
+use crate::embed::{Embedder, LocalEmbedder, OpenAiEmbedSettings, OpenAiEmbedder};
 use crate::generate::{
     Chain, ChainSettings, Extractive, Generator, LlmSettings, LocalGenerator, OpenAiGenerator,
     OpenAiSettings,
@@ -311,6 +311,49 @@ async fn track_http(
     response
 }
 
+/// The embedder the configuration asks for: the local model, or a provider checked at start.
+async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder>> {
+    match ingest.embedder {
+        EmbedderKind::Local => {
+            let model_dir = ingest.models_dir.join("all-MiniLM-L6-v2");
+            let settings = LocalSettings {
+                ingest_threads: ingest.embed_ingest_threads.max(1),
+                ..LocalSettings::default()
+            };
+            let embedder = tokio::task::spawn_blocking(move || {
+                LocalEmbedder::load(&model_dir, settings).with_context(|| {
+                    format!(
+                        "loading the embedding model from {} (run scripts/fetch-models.sh)",
+                        model_dir.display()
+                    )
+                })
+            })
+            .await??;
+            Ok(Arc::new(embedder))
+        }
+        EmbedderKind::Openai => {
+            let base_url = ingest.embed_base_url.clone().context(
+                "--embedder openai needs --embed-base-url (KENNING_EMBED_BASE_URL), e.g. https://api.openai.com/v1",
+            )?;
+            let embedder = OpenAiEmbedder::connect(OpenAiEmbedSettings {
+                base_url,
+                api_key: ingest.embed_api_key.clone(),
+                model: ingest.embed_model.clone(),
+                dimensions: ingest.embed_dimensions,
+                timeout: Duration::from_secs(ingest.embed_timeout_secs.max(1)),
+                batch: ingest.embed_batch.max(1),
+            })
+            .await?;
+            tracing::info!(
+                model = embedder.model_id(),
+                dimensions = embedder.dimensions(),
+                "embeddings provider ready"
+            );
+            Ok(Arc::new(embedder))
+        }
+    }
+}
+
 /// The rate limits and answer cap from the configuration, shared through Redis when it is set.
 fn build_limits(l: &LimitsConfig, redis: Option<Arc<RedisLink>>) -> Limits {
     let limits = Limits::new(
@@ -347,21 +390,21 @@ impl Engine {
         store.migrate().await.context("applying migrations")?;
         tracing::info!(backend = store.backend_name(), "metadata store ready");
 
-        let model_dir = ingest.models_dir.join("all-MiniLM-L6-v2");
-        let settings = LocalSettings {
-            ingest_threads: ingest.embed_ingest_threads.max(1),
-            ..LocalSettings::default()
-        };
-        let embedder = tokio::task::spawn_blocking(move || {
-            LocalEmbedder::load(&model_dir, settings).with_context(|| {
-                format!(
-                    "loading the embedding model from {} (run scripts/fetch-models.sh)",
-                    model_dir.display()
-                )
-            })
-        })
-        .await??;
-        let embedder: Arc<dyn Embedder> = Arc::new(embedder);
+        let embedder = open_embedder(ingest).await?;
+        // Vectors of two models must never meet in one index.
+        let foreign = store
+            .spaces_embedded_by_other_models(embedder.model_id())
+            .await
+            .context("reading the spaces' embedding models")?;
+        if let Some((space, model)) = foreign.first() {
+            anyhow::bail!(
+                "space '{space}' (and {} more) was indexed with {model}, but this server embeds \
+                 with {}; start it with the embedder that indexed this data, or with a new data \
+                 directory or database (re-embedding existing spaces is not supported yet)",
+                foreign.len() - 1,
+                embedder.model_id()
+            );
+        }
         let dims = embedder.dimensions();
 
         let points: Arc<dyn PointStore> = match &pool {

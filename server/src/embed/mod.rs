@@ -1,10 +1,12 @@
-//! Embeddings: one trait, a local model (all-MiniLM-L6-v2 on candle, CPU) and room for an
+//! Embeddings: one trait, a local model (all-MiniLM-L6-v2 on candle, CPU) and any
 //! OpenAI-compatible provider. Queries take a priority lane ahead of ingestion batches, so a
 //! question stays fast while a folder is being ingested.
 
 pub mod local;
+pub mod openai;
 
 pub use local::LocalEmbedder;
+pub use openai::{OpenAiEmbedSettings, OpenAiEmbedder};
 
 /// Which queue a request waits in; `Query` always goes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

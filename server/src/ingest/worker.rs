@@ -151,6 +151,21 @@ impl Worker {
             Some(Ok(chunks)) => match self.store.complete_job(&job, &self.id, &chunks).await {
                 Ok(true) => {
                     tracing::info!(chunks = chunks.len(), elapsed = ?started.elapsed(), "document ingested");
+                    if self.indexing.vectors.is_some() && !chunks.is_empty() {
+                        // Which model made this space's vectors: a later switch must not mix them.
+                        let embedder = &self.indexing.embedder;
+                        if let Err(e) = self
+                            .store
+                            .record_embedding_model(
+                                job.space_id,
+                                embedder.model_id(),
+                                embedder.dimensions() as i64,
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not record the space's embedding model");
+                        }
+                    }
                     crate::metrics::global().record_ingested(chunks.len() as u64);
                     Ok(())
                 }

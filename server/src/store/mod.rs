@@ -251,6 +251,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
     /// The space's version, bumped by every change to its searchable content.
     async fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    /// Records which model embedded a space's passages, the first time it indexes any.
+    async fn record_embedding_model(
+        &self,
+        space_id: Uuid,
+        model: &str,
+        dimensions: i64,
+    ) -> Result<(), StoreError>;
+    /// Names of the spaces whose passages another model than `model` embedded.
+    async fn spaces_embedded_by_other_models(
+        &self,
+        model: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// Starts a conversation in a space.
     async fn create_conversation(
         &self,

@@ -566,6 +566,31 @@ impl MetadataStore for PostgresStore {
         )
     }
 
+    async fn record_embedding_model(
+        &self,
+        space_id: Uuid,
+        model: &str,
+        dimensions: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE spaces SET embedding_model = $1, embedding_dim = $2 WHERE id = $3 AND embedding_model IS NULL")
+            .bind(model)
+            .bind(dimensions as i32)
+            .bind(space_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn spaces_embedded_by_other_models(
+        &self,
+        model: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT name, embedding_model FROM spaces WHERE embedding_model IS NOT NULL AND embedding_model <> $1 ORDER BY name")
+            .bind(model)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn create_conversation(
         &self,
         id: Uuid,

@@ -68,6 +68,8 @@ timed! {
     fn keyword_search(&self, space_id: Uuid, terms: &[String], document_id: Option<Uuid>, limit: i64) -> Result<Vec<ChunkHit>, StoreError>;
     fn chunks_by_ids(&self, space_id: Uuid, ids: &[Uuid]) -> Result<Vec<ChunkHit>, StoreError>;
     fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    fn record_embedding_model(&self, space_id: Uuid, model: &str, dimensions: i64) -> Result<(), StoreError>;
+    fn spaces_embedded_by_other_models(&self, model: &str) -> Result<Vec<(String, String)>, StoreError>;
     fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
     fn create_conversation(&self, id: Uuid, space_id: Uuid, title: &str) -> Result<Conversation, StoreError>;
     fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError>;

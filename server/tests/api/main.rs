@@ -28,6 +28,8 @@ macro_rules! on_both_backends {
 mod bulk;
 mod chat;
 mod documents;
+mod embed_stub;
+mod embeddings;
 mod health;
 mod ingestion;
 mod limits;
