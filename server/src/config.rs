@@ -453,6 +453,19 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_SLOW_REQUEST_MS", default_value_t = 1_000)]
     pub slow_request_ms: u64,
 
+    /// Longest time a client may take to send a request head, or stay idle between requests on
+    /// a kept-alive connection, in seconds; slower connections are closed (slowloris).
+    #[arg(long, env = "KENNING_HEADER_READ_TIMEOUT_SECS", default_value_t = 15)]
+    pub header_read_timeout_secs: u64,
+
+    /// Largest request head (request line and headers) accepted, in bytes; larger get 431.
+    #[arg(long, env = "KENNING_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "KENNING_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KENNING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,

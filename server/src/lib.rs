@@ -17,6 +17,7 @@ pub mod points;
 pub mod redis_link;
 pub mod resilience;
 pub mod retrieve;
+pub mod serve;
 pub mod service;
 pub mod startup;
 pub mod store;

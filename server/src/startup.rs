@@ -54,6 +54,7 @@ pub struct Application {
     router: Router,
     addr: SocketAddr,
     shutdown_grace: Duration,
+    connection_limits: crate::serve::ConnectionLimits,
     workers: Vec<JoinHandle<()>>,
     stop_workers: CancellationToken,
 }
@@ -158,6 +159,11 @@ impl Application {
             router,
             addr,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            connection_limits: crate::serve::ConnectionLimits {
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+                max_header_bytes: config.max_header_bytes,
+                max_connections: config.max_connections,
+            },
             workers,
             stop_workers,
         })
@@ -180,16 +186,18 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
-        let serve = axum::serve(
+        let serve = crate::serve::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stopped.notified().await });
-        let mut server: tokio::task::JoinHandle<std::io::Result<()>> =
-            tokio::spawn(async move { serve.await });
+            self.router,
+            self.connection_limits,
+            async move { stopped.notified().await },
+        );
+        let mut server: tokio::task::JoinHandle<()> = tokio::spawn(serve);
         tokio::select! {
-            result = &mut server => return result.context("server task")?.context("serving"),
+            result = &mut server => {
+                result.context("server task")?;
+                anyhow::bail!("the server stopped accepting connections");
+            }
             () = shutdown => {}
         }
         tracing::info!(grace = ?self.shutdown_grace, "shutting down; finishing in-flight requests and jobs");
@@ -201,7 +209,7 @@ impl Application {
             served
         };
         match tokio::time::timeout(self.shutdown_grace, drained).await {
-            Ok(result) => result.context("server task")?.context("serving"),
+            Ok(result) => result.context("server task"),
             Err(_) => {
                 // A job cut off here is not lost: its lease expires and another worker retries it.
                 tracing::warn!("grace period over with work still running; exiting");

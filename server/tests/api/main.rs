@@ -27,6 +27,7 @@ macro_rules! on_both_backends {
 
 mod bulk;
 mod chat;
+mod connections;
 mod documents;
 mod embed_stub;
 mod embeddings;
