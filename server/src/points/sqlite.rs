@@ -281,6 +281,9 @@ fn maybe_build_graph(slot: &Slot, index: &mut SpaceIndex) {
     });
 }
 
+/// How long the tail indexer waits before taking a batch, so a burst of writes is indexed once.
+const TAIL_COALESCE: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Starts the task that adds the slots written since the graph last caught up, unless one runs.
 /// Writes never wait for the graph: searches scan those slots exactly until they are in it.
 fn maybe_index_tail(slot: &Slot, index: &mut SpaceIndex) {
@@ -295,6 +298,8 @@ fn maybe_index_tail(slot: &Slot, index: &mut SpaceIndex) {
     let slot = slot.clone();
     tokio::spawn(async move {
         loop {
+            // Let a burst of writes gather into one batch instead of indexing each as it lands.
+            tokio::time::sleep(TAIL_COALESCE).await;
             let (batch, end) = {
                 let guard = slot.read().await;
                 let Some(index) = guard.as_ref().filter(|i| i.epoch == epoch) else {
@@ -313,9 +318,10 @@ fn maybe_index_tail(slot: &Slot, index: &mut SpaceIndex) {
             };
             let g = graph.clone();
             let added = tokio::task::spawn_blocking(move || {
-                let items: Vec<(&[f32], usize)> =
-                    batch.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
-                g.hnsw.parallel_insert_slice(&items);
+                // One core, in order: the other stays with the requests that keep writing.
+                for (s, v) in &batch {
+                    g.hnsw.insert_slice((v.as_slice(), *s));
+                }
                 g.upto.store(end, Ordering::Release);
             })
             .await;
