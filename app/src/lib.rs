@@ -38,6 +38,22 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// A page title as it goes into the document. leptos_meta writes `<title>` text into the
+/// server's HTML unescaped, so a space named `</title><script>…` would run as a script there:
+/// on the server the text is escaped; in the browser it is set as text and must stay as is.
+fn title_text(text: String) -> String {
+    #[cfg(feature = "ssr")]
+    {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        text
+    }
+}
+
 /// The application: a navigation frame around lazily loaded pages.
 ///
 /// Routes render with `SsrMode::Async`: the server waits for a page's data and sends finished
@@ -57,7 +73,7 @@ pub fn App() -> impl IntoView {
 
     view! {
         <Stylesheet id="leptos" href="/pkg/kenning.css"/>
-        <Title formatter=|page: String| if page.is_empty() { "Kenning".to_string() } else { format!("{page} · Kenning") }/>
+        <Title formatter=|page: String| title_text(if page.is_empty() { "Kenning".to_string() } else { format!("{page} · Kenning") })/>
         <Router set_is_routing>
             <div class="layout">
                 <header class="sidebar">

@@ -13,6 +13,7 @@ on_both_backends!(
     documents_are_listed_one_page_at_a_time,
     deleting_a_document_removes_its_row_and_file,
     an_upload_in_flight_finishes_during_graceful_shutdown,
+    hostile_file_names_stay_inside_the_data_directory_and_are_escaped_in_pages,
 );
 
 async fn an_uploaded_markdown_file_is_stored_and_listed(backend: Backend) {
@@ -253,4 +254,83 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A name that climbs out of the upload directory is cut to its last component, and markup in
+/// a name or in the text is shown as text, never run, on the server-rendered pages.
+async fn hostile_file_names_stay_inside_the_data_directory_and_are_escaped_in_pages(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let space = app.create_space("Hostile").await;
+    let (status, named) = app
+        .post_json(
+            "/api/v1/spaces",
+            &serde_json::json!({ "name": "</title><script>alert(3)</script>" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{named}");
+    let html = app
+        .get(&format!("/spaces/{}", named["id"].as_str().unwrap()))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("<script>alert(3)"),
+        "a space name broke out of the page: {:?}",
+        html.match_indices("alert(3)")
+            .map(|(i, _)| html.get(i.saturating_sub(60)..i + 20).unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+    let (status, climbed) = app
+        .upload(
+            &space,
+            "../../../escape.md",
+            b"# Escape\n\nJust text.\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 202, "{climbed}");
+    assert_eq!(climbed["filename"], "escape.md");
+    let outside = app.data_dir.parent().unwrap();
+    for dir in [outside, outside.parent().unwrap()] {
+        assert!(
+            !dir.join("escape.md").exists(),
+            "a file escaped into {dir:?}"
+        );
+    }
+
+    let (status, doc) = app
+        .upload(
+            &space,
+            "<svg onload=alert(1)>.md",
+            b"# <img src=x onerror=alert(2)>\n\nText with <b>tags</b>.\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    assert_eq!(doc["filename"], "<svg onload=alert(1)>.md");
+    let id = doc["id"].as_str().unwrap();
+    app.wait_for_ingestion(&space, id).await;
+    for page in [
+        format!("/spaces/{space}"),
+        format!("/spaces/{space}/documents/{id}"),
+    ] {
+        let html = app.get(&page).await.text().await.unwrap();
+        assert!(
+            !html.contains("<svg onload"),
+            "{page} runs the name: {:?}",
+            html.match_indices("<svg")
+                .map(|(i, _)| html.get(i.saturating_sub(60)..i + 60).unwrap_or_default())
+                .collect::<Vec<_>>()
+        );
+        assert!(!html.contains("<img src=x"), "{page} runs the text");
+        // Escaped `<` is what keeps markup from starting.
+        assert!(
+            html.contains("&lt;svg onload=alert(1)"),
+            "{page} lost the name: {:?}",
+            html.match_indices("svg")
+                .map(|(i, _)| html.get(i.saturating_sub(30)..i + 30).unwrap_or_default())
+                .collect::<Vec<_>>()
+        );
+    }
 }
