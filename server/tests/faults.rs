@@ -7,11 +7,13 @@ use sqlx::Connection;
 
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/redis.rs"]
 mod redis;
 use postgres::fresh_postgres_database;
+use process::spawn_until;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -127,26 +129,6 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Spawns `cmd` and reads its output until a line starts with `ready`; returns the rest of it.
-fn spawn_until(mut cmd: Command, ready: &str) -> (Child, String) {
-    let mut child = cmd.spawn().expect("start kenning");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(rest) = line.strip_prefix(ready) {
-                    return (child, rest.trim().to_string());
-                }
-            }
-            _ => {
-                let status = child.wait();
-                panic!("kenning exited before it was ready: {status:?}");
-            }
-        }
     }
 }
 

@@ -4,8 +4,11 @@
 //! fast with a JSON error and `/health` says so, and when it is back the same process serves and
 //! ingests again. A full disk: the data directory on a small tmpfs of its own.
 
+#[path = "common/process.rs"]
+mod process;
+
+use process::spawn_until;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,8 +163,8 @@ fn start_kenning(database_url: &str, data_dir: &Path) -> Kenning {
 
 fn start_kenning_with(data_dir: &Path, env: &[(&str, &str)]) -> Kenning {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kenning"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kenning"));
+    cmd.arg("serve")
         .env_remove("DATABASE_URL")
         .envs(env.iter().copied())
         .env("DATA_DIR", data_dir)
@@ -173,15 +176,8 @@ fn start_kenning_with(data_dir: &Path, env: &[(&str, &str)]) -> Kenning {
         .env("KENNING_JOB_POLL_MS", "100")
         .env_remove("REDIS_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start kenning");
-    let stdout = child.stdout.take().expect("stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("Kenning is running at ").map(str::to_string))
-        .expect("kenning started");
+        .stderr(Stdio::null());
+    let (child, url) = spawn_until(cmd, "Kenning is running at ");
     Kenning {
         child,
         url,

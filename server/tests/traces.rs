@@ -2,12 +2,15 @@
 //! (a real HTTP server receiving the protobuf export requests), sends the spans of a request,
 //! tagged with the service name and the request id, and flushes them on SIGTERM.
 
+#[path = "common/process.rs"]
+mod process;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::routing::post;
 use axum::Router;
-use std::io::{BufRead, BufReader};
+use process::spawn_until;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -52,8 +55,8 @@ async fn a_request_is_exported_as_an_otlp_trace_with_its_request_id() {
     let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kenning"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kenning"));
+    cmd.arg("serve")
         .env("DATA_DIR", dir.path().join("data"))
         .env("KENNING_ADDR", "127.0.0.1:0")
         .env("KENNING_MODELS_DIR", models)
@@ -64,19 +67,11 @@ async fn a_request_is_exported_as_an_otlp_trace_with_its_request_id() {
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start kenning");
-    let stdout = child.stdout.take().unwrap();
-    let url = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Kenning is running at ").map(str::to_string))
-    })
-    .await
-    .unwrap()
-    .expect("kenning started");
+        .stderr(Stdio::null());
+    let (mut child, url) =
+        tokio::task::spawn_blocking(move || spawn_until(cmd, "Kenning is running at "))
+            .await
+            .unwrap();
 
     let r = reqwest::Client::new()
         .post(format!("{url}/api/v1/spaces"))

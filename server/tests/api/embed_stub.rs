@@ -56,15 +56,8 @@ impl EmbedStub {
         let app = Router::new()
             .route("/v1/embeddings", post(embeddings))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stub");
-        let addr = listener.local_addr().expect("stub address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Self {
-            base_url: format!("http://{addr}/v1"),
+            base_url: crate::stub::serve_stub(app).await,
             shared,
         }
     }

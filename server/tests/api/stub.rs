@@ -44,6 +44,18 @@ pub struct Stub {
     shared: Shared,
 }
 
+/// Serves a stand-in provider on a free loopback port; returns its base URL, with `/v1`.
+pub async fn serve_stub(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind stub");
+    let addr = listener.local_addr().expect("stub address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
 impl Stub {
     /// Starts a stub on a free loopback port.
     pub async fn start(behaviour: Behaviour) -> Self {
@@ -56,15 +68,8 @@ impl Stub {
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stub");
-        let addr = listener.local_addr().expect("stub address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Self {
-            base_url: format!("http://{addr}/v1"),
+            base_url: serve_stub(app).await,
             shared,
         }
     }
