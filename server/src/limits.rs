@@ -167,6 +167,14 @@ struct ClassLimit {
     interval: Duration,
 }
 
+impl ClassLimit {
+    /// The headers of an admitted request: the reset is when the whole burst is back.
+    fn admitted(&self, remaining: u32) -> HeaderMap {
+        let refill = self.interval * self.burst.saturating_sub(remaining);
+        rate_headers(self.burst, remaining, refill)
+    }
+}
+
 /// The process's limits, shared by every request.
 pub struct Limits {
     classes: [Option<ClassLimit>; 4],
@@ -338,8 +346,7 @@ impl Limits {
                 shared.check(&key, limit.interval, limit.burst).await
             {
                 return if admitted {
-                    let refill = limit.interval * limit.burst.saturating_sub(remaining);
-                    Ok(rate_headers(limit.burst, remaining, refill))
+                    Ok(limit.admitted(remaining))
                 } else {
                     Err(Box::new(refusal(
                         class,
@@ -358,11 +365,7 @@ impl Limits {
             return Ok(HeaderMap::new());
         };
         match limit.limiter.check_key(&client) {
-            Ok(state) => {
-                let remaining = state.remaining_burst_capacity();
-                let refill = limit.interval * (limit.burst.saturating_sub(remaining));
-                Ok(rate_headers(limit.burst, remaining, refill))
-            }
+            Ok(state) => Ok(limit.admitted(state.remaining_burst_capacity())),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 Err(Box::new(refusal(class, limit.burst, wait)))
