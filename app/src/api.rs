@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A knowledge space: the unit of tenancy that documents, chunks and answers belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Space {
     pub id: String,
     pub name: String,
@@ -15,6 +16,7 @@ pub struct Space {
 
 /// An uploaded file and where it stands on its way into the index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Document {
     pub id: String,
     pub space_id: String,
@@ -40,6 +42,7 @@ pub struct Document {
 
 /// A unit of background work (ingesting one document), with its progress and retry state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: String,
     pub space_id: String,
@@ -58,6 +61,7 @@ pub struct Job {
 
 /// A passage of a document, with where it sits so a citation can point at it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Chunk {
     pub id: String,
     pub document_id: String,
@@ -73,6 +77,7 @@ pub struct Chunk {
 
 /// One page of a longer list, with what a client needs to fetch the next one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
@@ -95,12 +100,14 @@ impl<T> Page<T> {
 
 /// The body of every error response: `{ "error": { "code", "message" } }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// A machine-readable code plus a message safe to show to the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -116,6 +123,7 @@ impl std::error::Error for ErrorDetail {}
 
 /// How a search finds passages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Nearest neighbours of the query's embedding.
@@ -129,11 +137,18 @@ pub enum SearchMode {
 
 /// A search over one space.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SearchRequest {
+    /// Not blank, at most 2,000 characters.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 2000, pattern = r"\S")
+    )]
     pub query: String,
     #[serde(default)]
     pub mode: SearchMode,
     /// Results wanted (default 10, at most 50).
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 50))]
     pub limit: Option<i64>,
     /// Drop results scoring below this (the score's scale depends on the mode).
     pub min_score: Option<f64>,
@@ -143,6 +158,7 @@ pub struct SearchRequest {
 
 /// One passage found by a search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     pub chunk: Chunk,
     pub filename: String,
@@ -156,6 +172,7 @@ pub struct SearchHit {
 
 /// Search results with what produced them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SearchResponse {
     pub mode: SearchMode,
     pub results: Vec<SearchHit>,
@@ -170,13 +187,20 @@ pub struct SearchResponse {
 
 /// A question to a space, answered as a stream of events.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ChatRequest {
+    /// The question: not blank, at most 4,000 characters.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 4000, pattern = r"\S")
+    )]
     pub question: String,
     /// Continue this conversation; a new one is started when absent.
     pub conversation_id: Option<String>,
     #[serde(default)]
     pub mode: SearchMode,
-    /// Passages to retrieve and number as sources (default by server configuration).
+    /// Passages to retrieve and number as sources (default by server configuration, 1 to 20).
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 20))]
     pub max_sources: Option<i64>,
     /// Drop passages scoring below this.
     pub min_score: Option<f64>,
@@ -187,6 +211,7 @@ pub struct ChatRequest {
 
 /// A numbered passage an answer may cite as `[n]`, with where it sits in its document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Citation {
     pub n: usize,
     pub chunk_id: String,
@@ -203,6 +228,7 @@ pub struct Citation {
 
 /// First event of an answer: what it will be based on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SourcesEvent {
     pub conversation_id: String,
     pub sources: Vec<Citation>,
@@ -213,12 +239,14 @@ pub struct SourcesEvent {
 
 /// A piece of the answer's text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TokenEvent {
     pub text: String,
 }
 
 /// Token counts of one answer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -226,6 +254,7 @@ pub struct Usage {
 
 /// Where an answer's time went, in milliseconds since the request arrived.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Timings {
     /// Embedding the question and searching.
     pub retrieval_ms: f64,
@@ -238,6 +267,7 @@ pub struct Timings {
 
 /// Last event of a successful answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DoneEvent {
     pub conversation_id: String,
     pub message_id: String,
@@ -254,6 +284,7 @@ pub struct DoneEvent {
 
 /// A conversation with a space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Conversation {
     pub id: String,
     pub space_id: String,
@@ -264,6 +295,7 @@ pub struct Conversation {
 
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Message {
     pub id: String,
     /// `user` or `assistant`.
@@ -276,6 +308,7 @@ pub struct Message {
 
 /// What the metrics dashboard shows: recent per-second history and current state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MetricsSnapshot {
     pub uptime_seconds: u64,
     /// Seconds of history in `points` (one point per second, oldest first).
@@ -294,6 +327,7 @@ pub struct MetricsSnapshot {
 
 /// One second of activity.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MetricsPoint {
     /// Unix time, seconds.
     pub t: u64,
@@ -313,6 +347,7 @@ pub struct MetricsPoint {
 
 /// Aggregates over a window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct WindowStat {
     pub requests_per_second: f64,
     pub error_ratio: f64,
@@ -330,6 +365,7 @@ pub struct WindowStat {
 
 /// Requests to one route template.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RouteStat {
     pub method: String,
     pub route: String,
@@ -342,6 +378,7 @@ pub struct RouteStat {
 
 /// Hits and misses of one cache since start.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CacheStat {
     pub name: String,
     pub hits: u64,
@@ -350,6 +387,7 @@ pub struct CacheStat {
 
 /// A generator's circuit breaker.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BreakerStat {
     pub name: String,
     /// `closed`, `open` or `half_open`.
@@ -358,6 +396,7 @@ pub struct BreakerStat {
 
 /// Ingestion jobs by state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct JobStat {
     pub queued: i64,
     pub running: i64,
@@ -367,21 +406,46 @@ pub struct JobStat {
 
 /// Request body to create a space.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CreateSpaceRequest {
+    /// Unique, 1 to 100 characters (after trimming), no control characters.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub name: String,
+    /// At most 500 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(max_length = 500))]
     pub description: String,
 }
 
 /// Request body to rename a space or change its description.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UpdateSpaceRequest {
+    /// A new name: unique, 1 to 100 characters (after trimming), no control characters.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub name: Option<String>,
+    /// A new description, at most 500 characters.
+    #[cfg_attr(feature = "ssr", schema(max_length = 500))]
     pub description: Option<String>,
 }
 
 /// Overall and per-dependency health, as served at `/health`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct HealthReport {
     pub status: HealthStatus,
     pub version: String,
@@ -391,6 +455,7 @@ pub struct HealthReport {
 
 /// One dependency's health with how long the probe took.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DependencyHealth {
     pub name: String,
     pub kind: String,
@@ -401,6 +466,7 @@ pub struct DependencyHealth {
 
 /// Ordered from best to worst so the overall status is the maximum of the checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Healthy,

@@ -267,6 +267,10 @@ fn routes(state: AppState, config: &ServeConfig, limits: Arc<Limits>) -> Router 
 
     Router::new()
         .nest("/api/v1", api)
+        .route(
+            crate::http::openapi::PATH,
+            axum::routing::get(crate::http::openapi::serve),
+        )
         .nest("/v1", openai_router(request_timeout, config.max_json_bytes))
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)

@@ -3,6 +3,7 @@
 //! the space's conversations.
 
 use super::extract::{ApiJson, ApiQuery};
+use super::openapi::Errors;
 use super::spaces::PageQuery;
 use super::{ApiError, AppState};
 use crate::chat::ChatEvent;
@@ -17,6 +18,7 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,20 +35,44 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The query-string form of a chat request.
-#[derive(Debug, Deserialize)]
-struct AskQuery {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AskQuery {
+    /// The question: not blank, at most 4,000 characters.
+    #[param(min_length = 1, max_length = 4000, pattern = r"\S")]
     question: String,
+    /// Continue this conversation; a new one is started when absent.
     conversation_id: Option<String>,
     #[serde(default)]
+    #[param(inline)]
     mode: SearchMode,
+    /// Passages to retrieve and number as sources (1 to 20).
+    #[param(minimum = 1, maximum = 20)]
     max_sources: Option<i64>,
+    /// Drop passages scoring below this.
     min_score: Option<f64>,
+    /// Skip the answer cache and generate afresh.
     #[serde(default)]
     regenerate: bool,
 }
 
+/// One Server-Sent Event of an answer: `sources` first, a `token` per piece of text, then `done`
+/// or `error`. Keep-alive comments carry no event.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct AnswerEvent {
+    #[schema(value_type = String, pattern = "^(sources|token|done|error)$")]
+    event: String,
+    /// JSON: a `SourcesEvent`, `TokenEvent`, `DoneEvent` or `{code, message}` error, by event.
+    data: String,
+}
+
+/// Asks a question; the answer streams as Server-Sent Events.
+#[utoipa::path(post, operation_id = "chat_ask_post", path = "/api/v1/spaces/{id}/chat", tag = "chat", params(("id" = String, Path, description = "Space id")),
+    request_body = ChatRequest,
+    responses((status = 200, description = "Server-Sent Events: `sources` (a SourcesEvent), `token` (a TokenEvent) per piece of text, then `done` (a DoneEvent) or `error` (an ErrorDetail); each data line is JSON", content_type = "text/event-stream", body = AnswerEvent), Errors))]
 #[tracing::instrument(skip(state, req), fields(space = %id))]
-async fn ask_post(
+pub(super) async fn ask_post(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChatRequest>,
@@ -54,8 +80,11 @@ async fn ask_post(
     answer(state, id, req).await
 }
 
+/// Asks a question by query string, for `EventSource`; the answer streams as Server-Sent Events.
+#[utoipa::path(get, operation_id = "chat_ask_get", path = "/api/v1/spaces/{id}/chat", tag = "chat", params(("id" = String, Path, description = "Space id"), AskQuery),
+    responses((status = 200, description = "Server-Sent Events: `sources` (a SourcesEvent), `token` (a TokenEvent) per piece of text, then `done` (a DoneEvent) or `error` (an ErrorDetail); each data line is JSON", content_type = "text/event-stream", body = AnswerEvent), Errors))]
 #[tracing::instrument(skip(state, q), fields(space = %id))]
-async fn ask_get(
+pub(super) async fn ask_get(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<AskQuery>,
@@ -89,7 +118,10 @@ pub fn sse(
     Sse::new(frames).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-async fn conversations(
+/// Lists a space's conversations, most recent first.
+#[utoipa::path(get, operation_id = "chat_conversations", path = "/api/v1/spaces/{id}/conversations", tag = "chat", params(("id" = String, Path, description = "Space id"), PageQuery),
+    responses((status = 200, description = "A page of conversations", body = Page<Conversation>), Errors))]
+pub(super) async fn conversations(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -99,7 +131,10 @@ async fn conversations(
     ))
 }
 
-async fn messages(
+/// A conversation's turns in order, with the citations of each answer.
+#[utoipa::path(get, operation_id = "chat_messages", path = "/api/v1/spaces/{id}/conversations/{conversation_id}/messages", tag = "chat", params(("id" = String, Path, description = "Space id"), ("conversation_id" = String, Path, description = "Conversation id"), PageQuery),
+    responses((status = 200, description = "A page of messages", body = Page<Message>), Errors))]
+pub(super) async fn messages(
     State(state): State<AppState>,
     Path((id, conversation_id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -112,7 +147,10 @@ async fn messages(
     ))
 }
 
-async fn delete_conversation(
+/// Deletes a conversation with its messages.
+#[utoipa::path(delete, operation_id = "chat_delete_conversation", path = "/api/v1/spaces/{id}/conversations/{conversation_id}", tag = "chat", params(("id" = String, Path, description = "Space id"), ("conversation_id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Deleted"), Errors))]
+pub(super) async fn delete_conversation(
     State(state): State<AppState>,
     Path((id, conversation_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -124,12 +162,18 @@ async fn delete_conversation(
 }
 
 /// Body of a conversation rename.
-#[derive(Debug, Deserialize)]
-struct RenameConversation {
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct RenameConversation {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
 }
 
-async fn rename_conversation(
+/// Renames a conversation.
+#[utoipa::path(patch, operation_id = "chat_rename_conversation", path = "/api/v1/spaces/{id}/conversations/{conversation_id}", tag = "chat", params(("id" = String, Path, description = "Space id"), ("conversation_id" = String, Path, description = "Conversation id")),
+    request_body = RenameConversation,
+    responses((status = 200, description = "The renamed conversation", body = Conversation), Errors))]
+pub(super) async fn rename_conversation(
     State(state): State<AppState>,
     Path((id, conversation_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RenameConversation>,

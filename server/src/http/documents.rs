@@ -1,9 +1,10 @@
 //! `/api/v1/spaces/{id}/documents`: upload (multipart, streamed to disk), list and delete.
 
 use super::extract::ApiQuery;
+use super::openapi::Errors;
 use super::spaces::PageQuery;
 use super::{ApiError, AppState};
-use app::api::{Chunk, Document, Job, Page};
+use app::api::{Chunk, Document, ErrorBody, Job, Page};
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
@@ -25,8 +26,11 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
+/// Lists a space's documents with their ingestion status and progress.
+#[utoipa::path(get, operation_id = "documents_list", path = "/api/v1/spaces/{id}/documents", tag = "documents", params(("id" = String, Path, description = "Space id"), PageQuery),
+    responses((status = 200, description = "A page of documents", body = Page<Document>), Errors))]
 #[tracing::instrument(skip(state))]
-async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -37,8 +41,15 @@ async fn list(
 /// Accepts the first multipart field that carries a file (named `file` by convention).
 /// 202 Accepted once the file and its ingestion job are durable (poll the document or its
 /// `job_id` for progress); 200 with the existing document when identical content is already there.
+#[utoipa::path(post, operation_id = "documents_upload", path = "/api/v1/spaces/{id}/documents", tag = "documents", params(("id" = String, Path, description = "Space id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Accepted: the file and its ingestion job are durable", body = Document),
+        (status = 200, description = "Identical content is already in the space", body = Document),
+        (status = 507, description = "Not enough disk space to store the file", body = ErrorBody),
+        Errors))]
 #[tracing::instrument(skip(state, multipart))]
-async fn upload(
+pub(super) async fn upload(
     State(state): State<AppState>,
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -74,8 +85,11 @@ async fn upload(
     }
 }
 
+/// Deletes a document with its passages and vectors.
+#[utoipa::path(delete, operation_id = "documents_remove", path = "/api/v1/spaces/{id}/documents/{document_id}", tag = "documents", params(("id" = String, Path, description = "Space id"), ("document_id" = String, Path, description = "Document id")),
+    responses((status = 204, description = "Deleted"), Errors))]
 #[tracing::instrument(skip(state))]
-async fn remove(
+pub(super) async fn remove(
     State(state): State<AppState>,
     Path((id, document_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -83,16 +97,22 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One document with its ingestion status and progress.
+#[utoipa::path(get, operation_id = "documents_read", path = "/api/v1/spaces/{id}/documents/{document_id}", tag = "documents", params(("id" = String, Path, description = "Space id"), ("document_id" = String, Path, description = "Document id")),
+    responses((status = 200, description = "The document", body = Document), Errors))]
 #[tracing::instrument(skip(state))]
-async fn read(
+pub(super) async fn read(
     State(state): State<AppState>,
     Path((id, document_id)): Path<(String, String)>,
 ) -> Result<Json<Document>, ApiError> {
     Ok(Json(state.service.get_document(&id, &document_id).await?))
 }
 
+/// A document's passages in order, with offsets into its text.
+#[utoipa::path(get, operation_id = "documents_chunks", path = "/api/v1/spaces/{id}/documents/{document_id}/chunks", tag = "documents", params(("id" = String, Path, description = "Space id"), ("document_id" = String, Path, description = "Document id"), PageQuery),
+    responses((status = 200, description = "A page of passages", body = Page<Chunk>), Errors))]
 #[tracing::instrument(skip(state))]
-async fn chunks(
+pub(super) async fn chunks(
     State(state): State<AppState>,
     Path((id, document_id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -105,8 +125,11 @@ async fn chunks(
     ))
 }
 
+/// An ingestion job: phase, progress, attempts and the last error.
+#[utoipa::path(get, operation_id = "documents_job", path = "/api/v1/spaces/{id}/jobs/{job_id}", tag = "documents", params(("id" = String, Path, description = "Space id"), ("job_id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "The job", body = Job), Errors))]
 #[tracing::instrument(skip(state))]
-async fn job(
+pub(super) async fn job(
     State(state): State<AppState>,
     Path((id, job_id)): Path<(String, String)>,
 ) -> Result<Json<Job>, ApiError> {
@@ -114,11 +137,23 @@ async fn job(
 }
 
 /// Searches a space: `{query, mode: dense|keyword|hybrid, limit, min_score, document_id}`.
+#[utoipa::path(post, operation_id = "documents_search", path = "/api/v1/spaces/{id}/search", tag = "documents", params(("id" = String, Path, description = "Space id")),
+    request_body = app::api::SearchRequest,
+    responses((status = 200, description = "Passages, best first", body = app::api::SearchResponse), Errors))]
 #[tracing::instrument(skip(state, body))]
-async fn search(
+pub(super) async fn search(
     State(state): State<AppState>,
     Path(id): Path<String>,
     super::extract::ApiJson(body): super::extract::ApiJson<app::api::SearchRequest>,
 ) -> Result<Json<app::api::SearchResponse>, ApiError> {
     Ok(Json(state.service.search(&id, &body).await?))
+}
+
+/// The multipart form of an upload, for the API description.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UploadForm {
+    /// The file; its type is detected from its content.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }

@@ -5,6 +5,7 @@ mod documents;
 mod error;
 mod extract;
 mod openai;
+pub mod openapi;
 mod ops;
 mod points;
 mod spaces;

@@ -36,17 +36,25 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// What the dashboard draws: per-second history, per-route table, caches, breakers, jobs.
-async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, operation_id = "ops_snapshot", path = "/api/v1/metrics/snapshot", tag = "operations",
+    responses((status = 200, description = "The dashboard's data", body = app::api::MetricsSnapshot), super::openapi::Errors))]
+pub(super) async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.service.metrics_snapshot().await)
 }
 
 /// The process is up and serving; says nothing about dependencies.
-async fn liveness() -> impl IntoResponse {
+#[utoipa::path(get, operation_id = "ops_liveness", path = "/health/liveness", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"alive\"}`", body = Object)))]
+pub(super) async fn liveness() -> impl IntoResponse {
     Json(json!({ "status": "alive" }))
 }
 
 /// Ready to take traffic: the metadata store answers.
-async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, operation_id = "ops_readiness", path = "/health/readiness", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "`{\"status\": \"not_ready\"}`", body = Object)))]
+pub(super) async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
     if health::store_ready(&state.service).await {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
@@ -58,7 +66,11 @@ async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Per-dependency report; 503 only when unhealthy, so degraded still serves.
-async fn report(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, operation_id = "ops_report", path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Healthy or degraded", body = app::api::HealthReport),
+        (status = 503, description = "Unhealthy", body = app::api::HealthReport)))]
+pub(super) async fn report(State(state): State<AppState>) -> impl IntoResponse {
     let report = health::report(&state.service).await;
     let status = if report.status == HealthStatus::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE

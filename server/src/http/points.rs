@@ -2,6 +2,7 @@
 //! with a payload, search them by cosine similarity, read and delete them by id.
 
 use super::extract::ApiJson;
+use super::openapi::Errors;
 use super::{ApiError, AppState};
 use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
 use crate::service::ServiceError;
@@ -9,9 +10,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::time::Instant;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -21,30 +23,89 @@ pub fn router() -> Router<AppState> {
         .route("/spaces/{id}/points/{pid}", get(read).delete(remove))
 }
 
+/// A point id as JSON: an unsigned integer or a UUID string.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(super) enum PointIdJson {
+    Number(u64),
+    #[schema(value_type = String, format = "uuid")]
+    Uuid(String),
+}
+
 /// One point as clients send it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PointIn {
+pub(super) struct PointIn {
+    #[schema(value_type = PointIdJson)]
     id: Value,
+    /// Finite, not all zero; every point of a space has the same length (1 to 2,000).
+    #[schema(min_items = 1, max_items = 2000)]
     vector: Vec<f32>,
+    /// Any JSON object up to 64 KiB; scalar values can be filtered on.
     #[serde(default)]
+    #[schema(value_type = Object)]
     payload: Map<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A batch upsert: 1 to 1,000 points, refused whole if any is bad.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpsertBody {
+pub(super) struct UpsertBody {
+    #[schema(min_items = 1, max_items = 1000)]
     points: Vec<PointIn>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A nearest-neighbour search by cosine similarity.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SearchBody {
+pub(super) struct SearchBody {
+    /// Of the space's dimensions.
+    #[schema(min_items = 1, max_items = 2000)]
     vector: Vec<f32>,
+    /// Results wanted (default 10, at most 50).
+    #[schema(minimum = 1, maximum = 50)]
     limit: Option<usize>,
+    /// Drop results scoring below this cosine similarity.
+    #[schema(minimum = -1, maximum = 1)]
     min_score: Option<f32>,
+    /// Payload fields that must equal these scalar values.
     #[serde(default)]
+    #[schema(value_type = Object)]
     filter: Map<String, Value>,
+}
+
+/// What an upsert wrote.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Upserted {
+    upserted: usize,
+    dimensions: usize,
+}
+
+/// A point found by a search.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Hit {
+    #[schema(value_type = PointIdJson)]
+    id: Value,
+    score: f32,
+    #[schema(value_type = Object)]
+    payload: Map<String, Value>,
+}
+
+/// Search results, best first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Hits {
+    points: Vec<Hit>,
+}
+
+/// A stored point.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PointOut {
+    #[schema(value_type = PointIdJson)]
+    id: Value,
+    vector: Vec<f32>,
+    #[schema(value_type = Object)]
+    payload: Map<String, Value>,
 }
 
 fn invalid(e: PointError) -> ApiError {
@@ -57,12 +118,16 @@ async fn space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(&found.id).map_err(|e| ServiceError::Internal(e.into()).into())
 }
 
+/// Inserts or replaces a batch of points; the space's first upsert fixes its dimensions.
+#[utoipa::path(put, operation_id = "points_upsert", path = "/api/v1/spaces/{id}/points", tag = "points", params(("id" = String, Path, description = "Space id")),
+    request_body = UpsertBody,
+    responses((status = 200, description = "Written", body = Upserted), Errors))]
 #[tracing::instrument(skip(state, body), fields(points = body.points.len()))]
-async fn upsert(
+pub(super) async fn upsert(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpsertBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Upserted>, ApiError> {
     let space = space(&state, &id).await?;
     let points = body
         .points
@@ -78,13 +143,17 @@ async fn upsert(
         .map_err(invalid)?;
     let dimensions = points.first().map_or(0, |p| p.vector.len());
     let upserted = state.points.upsert(space, points).await.map_err(invalid)?;
-    Ok(Json(
-        json!({ "upserted": upserted, "dimensions": dimensions }),
-    ))
+    Ok(Json(Upserted {
+        upserted,
+        dimensions,
+    }))
 }
 
+/// How many points a space has, its dimensions and the state of its index.
+#[utoipa::path(get, operation_id = "points_info", path = "/api/v1/spaces/{id}/points", tag = "points", params(("id" = String, Path, description = "Space id")),
+    responses((status = 200, description = "The space's points", body = crate::points::PointsInfo), Errors))]
 #[tracing::instrument(skip(state))]
-async fn info(
+pub(super) async fn info(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<crate::points::PointsInfo>, ApiError> {
@@ -92,12 +161,16 @@ async fn info(
     Ok(Json(state.points.info(space).await.map_err(invalid)?))
 }
 
+/// The points nearest a vector, by cosine similarity.
+#[utoipa::path(post, operation_id = "points_search", path = "/api/v1/spaces/{id}/points/search", tag = "points", params(("id" = String, Path, description = "Space id")),
+    request_body = SearchBody,
+    responses((status = 200, description = "Points, best first", body = Hits), Errors))]
 #[tracing::instrument(skip(state, body))]
-async fn search(
+pub(super) async fn search(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SearchBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Hits>, ApiError> {
     let space = space(&state, &id).await?;
     let query = PointQuery {
         vector: body.vector,
@@ -108,30 +181,42 @@ async fn search(
     let started = Instant::now();
     let hits = state.points.search(space, query).await.map_err(invalid)?;
     crate::metrics::global().record_vector_search(state.points.backend_name(), started.elapsed());
-    let points: Vec<Value> = hits
+    let points = hits
         .into_iter()
-        .map(|h| json!({ "id": h.id.to_json(), "score": h.score, "payload": h.payload }))
+        .map(|h| Hit {
+            id: h.id.to_json(),
+            score: h.score,
+            payload: h.payload,
+        })
         .collect();
-    Ok(Json(json!({ "points": points })))
+    Ok(Json(Hits { points }))
 }
 
+/// One point with its vector and payload.
+#[utoipa::path(get, operation_id = "points_read", path = "/api/v1/spaces/{id}/points/{pid}", tag = "points", params(("id" = String, Path, description = "Space id"), ("pid" = String, Path, description = "Point id: an unsigned integer or a UUID", pattern = r"^([0-9]{1,19}|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$")),
+    responses((status = 200, description = "The point", body = PointOut), Errors))]
 #[tracing::instrument(skip(state))]
-async fn read(
+pub(super) async fn read(
     State(state): State<AppState>,
     Path((id, pid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PointOut>, ApiError> {
     let space = space(&state, &id).await?;
     let pid = PointId::parse(&pid).map_err(invalid)?;
     match state.points.get(space, &pid).await.map_err(invalid)? {
-        Some(p) => Ok(Json(
-            json!({ "id": p.id.to_json(), "vector": p.vector, "payload": p.payload }),
-        )),
+        Some(p) => Ok(Json(PointOut {
+            id: p.id.to_json(),
+            vector: p.vector,
+            payload: p.payload,
+        })),
         None => Err(ServiceError::NotFound("point").into()),
     }
 }
 
+/// Deletes a point.
+#[utoipa::path(delete, operation_id = "points_remove", path = "/api/v1/spaces/{id}/points/{pid}", tag = "points", params(("id" = String, Path, description = "Space id"), ("pid" = String, Path, description = "Point id: an unsigned integer or a UUID", pattern = r"^([0-9]{1,19}|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$")),
+    responses((status = 204, description = "Deleted"), Errors))]
 #[tracing::instrument(skip(state))]
-async fn remove(
+pub(super) async fn remove(
     State(state): State<AppState>,
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

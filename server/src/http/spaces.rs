@@ -1,6 +1,7 @@
 //! `/api/v1/spaces`: create, list, read, rename and delete knowledge spaces.
 
 use super::extract::{ApiJson, ApiQuery};
+use super::openapi::Errors;
 use super::{ApiError, AppState};
 use crate::domain::PageRequest;
 use app::api::{CreateSpaceRequest, Page, Space, UpdateSpaceRequest};
@@ -9,6 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -17,9 +19,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `?limit=&offset=` for any list endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -30,16 +37,22 @@ impl PageQuery {
     }
 }
 
+/// Lists spaces, newest first, a page at a time.
+#[utoipa::path(get, operation_id = "spaces_list", path = "/api/v1/spaces", tag = "spaces", params(PageQuery),
+    responses((status = 200, description = "A page of spaces", body = Page<Space>), Errors))]
 #[tracing::instrument(skip(state))]
-async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Space>>, ApiError> {
     Ok(Json(state.service.list_spaces(q.parse()?).await?))
 }
 
+/// Creates a space; names are unique.
+#[utoipa::path(post, operation_id = "spaces_create", path = "/api/v1/spaces", tag = "spaces", request_body = CreateSpaceRequest,
+    responses((status = 201, description = "Created", body = Space), Errors))]
 #[tracing::instrument(skip(state, body))]
-async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateSpaceRequest>,
 ) -> Result<(StatusCode, Json<Space>), ApiError> {
@@ -50,16 +63,23 @@ async fn create(
     Ok((StatusCode::CREATED, Json(space)))
 }
 
+/// One space with its document count.
+#[utoipa::path(get, operation_id = "spaces_read", path = "/api/v1/spaces/{id}", tag = "spaces", params(("id" = String, Path, description = "Space id")),
+    responses((status = 200, description = "The space", body = Space), Errors))]
 #[tracing::instrument(skip(state))]
-async fn read(
+pub(super) async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Space>, ApiError> {
     Ok(Json(state.service.get_space(&id).await?))
 }
 
+/// Renames a space or changes its description.
+#[utoipa::path(patch, operation_id = "spaces_update", path = "/api/v1/spaces/{id}", tag = "spaces", params(("id" = String, Path, description = "Space id")),
+    request_body = UpdateSpaceRequest,
+    responses((status = 200, description = "The updated space", body = Space), Errors))]
 #[tracing::instrument(skip(state, body))]
-async fn update(
+pub(super) async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateSpaceRequest>,
@@ -71,8 +91,11 @@ async fn update(
     Ok(Json(space))
 }
 
+/// Deletes a space with its documents, passages, vectors, conversations and points.
+#[utoipa::path(delete, operation_id = "spaces_remove", path = "/api/v1/spaces/{id}", tag = "spaces", params(("id" = String, Path, description = "Space id")),
+    responses((status = 204, description = "Deleted"), Errors))]
 #[tracing::instrument(skip(state))]
-async fn remove(
+pub(super) async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

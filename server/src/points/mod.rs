@@ -139,13 +139,14 @@ pub struct ScoredPoint {
 }
 
 /// A space's points at a glance: how many, their dimensions, and how searches run right now.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PointsInfo {
     pub points: u64,
     /// Points written since the graph last caught up; searches scan them exactly meanwhile.
     pub unindexed: u64,
     pub dimensions: Option<usize>,
     /// `exact` (a scan), `building` (a graph is being built; scans answer meanwhile) or `hnsw`.
+    #[schema(value_type = String)]
     pub index: &'static str,
 }
 

@@ -6,6 +6,7 @@ on_both_backends!(
     names_are_unique_regardless_of_case,
     empty_or_overlong_names_are_rejected_and_nothing_is_written,
     malformed_or_mistyped_json_gets_a_json_error,
+    the_api_serves_its_openapi_description,
     unknown_space_ids_are_404,
     renaming_a_space_changes_its_name_but_not_to_a_taken_one,
     deleting_a_space_removes_it_with_its_documents_and_files,
@@ -89,6 +90,23 @@ async fn malformed_or_mistyped_json_gets_a_json_error(backend: Backend) {
         .await;
     assert_eq!(status, 422);
     assert_error(&body, "invalid_fields");
+
+    // serde reads a struct from an array of its fields too; the API takes only objects, so an
+    // array can neither create a space nor pass as an empty update.
+    let (status, body) = app.post_json("/api/v1/spaces", &json!(["arrayed"])).await;
+    assert_eq!(status, 422);
+    assert_error(&body, "invalid_fields");
+    let (_, space) = app
+        .post_json("/api/v1/spaces", &json!({ "name": "kept" }))
+        .await;
+    let id = space["id"].as_str().unwrap();
+    let (status, body) = app
+        .patch_json(&format!("/api/v1/spaces/{id}"), &json!([null, null]))
+        .await;
+    assert_eq!(status, 422);
+    assert_error(&body, "invalid_fields");
+    let (_, page) = app.get_json("/api/v1/spaces").await;
+    assert_eq!(page["total"], 1);
 
     let r = app
         .client
@@ -207,4 +225,30 @@ async fn out_of_range_pagination_is_rejected(backend: Backend) {
     let (status, body) = app.get_json("/api/v1/spaces?limit=abc").await;
     assert_eq!(status, 400);
     assert_error(&body, "invalid_query");
+}
+
+async fn the_api_serves_its_openapi_description(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (status, spec) = app.get_json("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = spec["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/spaces", "post"),
+        ("/api/v1/spaces/{id}/documents", "post"),
+        ("/api/v1/spaces/{id}/search", "post"),
+        ("/api/v1/spaces/{id}/chat", "post"),
+        ("/api/v1/spaces/{id}/points", "put"),
+        ("/health", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is described"
+        );
+    }
+    // A documented route really answers (not the JSON 404 for unknown routes).
+    let (status, _) = app.get_json("/api/v1/spaces").await;
+    assert_eq!(status, 200);
+    let search = &spec["components"]["schemas"]["SearchRequest"]["properties"]["limit"];
+    assert_eq!(search["maximum"], 50);
 }

@@ -1,0 +1,137 @@
+//! The REST API described as OpenAPI 3.1 and served at `/api/openapi.json`, so clients can be
+//! generated from it and the API can be fuzzed against what it promises.
+
+use app::api::ErrorBody;
+use axum::response::IntoResponse;
+use std::sync::OnceLock;
+use utoipa::{IntoResponses, OpenApi};
+
+/// Where the spec is served.
+pub const PATH: &str = "/api/openapi.json";
+
+/// Every error answer of the API has the same body; these are the statuses any operation may
+/// give besides its own success, so clients (and schema checkers) expect them.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Errors {
+    /// Malformed JSON, query or multipart, or a value out of range.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No such space, document, job, conversation or point (or not a well-formed id).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The request took longer than the server's request time limit.
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// The change conflicts with what exists (a space name already taken).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is larger than the configured limit.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not JSON (or the file type is not supported).
+    #[response(status = 415)]
+    UnsupportedMedia(ErrorBody),
+    /// JSON of the wrong shape: a missing field or a value of the wrong type.
+    #[response(status = 422)]
+    InvalidFields(ErrorBody),
+    /// Over the client's rate limit; `Retry-After` says when to come back.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// A dependency is down or the server is at capacity; retry later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kenning",
+        description = "Knowledge spaces of documents, searched and asked in plain language, \
+                       answered with citations. Every error is `{\"error\": {\"code\", \"message\"}}`. \
+                       The OpenAI-compatible API at `/v1` follows OpenAI's own specification and is \
+                       not repeated here."
+    ),
+    paths(
+        super::spaces::list,
+        super::spaces::create,
+        super::spaces::read,
+        super::spaces::update,
+        super::spaces::remove,
+        super::documents::list,
+        super::documents::upload,
+        super::documents::read,
+        super::documents::remove,
+        super::documents::chunks,
+        super::documents::job,
+        super::documents::search,
+        super::chat::ask_post,
+        super::chat::ask_get,
+        super::chat::conversations,
+        super::chat::messages,
+        super::chat::delete_conversation,
+        super::chat::rename_conversation,
+        super::points::upsert,
+        super::points::info,
+        super::points::search,
+        super::points::read,
+        super::points::remove,
+        super::ops::snapshot,
+        super::ops::report,
+        super::ops::liveness,
+        super::ops::readiness,
+    ),
+    tags(
+        (name = "spaces", description = "Knowledge spaces"),
+        (name = "documents", description = "Uploads, ingestion progress, passages and search"),
+        (name = "chat", description = "Answers streamed as Server-Sent Events, and conversations"),
+        (name = "points", description = "Client-supplied vectors with payloads"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The spec as JSON text, built once.
+pub fn json() -> &'static str {
+    static SPEC: OnceLock<String> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    })
+}
+
+/// `GET /api/openapi.json`.
+pub async fn serve() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_operation_documents_its_errors_and_the_spec_is_valid_json() {
+        let spec: serde_json::Value = serde_json::from_str(json()).expect("spec is JSON");
+        let paths = spec["paths"].as_object().expect("paths");
+        assert!(paths.contains_key("/api/v1/spaces/{id}/documents"));
+        let mut operations = 0;
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("path item") {
+                operations += 1;
+                if !path.starts_with("/api/v1/") {
+                    continue;
+                }
+                let responses = op["responses"].as_object().expect("responses");
+                assert!(
+                    responses.contains_key("400") && responses.contains_key("429"),
+                    "{method} {path} does not document the common errors"
+                );
+            }
+        }
+        assert_eq!(operations, 27, "every routed operation is in the spec");
+    }
+}
