@@ -38,6 +38,10 @@ pub enum ServiceError {
     Unavailable(String),
     #[error("Not enough storage space to accept the file.")]
     InsufficientStorage,
+    #[error(
+        "The server cannot store files now: its data directory is read-only. Try again later."
+    )]
+    ReadOnlyStorage,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -58,6 +62,7 @@ impl ServiceError {
             ServiceError::UnsupportedMedia(_) => "unsupported_media_type",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::InsufficientStorage => "insufficient_storage",
+            ServiceError::ReadOnlyStorage => "storage_read_only",
             ServiceError::Internal(_) => "internal",
         }
     }
@@ -67,6 +72,7 @@ impl ServiceError {
         match self {
             ServiceError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             ServiceError::Unavailable(e) => tracing::warn!(error = %e, "dependency unavailable"),
+            ServiceError::ReadOnlyStorage => tracing::error!("the data directory is read-only"),
             _ => {}
         }
         let message = match self {
@@ -695,10 +701,11 @@ impl Drop for RemoveOnDrop {
 }
 
 fn io_error(e: std::io::Error) -> ServiceError {
-    // ENOSPC and EDQUOT mean the disk is full: the client should hear 507, not 500.
+    // ENOSPC and EDQUOT mean the disk is full: the client should hear 507, not 500; EROFS, a
+    // read-only data directory, is 503: nothing the client can change, and it may pass.
     match e.raw_os_error() {
         Some(28) | Some(122) => ServiceError::InsufficientStorage,
-        Some(30) => ServiceError::Unavailable(format!("data directory is read-only: {e}")),
+        Some(30) => ServiceError::ReadOnlyStorage,
         _ => ServiceError::Internal(anyhow::Error::new(e).context("writing the upload")),
     }
 }

@@ -396,6 +396,29 @@ impl SmallDisk {
     fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Makes `dir` read-only for every new open, or writable again. The kernel refuses to
+    /// remount a file system read-only while files on it are open for writing (the database
+    /// is), so a read-only bind mount is laid over `dir` instead: files opened before keep
+    /// working, and everything opened through the path after gets `EROFS`.
+    fn set_read_only(&self, dir: &Path, read_only: bool) {
+        let run = |args: &[&str]| {
+            let ok = Command::new(args[0])
+                .args(&args[1..])
+                .arg(dir)
+                .status()
+                .expect("mount")
+                .success();
+            assert!(ok, "{args:?} {}", dir.display());
+        };
+        if read_only {
+            let dir = dir.to_str().expect("utf-8 path");
+            run(&["mount", "--bind", dir]);
+            run(&["mount", "-o", "remount,bind,ro"]);
+        } else {
+            run(&["umount"]);
+        }
+    }
 }
 
 impl Drop for SmallDisk {
@@ -464,4 +487,54 @@ async fn a_full_disk_refuses_uploads_with_507_and_recovers_when_space_is_freed()
     assert!(status == 204 || status == 200, "{status} {body}");
     let (status, again) = kenning.upload(&space, "two.md", &big(2)).await;
     assert_eq!(status, 202, "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_data_directory_refuses_uploads_with_503_and_recovers() {
+    let disk = SmallDisk::mount(64);
+    let data = disk.path().join("data");
+    let kenning = start_kenning_with(&data, &[("KENNING_INGEST_WORKERS", "0")]);
+    let (status, space) = kenning
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/spaces",
+            Some(json!({ "name": "Read-only" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{space}");
+    let space = space["id"].as_str().unwrap().to_string();
+    let (status, first) = kenning
+        .upload(&space, "one.md", "# One\n\nWritten first.")
+        .await;
+    assert_eq!(status, 202, "{first}");
+
+    // The data directory turns read-only under the running server (as after an I/O error).
+    disk.set_read_only(&data, true);
+    let (status, refused) = kenning
+        .upload(&space, "two.md", "# Two\n\nRefused while read-only.")
+        .await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "storage_read_only", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"),
+        "the reason is given: {refused}"
+    );
+
+    disk.set_read_only(&data, false);
+    assert_eq!(leftovers(&data), 0, "nothing half-written was left");
+    let (_, docs) = kenning
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/spaces/{space}/documents"),
+            None,
+        )
+        .await;
+    assert_eq!(docs["total"], 1, "the refused upload left no row: {docs}");
+    let (status, again) = kenning
+        .upload(&space, "two.md", "# Two\n\nRefused while read-only.")
+        .await;
+    assert_eq!(status, 202, "accepted once writable again: {again}");
 }
