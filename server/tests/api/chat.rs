@@ -19,6 +19,7 @@ on_both_backends!(
     a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers,
     garbage_and_hanging_providers_fall_through_to_the_next_generator,
     a_client_that_leaves_mid_answer_stops_the_provider_stream,
+    failing_hanging_and_abandoned_answers_leave_no_tasks_behind,
     answers_stream_uncompressed_and_keep_non_ascii_text_intact,
     a_follow_up_is_answered_in_the_context_of_the_question_before_it,
 );
@@ -530,4 +531,60 @@ async fn a_follow_up_is_answered_in_the_context_of_the_question_before_it(backen
         )
         .await;
     expect_error(s, &b, 404, "conversation_not_found");
+}
+
+/// Tasks alive on this test's runtime, which runs the server, the provider stand-in and the client.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+async fn failing_hanging_and_abandoned_answers_leave_no_tasks_behind(backend: Backend) {
+    let (app, stub) = app_with_stub(backend, Behaviour::Garbage).await;
+    let space = seeded(&app, "Leaks").await;
+    let ask = |n: usize| json!({ "question": format!("Who replaces broken hardware? ({n})") });
+    // One of each first, so pooled connections and lazily started tasks exist in the baseline.
+    app.ask(&space, ask(0)).await;
+    stub.set(Behaviour::Hang);
+    app.ask(&space, ask(1)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let baseline = alive_tasks();
+
+    const ROUNDS: usize = 6;
+    for round in 0..ROUNDS {
+        for behaviour in [Behaviour::Garbage, Behaviour::Status(500), Behaviour::Hang] {
+            stub.set(behaviour);
+            let events = app.ask(&space, ask(10 + round)).await;
+            assert_eq!(event(&events, "done").data["generator"], "extractive");
+        }
+        // A reader that leaves while the provider is still streaming.
+        stub.set(Behaviour::Endless);
+        let mut r = app
+            .client
+            .post(app.url(&format!("/api/v1/spaces/{space}/chat")))
+            .json(&ask(100 + round))
+            .send()
+            .await
+            .unwrap();
+        let _ = r.chunk().await;
+        drop(r);
+        // Past the breaker's reset, so the provider is called again in the next round.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+
+    // Every round started several tasks (requests, provider calls, streams); a leak of even
+    // one per round would leave the count ROUNDS above the baseline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive = alive_tasks();
+        if alive <= baseline + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} tasks alive after {ROUNDS} rounds, {baseline} before"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
