@@ -469,6 +469,21 @@ pub struct ServeConfig {
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KENNING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Search results the result cache holds at most (one entry is a result list, up to 50
+    /// passages with their text; typically 5–15 KB).
+    #[arg(long, env = "KENNING_SEARCH_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub search_cache_capacity: u64,
+
+    /// Query embeddings the embedding cache holds at most (1.5 KB each for a 384-d model).
+    #[arg(long, env = "KENNING_QUERY_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub query_cache_capacity: u64,
+
+    /// Other sites (`https://front.example`, comma-separated) whose pages may change things
+    /// through a visitor's browser. Browsers' requests from any other site are refused with
+    /// 403, so a page elsewhere cannot post forms, uploads or deletes to Kenning.
+    #[arg(long, env = "KENNING_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Rate limits per client address and route class, and the answer concurrency cap. A rate is

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod csrf;
 pub mod domain;
 pub mod embed;
 pub mod generate;

@@ -109,12 +109,29 @@ pub struct Retriever {
     query_vectors: TieredCache<Vec<f32>>,
 }
 
+/// How many entries each of the retriever's caches holds at most.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSizes {
+    pub results: u64,
+    pub query_vectors: u64,
+}
+
+impl Default for CacheSizes {
+    fn default() -> Self {
+        Self {
+            results: 10_000,
+            query_vectors: 10_000,
+        }
+    }
+}
+
 impl Retriever {
     /// A retriever with bounded caches: results for 30 minutes, query embeddings for an hour.
     pub fn new(
         store: Arc<dyn MetadataStore>,
         vectors: Option<Arc<dyn VectorStore>>,
         embedder: Arc<dyn Embedder>,
+        sizes: CacheSizes,
     ) -> Self {
         Self {
             store,
@@ -123,13 +140,13 @@ impl Retriever {
             cache: TieredCache::new(
                 "search_results",
                 "search_results_redis",
-                10_000,
+                sizes.results,
                 Duration::from_secs(30 * 60),
             ),
             query_vectors: TieredCache::new(
                 "query_embeddings",
                 "query_embeddings_redis",
-                10_000,
+                sizes.query_vectors,
                 Duration::from_secs(60 * 60),
             ),
         }

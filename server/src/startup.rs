@@ -89,6 +89,10 @@ impl Application {
             store.clone(),
             engine.vectors.clone(),
             engine.embedder.clone(),
+            crate::retrieve::CacheSizes {
+                results: config.search_cache_capacity,
+                query_vectors: config.query_cache_capacity,
+            },
         );
         if let Some(link) = &redis {
             retriever = retriever.with_redis(link.clone());
@@ -275,6 +279,10 @@ fn routes(state: AppState, config: &ServeConfig, limits: Arc<Limits>) -> Router 
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::csrf::Csrf::new(&config.allowed_origins)),
+            crate::csrf::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             limits::enforce,

@@ -86,6 +86,7 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
             engine.store.clone(),
             engine.vectors.clone(),
             engine.embedder.clone(),
+            Default::default(),
         )),
         cmd.store.data_dir.clone(),
         cmd.max_upload_bytes,

@@ -28,6 +28,7 @@ macro_rules! on_both_backends {
 mod bulk;
 mod chat;
 mod connections;
+mod csrf;
 mod documents;
 mod embed_stub;
 mod embeddings;
