@@ -404,6 +404,26 @@ pub struct JobStat {
     pub failed: i64,
 }
 
+/// One entry of the audit log: a change someone asked for, whether it went through, and from where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    /// The user who asked (none while Kenning runs without accounts).
+    pub actor: Option<String>,
+    /// The method and route template, e.g. `DELETE /api/v1/spaces/{id}`.
+    pub action: String,
+    /// `space`, `document`, `conversation` or `point`, when the route names one.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// The client's address (behind trusted proxies, the one they name).
+    pub ip: Option<String>,
+    /// `{status, request_id}` of the request.
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub details: serde_json::Value,
+}
+
 /// Request body to create a space.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -190,6 +190,10 @@ fn describe() {
         "requests_shed_total",
         "Questions refused with 503 because the answer concurrency cap was reached."
     );
+    describe_counter!(
+        "audit_dropped_total",
+        "Audit log entries not written: the queue was full or the store refused them."
+    );
 }
 
 /// The process's metrics, created (and the Prometheus recorder installed) on first use.
@@ -343,6 +347,11 @@ impl Metrics {
             }
             _ => metrics::counter!("requests_shed_total", "class" => class).increment(1),
         }
+    }
+
+    /// An audit entry that could not be written.
+    pub fn record_audit_dropped(&self) {
+        metrics::counter!("audit_dropped_total").increment(1);
     }
 
     /// How long a job waited in the queue before its first attempt started.

@@ -548,6 +548,17 @@ impl Service {
         }
     }
 
+    /// The audit log of changes, newest first.
+    pub async fn list_audit(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<app::api::AuditEntry>, ServiceError> {
+        self.store
+            .list_audit(page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "audit"))
+    }
+
     /// A space's conversations, most recently active first.
     pub async fn list_conversations(
         &self,

@@ -156,7 +156,8 @@ impl Application {
             points: engine.points.clone(),
             leptos_options: leptos_options.clone(),
         };
-        let router = routes(state, &config, limits);
+        let audit = crate::audit::Audit::start(engine.store.clone(), limits.clone());
+        let router = routes(state, &config, limits, audit);
 
         Ok(Self {
             listener,
@@ -231,7 +232,12 @@ pub fn ui_route_list() -> Vec<AxumRouteListing> {
     ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
 }
 
-fn routes(state: AppState, config: &ServeConfig, limits: Arc<Limits>) -> Router {
+fn routes(
+    state: AppState,
+    config: &ServeConfig,
+    limits: Arc<Limits>,
+    audit: Arc<crate::audit::Audit>,
+) -> Router {
     let backend: SharedBackend = state.service.clone();
     let leptos_routes = ui_route_list();
     let shell_options = state.leptos_options.clone();
@@ -282,6 +288,11 @@ fn routes(state: AppState, config: &ServeConfig, limits: Arc<Limits>) -> Router 
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(crate::csrf::Csrf::new(&config.allowed_origins)),
             crate::csrf::guard,
+        ))
+        // Outside the cross-site guard, so refused attempts are recorded too.
+        .layer(axum::middleware::from_fn_with_state(
+            audit,
+            crate::audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
             limits,

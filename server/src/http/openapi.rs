@@ -77,6 +77,7 @@ pub enum Errors {
         super::points::read,
         super::points::remove,
         super::ops::snapshot,
+        super::ops::audit,
         super::ops::report,
         super::ops::liveness,
         super::ops::readiness,
@@ -132,6 +133,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 27, "every routed operation is in the spec");
+        assert_eq!(operations, 28, "every routed operation is in the spec");
     }
 }

@@ -20,7 +20,20 @@ pub fn router() -> Router<AppState> {
 
 /// Under `/api/v1`: the dashboard's data.
 pub fn api_router() -> Router<AppState> {
-    Router::new().route("/metrics/snapshot", get(snapshot))
+    Router::new()
+        .route("/metrics/snapshot", get(snapshot))
+        .route("/audit", get(audit))
+}
+
+/// The audit log of changes (who, what, when, from where, and the outcome), newest first.
+#[utoipa::path(get, operation_id = "ops_audit", path = "/api/v1/audit", tag = "operations",
+    params(super::spaces::PageQuery),
+    responses((status = 200, description = "A page of audit entries", body = app::api::Page<app::api::AuditEntry>), super::openapi::Errors))]
+pub(super) async fn audit(
+    State(state): State<AppState>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<super::spaces::PageQuery>,
+) -> Result<Json<app::api::Page<app::api::AuditEntry>>, super::ApiError> {
+    Ok(Json(state.service.list_audit(q.parse()?).await?))
 }
 
 /// Prometheus text exposition.

@@ -8,7 +8,7 @@ mod timed;
 
 use crate::config::StoreConfig;
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -299,6 +299,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         conversation_id: Uuid,
         page: PageRequest,
     ) -> Result<Page<Message>, StoreError>;
+    /// Appends an entry to the audit log.
+    async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
+    /// The audit log, newest first.
+    async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
 }
 
 /// A passage with its document's file name and a backend score (meaningful for keyword hits).
@@ -491,6 +495,44 @@ pub(crate) const JOB_COLUMNS: &str = "id, space_id, document_id, kind, status, p
 /// Columns selected for a chunk.
 pub(crate) const CHUNK_COLUMNS: &str =
     "id, document_id, position, text, heading_path, char_start, char_end, token_count";
+
+/// An audit log entry to write; the store stamps the time.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub action: String,
+    pub target_type: Option<&'static str>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// An audit row; `T` is the backend's time type, `details` JSON text from both backends.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow<T> {
+    id: i64,
+    at: T,
+    actor: Option<String>,
+    action: String,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    details: String,
+}
+
+impl<T: Wire> From<AuditRow<T>> for AuditEntry {
+    fn from(r: AuditRow<T>) -> Self {
+        AuditEntry {
+            id: r.id,
+            at: r.at.wire(),
+            actor: r.actor,
+            action: r.action,
+            target_type: r.target_type,
+            target_id: r.target_id,
+            ip: r.ip,
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+        }
+    }
+}
 
 /// Columns selected for a conversation.
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, space_id, title, created_at, updated_at";

@@ -5,9 +5,9 @@ use super::{
     NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
     SPACE_COLUMNS,
 };
-use super::{NewMessage, CONVERSATION_COLUMNS};
+use super::{NewAudit, NewMessage, CONVERSATION_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -27,6 +27,7 @@ type JobRow = super::JobRow<Uuid, DateTime<Utc>>;
 type ChunkRow = super::ChunkRow<Uuid>;
 type ChunkHitRow = super::ChunkHitRow<Uuid>;
 type ConversationRow = super::ConversationRow<Uuid, DateTime<Utc>>;
+type AuditRow = super::AuditRow<DateTime<Utc>>;
 type MessageRow = super::MessageRow<Uuid, DateTime<Utc>>;
 
 impl PostgresStore {
@@ -700,6 +701,37 @@ impl MetadataStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, action, target_type, target_id, ip, details) \
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        )
+        .bind(Utc::now())
+        .bind(&entry.action)
+        .bind(entry.target_type)
+        .bind(&entry.target_id)
+        .bind(&entry.ip)
+        .bind(entry.details.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor_user_id::text AS actor, action, target_type, target_id, ip, \
+             details::text AS details FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2",
+        )
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
     }
 
     async fn list_messages(

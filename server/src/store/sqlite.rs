@@ -5,9 +5,9 @@ use super::{
     NewDocument, NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
     JOB_COLUMNS, SPACE_COLUMNS,
 };
-use super::{NewMessage, CONVERSATION_COLUMNS};
+use super::{NewAudit, NewMessage, CONVERSATION_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -28,6 +28,7 @@ type ChunkRow = super::ChunkRow<String>;
 type ChunkHitRow = super::ChunkHitRow<String>;
 type ConversationRow = super::ConversationRow<String, String>;
 type MessageRow = super::MessageRow<String, String>;
+type AuditRow = super::AuditRow<String>;
 
 fn later(d: Duration) -> String {
     format_time(Utc::now() + chrono::Duration::milliseconds(lease_millis(d)))
@@ -723,6 +724,37 @@ impl MetadataStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, action, target_type, target_id, ip, details) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now())
+        .bind(&entry.action)
+        .bind(entry.target_type)
+        .bind(&entry.target_id)
+        .bind(&entry.ip)
+        .bind(entry.details.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor_user_id AS actor, action, target_type, target_id, ip, details \
+             FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
     }
 
     async fn list_messages(

@@ -3,9 +3,9 @@
 //! backends stay free of metrics code and no call can be forgotten.
 
 use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
-use super::{NewDocument, NewJob};
+use super::{NewAudit, NewDocument, NewJob};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,4 +78,6 @@ timed! {
     fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError>;
     fn add_message(&self, conversation_id: Uuid, message: &NewMessage) -> Result<(), StoreError>;
     fn list_messages(&self, conversation_id: Uuid, page: PageRequest) -> Result<Page<Message>, StoreError>;
+    fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
+    fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
 }

@@ -1,0 +1,177 @@
+//! The audit log: every change asked of the API or the UI (creates, renames, uploads, deletes,
+//! points writes), refused ones included, with when, from where and how it ended. Entries are
+//! written by one background task from a bounded queue, so a slow database never holds up the
+//! request that caused them; if the queue is full the entry is counted as dropped and logged.
+
+use crate::limits::Limits;
+use crate::store::{MetadataStore, NewAudit};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Entries waiting to be written at most.
+const QUEUE: usize = 1_024;
+
+/// Where the middleware hands entries to the writer.
+pub struct Audit {
+    tx: mpsc::Sender<NewAudit>,
+    limits: Arc<Limits>,
+}
+
+impl Audit {
+    /// Starts the writer task on the current runtime; it ends when the sender is dropped.
+    pub fn start(store: Arc<dyn MetadataStore>, limits: Arc<Limits>) -> Arc<Self> {
+        let (tx, mut rx) = mpsc::channel::<NewAudit>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(entry) = rx.recv().await {
+                if let Err(e) = store.record_audit(&entry).await {
+                    crate::metrics::global().record_audit_dropped();
+                    tracing::warn!(error = %e, action = %entry.action, "audit entry not written");
+                }
+            }
+        });
+        Arc::new(Self { tx, limits })
+    }
+}
+
+/// What a request changes, if anything worth auditing: `(action, target type, target id)`.
+fn classify(
+    method: &Method,
+    route: &str,
+    path: &str,
+) -> Option<(String, Option<&'static str>, Option<String>)> {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return None;
+    }
+    let action = format!("{method} {route}");
+    if let Some(api) = route.strip_prefix("/api/v1/") {
+        // Searches and questions are reads (a question's conversation is its own record).
+        if api.ends_with("/search") || api.ends_with("/chat") {
+            return None;
+        }
+        let Some((kind, param)) = [
+            ("point", "{pid}"),
+            ("conversation", "{conversation_id}"),
+            ("document", "{document_id}"),
+            ("space", "{id}"),
+        ]
+        .into_iter()
+        .find(|(_, param)| route.contains(param)) else {
+            return Some((action, None, None));
+        };
+        let position = route.split('/').position(|segment| segment == param)?;
+        let id = path.split('/').nth(position).map(str::to_owned);
+        return Some((action, Some(kind), id));
+    }
+    if route.starts_with("/v1/") {
+        // The OpenAI-compatible API only reads (completions are questions).
+        return None;
+    }
+    // Server functions the UI calls: all are POSTs, only some change anything.
+    let name = route.strip_prefix("/api/")?;
+    let changes = ["create", "update", "delete", "rename", "upload", "remove"];
+    changes
+        .iter()
+        .any(|verb| name.starts_with(verb))
+        .then_some((action, None, None))
+}
+
+/// The middleware: records each change after it is answered, with its status.
+pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let target = route
+        .as_deref()
+        .and_then(|route| classify(req.method(), route, req.uri().path()));
+    let Some((action, target_type, target_id)) = target else {
+        return next.run(req).await;
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let ip = audit.limits.client_address(peer, req.headers()).to_string();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(req).await;
+    let entry = NewAudit {
+        action,
+        target_type,
+        target_id,
+        ip: Some(ip),
+        details: json!({ "status": response.status().as_u16(), "request_id": request_id }),
+    };
+    if audit.tx.try_send(entry).is_err() {
+        crate::metrics::global().record_audit_dropped();
+        tracing::warn!("audit queue full; an entry was dropped");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_classified_and_reads_are_not() {
+        let c = |m: Method, route: &str, path: &str| classify(&m, route, path);
+        let space = "0190f5a2-7c1e-7000-8000-000000000000";
+        assert_eq!(
+            c(
+                Method::DELETE,
+                "/api/v1/spaces/{id}",
+                &format!("/api/v1/spaces/{space}")
+            ),
+            Some((
+                "DELETE /api/v1/spaces/{id}".into(),
+                Some("space"),
+                Some(space.into())
+            ))
+        );
+        assert_eq!(
+            c(
+                Method::DELETE,
+                "/api/v1/spaces/{id}/documents/{document_id}",
+                &format!("/api/v1/spaces/{space}/documents/d1")
+            ),
+            Some((
+                "DELETE /api/v1/spaces/{id}/documents/{document_id}".into(),
+                Some("document"),
+                Some("d1".into())
+            ))
+        );
+        assert_eq!(
+            c(Method::POST, "/api/v1/spaces", "/api/v1/spaces"),
+            Some(("POST /api/v1/spaces".into(), None, None))
+        );
+        assert!(c(Method::GET, "/api/v1/spaces/{id}", "/api/v1/spaces/x").is_none());
+        assert!(c(
+            Method::POST,
+            "/api/v1/spaces/{id}/search",
+            "/api/v1/spaces/x/search"
+        )
+        .is_none());
+        assert!(c(
+            Method::POST,
+            "/api/v1/spaces/{id}/chat",
+            "/api/v1/spaces/x/chat"
+        )
+        .is_none());
+        assert!(c(Method::POST, "/v1/chat/completions", "/v1/chat/completions").is_none());
+        assert!(c(Method::POST, "/api/delete_space123", "/api/delete_space123").is_some());
+        assert!(c(Method::POST, "/api/list_spaces123", "/api/list_spaces123").is_none());
+    }
+}
