@@ -346,9 +346,10 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
             let (space, passages, _) = client.seed(cfg.documents, cfg.document_bytes).await?;
             extra.insert("passages".into(), json!(passages));
             let scenario = cfg.scenario;
-            let (c, r, s) = (client.clone(), rec.clone(), space.clone());
-            drive(&cfg, move |i| {
-                let (c, r, s) = (c.clone(), r.clone(), s.clone());
+            let uploaded = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let (c, r, s, u) = (client.clone(), rec.clone(), space.clone(), uploaded.clone());
+            let took = drive(&cfg, move |i| {
+                let (c, r, s, u) = (c.clone(), r.clone(), s.clone(), u.clone());
                 async move {
                     let mut rng = fastrand::Rng::with_seed(i);
                     let words: Vec<&str> =
@@ -356,9 +357,18 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
                     // A counter in the question keeps answers out of the answer cache.
                     let query = format!("{} {i}", words.join(" "));
                     let kind = match scenario {
-                        BenchScenario::Mixed => {
-                            ["search", "search", "search", "ask", "dashboard"][i as usize % 5]
-                        }
+                        BenchScenario::Mixed => [
+                            "search",
+                            "search",
+                            "ask",
+                            "dashboard",
+                            "search",
+                            "upload",
+                            "search",
+                            "ask",
+                            "dashboard",
+                            "search",
+                        ][i as usize % 10],
                         BenchScenario::Ask => "ask",
                         _ => "search",
                     };
@@ -378,6 +388,21 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
                                 Err(was_limited(&e)),
                             ),
                         },
+                        "upload" => {
+                            // A new document each time (its seed is unique), so none is a no-op.
+                            let text = document(1_000_000 + i, 2_000);
+                            let outcome = c.upload(&s, &format!("upload-{i}.md"), text).await;
+                            if let Some(id) = outcome.as_ref().ok().and_then(|d| d["id"].as_str()) {
+                                if let Ok(mut ids) = u.lock() {
+                                    ids.push(id.to_string());
+                                }
+                            }
+                            r.record_outcome(
+                                "upload",
+                                started.elapsed(),
+                                outcome.map(|_| ()).map_err(|e| was_limited(&e)),
+                            );
+                        }
                         "dashboard" => {
                             let ok = c
                                 .json(reqwest::Method::GET, "/api/v1/metrics/snapshot", None)
@@ -400,7 +425,15 @@ pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
                     }
                 }
             })
-            .await
+            .await;
+            // Nothing accepted may be lost: every document uploaded during the run must end
+            // ready (this fails the run if one failed).
+            let ids = uploaded.lock().map(|ids| ids.clone()).unwrap_or_default();
+            if !ids.is_empty() {
+                client.wait_ready(&space, &ids).await?;
+                extra.insert("uploads_ready".into(), json!(ids.len()));
+            }
+            took
         }
         BenchScenario::Points => return points(&cfg, client).await,
     };

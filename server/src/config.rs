@@ -296,7 +296,8 @@ pub struct GenerateConfig {
     #[arg(long, env = "KENNING_LLM_MODEL")]
     pub llm_model: Option<PathBuf>,
 
-    /// CPU threads of the local model (default: every core).
+    /// CPU threads of the local model (default: every core but one, so searches and ingestion
+    /// keep a core; the model slows sharply when any of its threads loses its core).
     #[arg(long, env = "KENNING_LLM_THREADS")]
     pub llm_threads: Option<usize>,
 

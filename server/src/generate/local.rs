@@ -34,7 +34,12 @@ pub struct LlmSettings {
 impl Default for LlmSettings {
     fn default() -> Self {
         Self {
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // Every core but one: the model's threads spin-wait for each other, so when search,
+            // ingestion or anything else takes one of their cores, each token waits for it.
+            // Measured on 2 cores under mixed load: 2 threads gave first-token p95 30 s (time-outs),
+            // 1 thread 0.85 s (docs/BENCHMARKS.md).
+            threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
             context_tokens: 2048,
             queue: 8,
             temperature: 0.0,
