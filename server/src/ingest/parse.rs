@@ -191,14 +191,60 @@ fn html(bytes: &[u8]) -> Result<String, ParseError> {
 
 fn pdf(bytes: &[u8]) -> Result<String, ParseError> {
     // The PDF parser can panic on malformed files; a bad upload must fail its job, not the worker.
-    let result = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
+    // What `pdf_extract::extract_text_from_mem` does, with the page tree checked in between.
+    let result = std::panic::catch_unwind(|| {
+        let mut doc = pdf_extract::Document::load_mem(bytes)?;
+        if doc.is_encrypted() {
+            doc.decrypt("")?;
+        }
+        if page_tree_loops(&doc) {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        pdf_extract::output_doc(&doc, &mut pdf_extract::PlainTextOutput::new(&mut text))?;
+        Ok::<_, pdf_extract::OutputError>(Some(text))
+    });
     match result {
-        Ok(Ok(text)) => Ok(text),
+        Ok(Ok(Some(text))) => Ok(text),
+        Ok(Ok(None)) => Err(ParseError(
+            "The PDF is damaged: its page tree loops.".into(),
+        )),
         Ok(Err(e)) => Err(ParseError(format!("The PDF could not be read: {e}."))),
         Err(_) => Err(ParseError(
             "The PDF is damaged and could not be read.".into(),
         )),
     }
+}
+
+/// Whether following `/Parent` up from some page comes back round or goes deeper than any real
+/// page tree. pdf-extract looks inherited page attributes (`MediaBox`, `Resources`) up that
+/// chain without a bound, so a page that is its own ancestor would keep a worker busy forever.
+fn page_tree_loops(doc: &pdf_extract::Document) -> bool {
+    use std::collections::HashSet;
+    // pdfium's limit on page tree depth.
+    const MAX_DEPTH: usize = 1024;
+    let mut reach_root = HashSet::new();
+    for &page in doc.get_pages().values() {
+        let mut path = Vec::new();
+        let mut on_path = HashSet::new();
+        let mut id = page;
+        while !reach_root.contains(&id) {
+            if !on_path.insert(id) || path.len() >= MAX_DEPTH {
+                return true;
+            }
+            path.push(id);
+            let parent = doc
+                .get_dictionary(id)
+                .and_then(|d| d.get(b"Parent"))
+                .and_then(|p| p.as_reference());
+            match parent {
+                Ok(parent) => id = parent,
+                Err(_) => break,
+            }
+        }
+        reach_root.extend(path);
+    }
+    false
 }
 
 fn docx(bytes: &[u8]) -> Result<String, ParseError> {
@@ -359,6 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn json_numbers_past_float_precision_are_kept_as_floats() {
+        // Found by fuzzing (fuzz/corpus/parse/regression-json-long-number): such a number is
+        // read as the nearest float, so the text holds it in exponent form, not its digits.
+        let p = parse(Format::Json, "6".repeat(45).as_bytes()).unwrap();
+        let v: f64 = p.text.trim().parse().unwrap();
+        assert!(
+            (v / 6.666_666_666_666_667e44 - 1.0).abs() < 1e-14,
+            "{}",
+            p.text
+        );
+    }
+
+    #[test]
     fn docx_paragraphs_and_heading_styles_are_read() {
         let body = r#"<?xml version="1.0"?><w:document xmlns:w="x"><w:body>
             <w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Leave policy</w:t></w:r></w:p>
@@ -369,6 +428,74 @@ mod tests {
             p.text,
             "# Leave policy\n\nStaff get 25 days & public holidays.\n\n"
         );
+    }
+
+    /// A PDF of the given objects (numbered from 1, the first the catalog) with a correct
+    /// cross-reference table.
+    fn pdf_bytes(objects: &[&str]) -> Vec<u8> {
+        let mut out = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, obj) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n{obj}\nendobj\n", i + 1).as_bytes());
+        }
+        let xref = out.len();
+        out.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+        );
+        for o in offsets {
+            out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objects.len() + 1
+            )
+            .as_bytes(),
+        );
+        out
+    }
+
+    fn one_page_pdf(page: &str) -> Vec<u8> {
+        let content = "BT /F1 18 Tf 72 720 Td (Quarterly revenue grew) Tj ET";
+        pdf_bytes(&[
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            page,
+            &format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            ),
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        ])
+    }
+
+    #[test]
+    fn pdf_text_layers_are_read() {
+        let p = parse(
+            Format::Pdf,
+            &one_page_pdf("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"),
+        )
+        .unwrap();
+        assert!(p.text.contains("Quarterly revenue grew"), "{}", p.text);
+    }
+
+    #[test]
+    fn a_pdf_page_that_is_its_own_parent_fails_instead_of_hanging() {
+        // Found by fuzzing (fuzz/corpus/parse/regression-pdf-parent-loop): with no MediaBox on
+        // the page, pdf-extract looked for one up the /Parent chain forever.
+        let bytes = one_page_pdf(
+            "<< /Type /Page /Parent 3 0 R /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        );
+        let e = parse(Format::Pdf, &bytes).unwrap_err();
+        assert!(e.0.contains("page tree loops"), "{e}");
+        // A longer loop through the page tree node is refused the same way.
+        let bytes = pdf_bytes(&[
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 3 0 R >>",
+            "<< /Type /Page /Parent 2 0 R >>",
+        ]);
+        assert!(parse(Format::Pdf, &bytes).is_err());
     }
 
     #[test]
