@@ -2,20 +2,40 @@
 //! `server` implements it and provides it through Leptos context, so `app` never depends on `server`.
 
 use crate::api::{
-    Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, MetricsSnapshot, Page,
-    SearchRequest, SearchResponse, Space,
+    Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, MetricsSnapshot, Page, Role,
+    SearchRequest, SearchResponse, SessionInfo, Space,
 };
 use std::sync::Arc;
 
 /// What the UI needs from the engine; the REST API calls the same implementation.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Lists spaces, newest first.
-    async fn list_spaces(&self, limit: i64, offset: i64) -> Result<Page<Space>, ErrorDetail>;
+    /// Lists the spaces the caller may see, newest first.
+    async fn list_spaces(
+        &self,
+        caller: &Caller,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Space>, ErrorDetail>;
+    /// Refuses (404 for strangers, 403 for members with too small a role) unless the caller
+    /// may act on the space with `needed`.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        space_id: &str,
+        needed: Role,
+    ) -> Result<(), ErrorDetail>;
+    /// Who is signed in, and whether sign-in is on at all, for the sidebar and the login page.
+    async fn session_info(&self, caller: Option<&Caller>) -> SessionInfo;
     /// Looks up one space by id.
     async fn get_space(&self, id: &str) -> Result<Space, ErrorDetail>;
-    /// Creates a space with a unique name.
-    async fn create_space(&self, name: &str, description: &str) -> Result<Space, ErrorDetail>;
+    /// Creates a space with a unique name, owned by the caller.
+    async fn create_space(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: &str,
+    ) -> Result<Space, ErrorDetail>;
     /// Renames a space and/or changes its description.
     async fn update_space(
         &self,
@@ -84,4 +104,32 @@ pub type SharedBackend = Arc<dyn Backend>;
 pub fn backend() -> Result<SharedBackend, leptos::prelude::ServerFnError> {
     leptos::prelude::use_context::<SharedBackend>()
         .ok_or_else(|| leptos::prelude::ServerFnError::new("backend missing from context"))
+}
+
+/// Who a request acts for, resolved once by the server's authentication layer and carried in
+/// the request's extensions, so server functions see the same caller the REST API does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The account; `None` in single-user mode, where there are no accounts.
+    pub user_id: Option<String>,
+    pub email: String,
+    /// Admins (and the single user) may reach every space and manage accounts.
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// The one caller of single-user mode: no account, allowed everything.
+    pub fn single_user() -> Self {
+        Self {
+            user_id: None,
+            email: String::new(),
+            is_admin: true,
+        }
+    }
+}
+
+/// The caller of the request being served, if it is signed in (or single-user mode is on).
+pub fn caller() -> Option<Caller> {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>().cloned())
 }

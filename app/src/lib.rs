@@ -88,6 +88,7 @@ pub fn App() -> impl IntoView {
                         <A href="/metrics/dashboard">"Metrics"</A>
                         <A href="/status">"Health"</A>
                     </nav>
+                    <SessionBadge/>
                     <div class="routing" aria-live="polite">
                         {move || is_routing.get().then_some("Loading…")}
                     </div>
@@ -102,9 +103,36 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("search") view={Lazy::<pages::SearchPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("metrics/dashboard") view={Lazy::<dashboard::MetricsPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("status") view={Lazy::<pages::StatusPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("login") view={Lazy::<pages::LoginPage>::new()} ssr=SsrMode::Async/>
                     </Routes>
                 </main>
             </div>
         </Router>
+    }
+}
+
+/// Who is signed in, with a sign-out button; or a plain note that this is single-user mode.
+#[component]
+fn SessionBadge() -> impl IntoView {
+    let info = Resource::new(|| (), |_| server_fns::session_info());
+    view! {
+        <div class="session" id="session">
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Ok(i) if i.auth == "none" => view! {
+                            <p class="muted small" id="single-user">"Single-user mode: no sign-in, this machine only."</p>
+                        }.into_any(),
+                        Ok(api::SessionInfo { user: Some(u), .. }) => view! {
+                            <p class="small" id="signed-in-as">"Signed in as "<strong>{u.email}</strong></p>
+                            <form method="post" action="/api/v1/auth/logout">
+                                <button class="secondary small" type="submit" id="sign-out">"Sign out"</button>
+                            </form>
+                        }.into_any(),
+                        _ => view! { <a href="/login" id="sign-in-link">"Sign in"</a> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </div>
     }
 }

@@ -754,3 +754,65 @@ pub fn NotFound() -> impl IntoView {
         <A href="/" attr:class="button secondary">"Go home"</A>
     }
 }
+
+/// Sign-in, or the first (admin) account while there is none. A plain HTML form posting to the
+/// API, so it works before the WASM has loaded; errors come back in the `error` query.
+pub struct LoginPage {
+    info: Resource<Result<crate::api::SessionInfo, ServerFnError>>,
+}
+
+#[lazy_route]
+impl LazyRoute for LoginPage {
+    fn data() -> Self {
+        Self {
+            info: Resource::new(|| (), |_| session_info()),
+        }
+    }
+
+    fn view(this: Self) -> AnyView {
+        let info = this.info;
+        let query = use_query_map();
+        let next = move || query.read().get("next").unwrap_or_else(|| "/".to_string());
+        let error = move || query.read().get("error");
+        view! {
+            <Title text="Sign in"/>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
+                        Ok(i) if i.auth == "none" => view! {
+                            <PageHeader title="No sign-in needed" subtitle="Kenning runs in single-user mode: it only listens on this machine, and whoever uses it here may do everything."/>
+                            <A href="/" attr:class="button secondary">"Go home"</A>
+                        }.into_any(),
+                        Ok(i) => {
+                            let setup = i.needs_setup;
+                            let (title, subtitle, action, button) = if setup {
+                                ("Create the admin account", "No account exists yet. The first one manages the others and can reach every space.", "/api/v1/auth/setup", "Create account")
+                            } else {
+                                ("Sign in", "Sign in to reach your spaces.", "/api/v1/auth/login", "Sign in")
+                            };
+                            view! {
+                                <PageHeader title=title subtitle=subtitle/>
+                                {error().map(|e| view! { <ErrorNotice message=e/> })}
+                                <form class="form login-form" method="post" action=action id="login-form">
+                                    <label>"Email"
+                                        <input type="email" name="email" required autocomplete="username" id="login-email"/>
+                                    </label>
+                                    <label>"Password"
+                                        <input type="password" name="password" required
+                                            minlength=if setup { "8" } else { "1" }
+                                            autocomplete=if setup { "new-password" } else { "current-password" }
+                                            id="login-password"/>
+                                    </label>
+                                    <input type="hidden" name="next" value=next()/>
+                                    <button type="submit" id="login-submit">{button}</button>
+                                </form>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Suspense>
+        }
+        .into_any()
+    }
+}

@@ -13,11 +13,45 @@ fn to_fn_error(e: crate::api::ErrorDetail) -> ServerFnError {
     ServerFnError::ServerError(e.message)
 }
 
+/// The signed-in caller; server functions answer nobody else (single-user mode has one caller).
+#[cfg(feature = "ssr")]
+fn signed_in() -> Result<crate::backend::Caller, ServerFnError> {
+    crate::backend::caller()
+        .ok_or_else(|| ServerFnError::ServerError("Sign in to continue.".to_string()))
+}
+
+/// The backend, once the caller is known to hold at least `role` in the space: every server
+/// function that names a space goes through here, as every REST route does through the
+/// server's authorization layer.
+#[cfg(feature = "ssr")]
+async fn in_space(
+    space_id: &str,
+    role: crate::api::Role,
+) -> Result<crate::backend::SharedBackend, ServerFnError> {
+    let backend = crate::backend::backend()?;
+    let caller = signed_in()?;
+    backend
+        .authorize(&caller, space_id, role)
+        .await
+        .map_err(to_fn_error)?;
+    Ok(backend)
+}
+
+/// Who is signed in (or that no sign-in is needed), for the sidebar and the login page.
+#[server]
+pub async fn session_info() -> Result<crate::api::SessionInfo, ServerFnError> {
+    let caller = crate::backend::caller();
+    Ok(crate::backend::backend()?
+        .session_info(caller.as_ref())
+        .await)
+}
+
 /// Lists spaces for the spaces page and the home overview.
 #[server]
 pub async fn list_spaces(offset: i64) -> Result<Page<Space>, ServerFnError> {
+    let caller = signed_in()?;
     crate::backend::backend()?
-        .list_spaces(PAGE_SIZE, offset)
+        .list_spaces(&caller, PAGE_SIZE, offset)
         .await
         .map_err(to_fn_error)
 }
@@ -25,7 +59,8 @@ pub async fn list_spaces(offset: i64) -> Result<Page<Space>, ServerFnError> {
 /// Loads one space for its documents page.
 #[server]
 pub async fn get_space(id: String) -> Result<Space, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&id, crate::api::Role::Viewer)
+        .await?
         .get_space(&id)
         .await
         .map_err(to_fn_error)
@@ -34,8 +69,9 @@ pub async fn get_space(id: String) -> Result<Space, ServerFnError> {
 /// Creates a space from the form on the spaces page.
 #[server]
 pub async fn create_space(name: String, description: String) -> Result<Space, ServerFnError> {
+    let caller = signed_in()?;
     crate::backend::backend()?
-        .create_space(&name, &description)
+        .create_space(&caller, &name, &description)
         .await
         .map_err(to_fn_error)
 }
@@ -43,7 +79,8 @@ pub async fn create_space(name: String, description: String) -> Result<Space, Se
 /// Renames a space from its documents page.
 #[server]
 pub async fn rename_space(id: String, name: String) -> Result<Space, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&id, crate::api::Role::Owner)
+        .await?
         .update_space(&id, Some(&name), None)
         .await
         .map_err(to_fn_error)
@@ -52,7 +89,8 @@ pub async fn rename_space(id: String, name: String) -> Result<Space, ServerFnErr
 /// Deletes a space and everything in it.
 #[server]
 pub async fn delete_space(id: String) -> Result<(), ServerFnError> {
-    crate::backend::backend()?
+    in_space(&id, crate::api::Role::Owner)
+        .await?
         .delete_space(&id)
         .await
         .map_err(to_fn_error)
@@ -64,7 +102,8 @@ pub async fn list_documents(
     space_id: String,
     offset: i64,
 ) -> Result<Page<Document>, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
         .list_documents(&space_id, PAGE_SIZE, offset)
         .await
         .map_err(to_fn_error)
@@ -73,7 +112,8 @@ pub async fn list_documents(
 /// Deletes one document.
 #[server]
 pub async fn delete_document(space_id: String, document_id: String) -> Result<(), ServerFnError> {
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Editor)
+        .await?
         .delete_document(&space_id, &document_id)
         .await
         .map_err(to_fn_error)
@@ -82,6 +122,7 @@ pub async fn delete_document(space_id: String, document_id: String) -> Result<()
 /// Health of every dependency, for the status page.
 #[server]
 pub async fn get_health() -> Result<HealthReport, ServerFnError> {
+    signed_in()?;
     Ok(crate::backend::backend()?.health().await)
 }
 
@@ -107,7 +148,8 @@ pub async fn search_space(
         min_score,
         document_id: None,
     };
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
         .search(&space_id, req)
         .await
         .map_err(to_fn_error)
@@ -119,7 +161,8 @@ pub async fn get_document(
     space_id: String,
     document_id: String,
 ) -> Result<Document, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
         .get_document(&space_id, &document_id)
         .await
         .map_err(to_fn_error)
@@ -132,7 +175,8 @@ pub async fn list_chunks(
     document_id: String,
     offset: i64,
 ) -> Result<Page<Chunk>, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
         .list_chunks(&space_id, &document_id, PAGE_SIZE, offset)
         .await
         .map_err(to_fn_error)
@@ -141,7 +185,8 @@ pub async fn list_chunks(
 /// A space's conversations for the chat page's sidebar.
 #[server]
 pub async fn list_conversations(space_id: String) -> Result<Page<Conversation>, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
         .list_conversations(&space_id, 50, 0)
         .await
         .map_err(to_fn_error)
@@ -153,7 +198,8 @@ pub async fn list_messages(
     space_id: String,
     conversation_id: String,
 ) -> Result<Page<Message>, ServerFnError> {
-    crate::backend::backend()?
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
         .list_messages(&space_id, &conversation_id, 200, 0)
         .await
         .map_err(to_fn_error)
@@ -162,5 +208,6 @@ pub async fn list_messages(
 /// The metrics dashboard's data, polled every two seconds.
 #[server]
 pub async fn metrics_snapshot() -> Result<crate::api::MetricsSnapshot, ServerFnError> {
+    signed_in()?;
     Ok(crate::backend::backend()?.metrics_snapshot().await)
 }

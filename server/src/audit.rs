@@ -106,8 +106,13 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let actor = req
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .and_then(|c| c.user_id.clone());
     let response = next.run(req).await;
     let entry = NewAudit {
+        actor,
         action,
         target_type,
         target_id,

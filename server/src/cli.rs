@@ -24,6 +24,7 @@ pub async fn run() -> ExitCode {
         Command::Worker(config) => worker(config).await,
         Command::Ingest(cmd) => ingest(cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
+        Command::User(crate::config::UserCommand::Create(cmd)) => create_user(cmd).await,
     };
     // Send the traces still buffered before the process ends.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
@@ -86,4 +87,29 @@ async fn ingest(cmd: crate::config::IngestCommand) -> anyhow::Result<()> {
             summary.failed.len() + summary.skipped.len()
         )
     }
+}
+
+async fn create_user(cmd: crate::config::CreateUserCommand) -> anyhow::Result<()> {
+    let password = match std::env::var("KENNING_USER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let store = store::connect(&cmd.store).await?;
+    store.migrate().await?;
+    let auth = crate::auth::Auth::new(store, true, std::time::Duration::from_secs(3600))?;
+    let user = auth
+        .create_user(&cmd.email, &password, &cmd.display_name, cmd.admin, false)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.to_detail().message))?;
+    println!(
+        "created {} {} ({})",
+        if user.is_admin { "admin" } else { "user" },
+        user.email,
+        user.id
+    );
+    Ok(())
 }

@@ -47,6 +47,36 @@ pub enum Command {
     Ingest(IngestCommand),
     /// Measure a running Kenning on this machine: seed a space, drive load, report percentiles.
     Bench(BenchCommand),
+    /// Manage accounts (for `--auth password`), e.g. create the first admin from a script.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Account commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from KENNING_USER_PASSWORD, or from the first
+    /// line of standard input, so it never shows in the process list or shell history.
+    Create(CreateUserCommand),
+}
+
+/// Settings of `kenning user create`.
+#[derive(Debug, Args)]
+pub struct CreateUserCommand {
+    /// The account's email address; it signs in with it.
+    #[arg(long)]
+    pub email: String,
+
+    /// Make the account an admin (manages accounts, reads the audit log, reaches every space).
+    #[arg(long)]
+    pub admin: bool,
+
+    /// A name to show instead of the email.
+    #[arg(long, default_value = "")]
+    pub display_name: String,
+
+    #[command(flatten)]
+    pub store: StoreConfig,
 }
 
 /// Settings of `kenning bench`.
@@ -485,6 +515,16 @@ pub struct ServeConfig {
     /// 403, so a page elsewhere cannot post forms, uploads or deletes to Kenning.
     #[arg(long, env = "KENNING_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Sign-in: `password` (accounts, sessions, API keys, roles per space), `none` (single
+    /// user, no sign-in; only on a loopback address), or `auto`: `none` on loopback,
+    /// `password` on any other address. The first account created becomes the admin.
+    #[arg(long, env = "KENNING_AUTH", value_enum, default_value_t = crate::auth::AuthMode::Auto)]
+    pub auth: crate::auth::AuthMode,
+
+    /// Hours a sign-in session lasts.
+    #[arg(long, env = "KENNING_SESSION_TTL_HOURS", default_value_t = 168)]
+    pub session_ttl_hours: u64,
 }
 
 /// Rate limits per client address and route class, and the answer concurrency cap. A rate is

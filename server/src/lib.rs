@@ -1,6 +1,7 @@
 //! Kenning's server: configuration, HTTP API, metadata store and the service layer behind the UI.
 
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod cache;
 pub mod chat;

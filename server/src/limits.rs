@@ -157,7 +157,24 @@ impl fmt::Display for RateLimit {
     }
 }
 
-type Limiter = DefaultKeyedRateLimiter<IpAddr, StateInformationMiddleware>;
+type Limiter = DefaultKeyedRateLimiter<Client, StateInformationMiddleware>;
+
+/// Whom a request counts against: its account when it has one (so a user's allowance follows
+/// them across addresses and keys), else its address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Client {
+    Account(String),
+    Addr(IpAddr),
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Account(id) => write!(f, "user:{id}"),
+            Client::Addr(ip) => write!(f, "ip:{ip}"),
+        }
+    }
+}
 
 /// One class's limiter and the figures its headers report.
 struct ClassLimit {
@@ -338,7 +355,7 @@ impl Limits {
     async fn check_shared(
         &self,
         class: RouteClass,
-        client: IpAddr,
+        client: Client,
     ) -> Result<HeaderMap, Box<Response>> {
         if let (Some(shared), Some(limit)) = (&self.shared, &self.classes[class.index()]) {
             let key = format!("kenning:ratelimit:{}:{client}", class.as_str());
@@ -356,15 +373,15 @@ impl Limits {
                 };
             }
         }
-        self.check(class, client)
+        self.check(class, &client)
     }
 
     /// Admits or refuses one request of `class` from `client`, with the headers to send either way.
-    fn check(&self, class: RouteClass, client: IpAddr) -> Result<HeaderMap, Box<Response>> {
+    fn check(&self, class: RouteClass, client: &Client) -> Result<HeaderMap, Box<Response>> {
         let Some(limit) = &self.classes[class.index()] else {
             return Ok(HeaderMap::new());
         };
-        match limit.limiter.check_key(&client) {
+        match limit.limiter.check_key(client) {
             Ok(state) => Ok(limit.admitted(state.remaining_burst_capacity())),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
@@ -415,7 +432,14 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let client = limits.client_address(peer, req.headers());
+    let client = match req
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .and_then(|c| c.user_id.clone())
+    {
+        Some(account) => Client::Account(account),
+        None => Client::Addr(limits.client_address(peer, req.headers())),
+    };
     let headers = match limits.check_shared(class, client).await {
         Ok(headers) => headers,
         Err(refused) => return *refused,
@@ -559,12 +583,12 @@ mod tests {
             RateLimit::OFF,
             4,
         );
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = limits.check(RouteClass::Chat, a).unwrap();
+        let a = Client::Addr("10.0.0.1".parse().unwrap());
+        let b = Client::Addr("10.0.0.2".parse().unwrap());
+        let first = limits.check(RouteClass::Chat, &a).unwrap();
         assert_eq!(first["ratelimit-remaining"], "1");
-        assert!(limits.check(RouteClass::Chat, a).is_ok());
-        let refused = limits.check(RouteClass::Chat, a).unwrap_err();
+        assert!(limits.check(RouteClass::Chat, &a).is_ok());
+        let refused = limits.check(RouteClass::Chat, &a).unwrap_err();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         let wait: u64 = refused.headers()["retry-after"]
             .to_str()
@@ -573,8 +597,11 @@ mod tests {
             .unwrap();
         assert!((1..=30).contains(&wait), "retry after {wait} s");
         assert_eq!(refused.headers()["ratelimit-remaining"], "0");
-        assert!(limits.check(RouteClass::Chat, b).is_ok(), "another client");
-        assert!(limits.check(RouteClass::Search, a).is_ok(), "another class");
+        assert!(limits.check(RouteClass::Chat, &b).is_ok(), "another client");
+        assert!(
+            limits.check(RouteClass::Search, &a).is_ok(),
+            "another class"
+        );
         assert_eq!(limits.tracked_clients(), 2);
     }
 }

@@ -30,6 +30,12 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// No caller, or credentials that do not check out; the code says which.
+    #[error("{1}")]
+    Unauthenticated(&'static str, String),
+    /// A caller whose role does not allow the action.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("The file is larger than the limit of {limit} bytes.")]
     TooLarge { limit: u64 },
     #[error("{0}")]
@@ -58,6 +64,8 @@ impl ServiceError {
             ServiceError::NotFound("point") => "point_not_found",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
+            ServiceError::Unauthenticated(code, _) => code,
+            ServiceError::Forbidden(_) => "forbidden",
             ServiceError::TooLarge { .. } => "file_too_large",
             ServiceError::UnsupportedMedia(_) => "unsupported_media_type",
             ServiceError::Unavailable(_) => "unavailable",
@@ -123,6 +131,7 @@ pub struct Service {
     chain: Option<Arc<Chain>>,
     points: Option<Arc<dyn PointStore>>,
     redis: Option<Arc<crate::redis_link::RedisLink>>,
+    auth: Option<Arc<crate::auth::Auth>>,
 }
 
 /// Bytes inspected to decide whether an upload is text.
@@ -149,6 +158,7 @@ impl Service {
             max_attempts,
             wake,
             started: Instant::now(),
+            auth: None,
             chain: None,
             points: None,
             redis: None,
@@ -159,6 +169,44 @@ impl Service {
     pub fn with_chain(mut self, chain: Arc<Chain>) -> Self {
         self.chain = Some(chain);
         self
+    }
+
+    /// Adds accounts and roles, so the UI's server functions check them as the API does.
+    pub fn with_auth(mut self, auth: Arc<crate::auth::Auth>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Refuses unless the caller holds `needed` in the space (see `Auth::authorize`); without
+    /// accounts wired in (the CLI), only an all-access caller passes.
+    pub async fn authorize(
+        &self,
+        caller: &crate::auth::Caller,
+        space_id: &str,
+        needed: app::api::Role,
+    ) -> Result<(), ServiceError> {
+        let id = Self::space_id(space_id)?;
+        match &self.auth {
+            Some(auth) => auth.authorize(caller, id, needed).await,
+            None if caller.is_admin => Ok(()),
+            None => Err(ServiceError::NotFound("space")),
+        }
+    }
+
+    /// The spaces a caller may see: all of them for admins, else those they are a member of.
+    pub async fn list_spaces_for(
+        &self,
+        caller: &crate::auth::Caller,
+        page: PageRequest,
+    ) -> Result<Page<Space>, ServiceError> {
+        if caller.is_admin {
+            return self.list_spaces(page).await;
+        }
+        let user = crate::auth::caller_account(caller)?;
+        self.store
+            .list_spaces_of(user, page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))
     }
 
     /// Adds the Redis link, so health reports show whether limits and caches are shared.
@@ -240,11 +288,19 @@ impl Service {
     }
 
     /// Creates a space; names are unique regardless of case.
-    pub async fn create_space(&self, name: &str, description: &str) -> Result<Space, ServiceError> {
+    pub async fn create_space(
+        &self,
+        owner: Option<&crate::auth::Caller>,
+        name: &str,
+        description: &str,
+    ) -> Result<Space, ServiceError> {
         let name = SpaceName::parse(name)?;
         let description = Description::parse(description)?;
+        let owner = owner
+            .and_then(|c| c.user_id.as_deref())
+            .and_then(|id| Uuid::parse_str(id).ok());
         self.store
-            .create_space(Uuid::now_v7(), &name, &description)
+            .create_space(Uuid::now_v7(), &name, &description, owner)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(_) => ServiceError::Conflict(format!(
@@ -723,12 +779,39 @@ fn io_error(e: std::io::Error) -> ServiceError {
 
 #[async_trait::async_trait]
 impl app::backend::Backend for Service {
-    async fn list_spaces(&self, limit: i64, offset: i64) -> Result<Page<Space>, ErrorDetail> {
+    async fn list_spaces(
+        &self,
+        caller: &crate::auth::Caller,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Space>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        Service::list_spaces(self, page)
+        Service::list_spaces_for(self, caller, page)
             .await
             .map_err(|e| e.to_detail())
+    }
+
+    async fn authorize(
+        &self,
+        caller: &crate::auth::Caller,
+        space_id: &str,
+        needed: app::api::Role,
+    ) -> Result<(), ErrorDetail> {
+        Service::authorize(self, caller, space_id, needed)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn session_info(&self, caller: Option<&crate::auth::Caller>) -> app::api::SessionInfo {
+        match &self.auth {
+            Some(auth) => auth.session_info(caller).await,
+            None => app::api::SessionInfo {
+                auth: "none".into(),
+                user: None,
+                needs_setup: false,
+            },
+        }
     }
 
     async fn get_space(&self, id: &str) -> Result<Space, ErrorDetail> {
@@ -737,8 +820,13 @@ impl app::backend::Backend for Service {
             .map_err(|e| e.to_detail())
     }
 
-    async fn create_space(&self, name: &str, description: &str) -> Result<Space, ErrorDetail> {
-        Service::create_space(self, name, description)
+    async fn create_space(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+        description: &str,
+    ) -> Result<Space, ErrorDetail> {
+        Service::create_space(self, Some(caller), name, description)
             .await
             .map_err(|e| e.to_detail())
     }

@@ -126,7 +126,17 @@ impl Application {
         if let Some(link) = redis {
             service = service.with_redis(link);
         }
-        let service = Arc::new(service);
+        let auth = Arc::new(crate::auth::Auth::new(
+            engine.store.clone(),
+            config.auth.requires_sign_in(config.addr)?,
+            Duration::from_secs(config.session_ttl_hours.max(1) * 3600),
+        )?);
+        if auth.required() {
+            tracing::info!("sign-in required: accounts, sessions and API keys");
+        } else {
+            tracing::warn!("single-user mode: no sign-in (loopback only)");
+        }
+        let service = Arc::new(service.with_auth(auth.clone()));
         let stop_workers = CancellationToken::new();
         let workers = spawn_workers(
             &engine,
@@ -154,10 +164,11 @@ impl Application {
             chat,
             embedder: engine.embedder.clone(),
             points: engine.points.clone(),
+            auth: auth.clone(),
             leptos_options: leptos_options.clone(),
         };
         let audit = crate::audit::Audit::start(engine.store.clone(), limits.clone());
-        let router = routes(state, &config, limits, audit);
+        let router = routes(state, &config, limits, audit, auth);
 
         Ok(Self {
             listener,
@@ -237,6 +248,7 @@ fn routes(
     config: &ServeConfig,
     limits: Arc<Limits>,
     audit: Arc<crate::audit::Audit>,
+    auth: Arc<crate::auth::Auth>,
 ) -> Router {
     let backend: SharedBackend = state.service.clone();
     let leptos_routes = ui_route_list();
@@ -297,6 +309,11 @@ fn routes(
         .layer(axum::middleware::from_fn_with_state(
             limits,
             limits::enforce,
+        ))
+        // Outside the limits and the audit log, so both know the caller.
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_millis(config.slow_request_ms),

@@ -1,5 +1,6 @@
 //! HTTP: the REST API under `/api/v1`, the operational endpoints and the middleware stack.
 
+mod auth;
 mod chat;
 mod documents;
 mod error;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub chat: Arc<Chat>,
     pub embedder: Arc<dyn Embedder>,
     pub points: Arc<dyn PointStore>,
+    /// Sign-in, keys and roles.
+    pub auth: Arc<crate::auth::Auth>,
     pub leptos_options: LeptosOptions,
 }
 
@@ -57,6 +60,7 @@ pub fn api_router(
         )
         .merge(spaces::router().layer(timeout(request_timeout)))
         .merge(ops::api_router().layer(timeout(request_timeout)))
+        .merge(auth::router().layer(timeout(request_timeout)))
         .merge(documents::router().layer(timeout(upload_timeout)))
         // Answers stream for as long as the chat's own answer timeout allows; this limit only
         // covers the time to the response head (retrieval), not the stream.

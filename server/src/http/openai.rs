@@ -5,6 +5,7 @@
 
 use super::extract::ApiJson;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::chat::ChatEvent;
 use crate::domain::PageRequest;
 use crate::embed::Lane;
@@ -13,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{extract::State, Json, Router};
+use axum::{extract::State, Extension, Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,17 +34,23 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async { ApiError::not_found_route() })
 }
 
-async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn models(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let mut data = Vec::new();
     let mut offset = 0;
     // Bounded: a listing stops at 1,000 spaces.
     while data.len() < 1_000 {
         let page = state
             .service
-            .list_spaces(PageRequest {
-                limit: PageRequest::MAX_LIMIT,
-                offset,
-            })
+            .list_spaces_for(
+                &caller,
+                PageRequest {
+                    limit: PageRequest::MAX_LIMIT,
+                    offset,
+                },
+            )
             .await?;
         for s in &page.items {
             let created = chrono::DateTime::parse_from_rfc3339(&s.created_at)
@@ -136,24 +143,30 @@ fn question(messages: &[ChatMessage]) -> Result<String, ApiError> {
 
 async fn completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let question = question(&req.messages)?;
-    let space = state
-        .service
-        .find_space(&req.model)
-        .await
-        .map_err(|e| match e {
-            crate::service::ServiceError::NotFound(_) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "model_not_found",
-                format!(
-                    "The model \"{}\" is not a space; GET /v1/models lists the spaces.",
-                    req.model
-                ),
+    let found = match state.service.find_space(&req.model).await {
+        // A space the caller may not read is, to them, a model that does not exist.
+        Ok(space) => state
+            .service
+            .authorize(&caller, &space.id, app::api::Role::Viewer)
+            .await
+            .map(|()| space),
+        Err(e) => Err(e),
+    };
+    let space = found.map_err(|e| match e {
+        crate::service::ServiceError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!(
+                "The model \"{}\" is not a space; GET /v1/models lists the spaces.",
+                req.model
             ),
-            other => other.into(),
-        })?;
+        ),
+        other => other.into(),
+    })?;
     let asked = state
         .chat
         .ask(

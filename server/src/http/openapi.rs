@@ -17,6 +17,12 @@ pub enum Errors {
     /// Malformed JSON, query or multipart, or a value out of range.
     #[response(status = 400)]
     BadRequest(ErrorBody),
+    /// No credentials, or a key that is unknown or revoked (`--auth password`).
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The caller's role in the space (or account) does not allow this.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// No such space, document, job, conversation or point (or not a well-formed id).
     #[response(status = 404)]
     NotFound(ErrorBody),
@@ -81,6 +87,18 @@ pub enum Errors {
         super::ops::report,
         super::ops::liveness,
         super::ops::readiness,
+        super::auth::login,
+        super::auth::setup,
+        super::auth::logout,
+        super::auth::session,
+        super::auth::list_keys,
+        super::auth::create_key,
+        super::auth::revoke_key,
+        super::auth::list_users,
+        super::auth::create_user,
+        super::auth::members,
+        super::auth::set_member,
+        super::auth::remove_member,
     ),
     tags(
         (name = "spaces", description = "Knowledge spaces"),
@@ -88,6 +106,7 @@ pub enum Errors {
         (name = "chat", description = "Answers streamed as Server-Sent Events, and conversations"),
         (name = "points", description = "Client-supplied vectors with payloads"),
         (name = "operations", description = "Health and metrics"),
+        (name = "auth", description = "Sign-in, API keys and accounts (with `--auth password`)"),
     )
 )]
 struct ApiDoc;
@@ -133,6 +152,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 28, "every routed operation is in the spec");
+        assert_eq!(operations, 40, "every routed operation is in the spec");
     }
 }

@@ -3,12 +3,13 @@
 use super::extract::{ApiJson, ApiQuery};
 use super::openapi::Errors;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::domain::PageRequest;
 use app::api::{CreateSpaceRequest, Page, Space, UpdateSpaceRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -43,22 +44,26 @@ impl PageQuery {
 #[tracing::instrument(skip(state))]
 pub(super) async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Space>>, ApiError> {
-    Ok(Json(state.service.list_spaces(q.parse()?).await?))
+    Ok(Json(
+        state.service.list_spaces_for(&caller, q.parse()?).await?,
+    ))
 }
 
-/// Creates a space; names are unique.
+/// Creates a space, owned by the caller; names are unique.
 #[utoipa::path(post, operation_id = "spaces_create", path = "/api/v1/spaces", tag = "spaces", request_body = CreateSpaceRequest,
     responses((status = 201, description = "Created", body = Space), Errors))]
-#[tracing::instrument(skip(state, body))]
+#[tracing::instrument(skip(state, caller, body))]
 pub(super) async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateSpaceRequest>,
 ) -> Result<(StatusCode, Json<Space>), ApiError> {
     let space = state
         .service
-        .create_space(&body.name, &body.description)
+        .create_space(Some(&caller), &body.name, &body.description)
         .await?;
     Ok((StatusCode::CREATED, Json(space)))
 }

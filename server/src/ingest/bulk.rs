@@ -203,7 +203,7 @@ async fn find_or_create_space(service: &Service, name: &str) -> anyhow::Result<S
         Err(e) => anyhow::bail!("{}", e.to_detail().message),
     }
     let space = service
-        .create_space(name, "")
+        .create_space(None, name, "")
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.to_detail().message))?;
     Ok(space.id)

@@ -8,7 +8,10 @@ mod timed;
 
 use crate::config::StoreConfig;
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{
+    ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
+    User,
+};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -134,12 +137,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Applies pending migrations; safe to run on every start.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Creates a space; a name already taken (case-insensitively) is a `Conflict`.
+    /// Creates a space, with `owner` as its first owner in the same transaction; a name already
+    /// taken (case-insensitively) is a `Conflict`.
     async fn create_space(
         &self,
         id: Uuid,
         name: &SpaceName,
         description: &Description,
+        owner: Option<Uuid>,
     ) -> Result<Space, StoreError>;
     /// One space with its document count.
     async fn get_space(&self, id: Uuid) -> Result<Space, StoreError>;
@@ -303,7 +308,174 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
     /// The audit log, newest first.
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
+
+    /// Accounts there are; none means the first one becomes the admin.
+    async fn count_users(&self) -> Result<i64, StoreError>;
+    /// Creates an account (`Conflict` when the email is taken). With `only_if_first`, it is
+    /// created only while no account exists, atomically, so two first sign-ups cannot both win.
+    async fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<User, StoreError>;
+    /// An account by email (any case), with its password hash, for sign-in.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// One account.
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    /// Accounts, oldest first.
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError>;
+    /// Stores a sign-in session by the hash of its token.
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        expires_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The account of a session that has not expired.
+    async fn session_user(&self, token_hash: &str, now_ms: i64)
+        -> Result<Option<User>, StoreError>;
+    /// Ends a session (signing out).
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Drops sessions that expired, so the table stays bounded.
+    async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError>;
+    /// Stores an API key by its hash.
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError>;
+    /// The account of a key that is not revoked; records when it was used.
+    async fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError>;
+    /// A user's keys, newest first (revoked ones included, marked).
+    async fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes one of a user's keys; `NotFound` when the key is not theirs.
+    async fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> Result<(), StoreError>;
+    /// The role an account has in a space, if it is a member.
+    async fn member_role(&self, space_id: Uuid, user_id: Uuid) -> Result<Option<Role>, StoreError>;
+    /// Adds a member or changes their role.
+    async fn set_member(&self, space_id: Uuid, user_id: Uuid, role: Role)
+        -> Result<(), StoreError>;
+    /// Removes a member; `NotFound` when they were not one.
+    async fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError>;
+    /// A space's members, owners first.
+    async fn list_members(&self, space_id: Uuid) -> Result<Vec<Member>, StoreError>;
+    /// The spaces an account is a member of, newest first.
+    async fn list_spaces_of(
+        &self,
+        user_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Space>, StoreError>;
 }
+
+/// An account about to be stored; the password is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+}
+
+/// An account with its password hash, as sign-in needs it.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+/// An API key about to be stored: only its hash and visible prefix, never the key.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+}
+
+/// A user row; `I` and `T` are the backend's id and time types.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow<I, T> {
+    id: I,
+    email: String,
+    display_name: String,
+    is_admin: bool,
+    created_at: T,
+}
+
+impl<I: Wire, T: Wire> From<UserRow<I, T>> for User {
+    fn from(r: UserRow<I, T>) -> Self {
+        User {
+            id: r.id.wire(),
+            email: r.email,
+            display_name: r.display_name,
+            is_admin: r.is_admin,
+            created_at: r.created_at.wire(),
+        }
+    }
+}
+
+/// A user row with the password hash.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserSecretRow<I, T> {
+    #[sqlx(flatten)]
+    user: UserRow<I, T>,
+    password_hash: Option<String>,
+}
+
+impl<I: Wire, T: Wire> From<UserSecretRow<I, T>> for UserRecord {
+    fn from(r: UserSecretRow<I, T>) -> Self {
+        UserRecord {
+            user: r.user.into(),
+            password_hash: r.password_hash,
+        }
+    }
+}
+
+/// Columns selected for a user; the table is aliased `u`.
+pub(crate) const USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.is_admin, u.created_at";
+
+/// An API key row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyRow<I, T> {
+    id: I,
+    name: String,
+    prefix: String,
+    created_at: T,
+    last_used_at: Option<T>,
+    revoked_at: Option<T>,
+}
+
+impl<I: Wire, T: Wire> From<ApiKeyRow<I, T>> for ApiKey {
+    fn from(r: ApiKeyRow<I, T>) -> Self {
+        ApiKey {
+            id: r.id.wire(),
+            name: r.name,
+            prefix: r.prefix,
+            created_at: r.created_at.wire(),
+            last_used_at: r.last_used_at.map(Wire::wire),
+            revoked_at: r.revoked_at.map(Wire::wire),
+        }
+    }
+}
+
+/// Columns selected for an API key.
+pub(crate) const API_KEY_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
+
+/// A member row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow<I> {
+    user_id: I,
+    email: String,
+    role: String,
+}
+
+impl<I: Wire> From<MemberRow<I>> for Member {
+    fn from(r: MemberRow<I>) -> Self {
+        Member {
+            user_id: r.user_id.wire(),
+            email: r.email,
+            // The column's CHECK constraint admits only the three names.
+            role: Role::parse(&r.role).unwrap_or(Role::Viewer),
+        }
+    }
+}
+
+/// Members of a space with their emails, owners first.
+pub(crate) const MEMBERS_SELECT: &str = "SELECT m.user_id, u.email, m.role FROM space_members m     JOIN users u ON u.id = m.user_id WHERE m.space_id = ";
 
 /// A passage with its document's file name and a backend score (meaningful for keyword hits).
 #[derive(Debug, Clone)]
@@ -499,6 +671,8 @@ pub(crate) const CHUNK_COLUMNS: &str =
 /// An audit log entry to write; the store stamps the time.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
+    /// The account that asked, if any.
+    pub actor: Option<String>,
     pub action: String,
     pub target_type: Option<&'static str>,
     pub target_id: Option<String>,

@@ -5,9 +5,13 @@ use super::{
     NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
     SPACE_COLUMNS,
 };
-use super::{NewAudit, NewMessage, CONVERSATION_COLUMNS};
+use super::{NewApiKey, NewAudit, NewMessage, NewUser, UserRecord, CONVERSATION_COLUMNS};
+use super::{API_KEY_COLUMNS, MEMBERS_SELECT, USER_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{
+    ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
+    User,
+};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -29,6 +33,10 @@ type ChunkHitRow = super::ChunkHitRow<Uuid>;
 type ConversationRow = super::ConversationRow<Uuid, DateTime<Utc>>;
 type AuditRow = super::AuditRow<DateTime<Utc>>;
 type MessageRow = super::MessageRow<Uuid, DateTime<Utc>>;
+type UserRow = super::UserRow<Uuid, DateTime<Utc>>;
+type UserSecretRow = super::UserSecretRow<Uuid, DateTime<Utc>>;
+type ApiKeyRow = super::ApiKeyRow<Uuid, DateTime<Utc>>;
+type MemberRow = super::MemberRow<Uuid>;
 
 impl PostgresStore {
     /// The pool, shared with the pgvector store so both use one set of connections.
@@ -77,7 +85,9 @@ impl MetadataStore for PostgresStore {
         id: Uuid,
         name: &SpaceName,
         description: &Description,
+        owner: Option<Uuid>,
     ) -> Result<Space, StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO spaces (id, name, description, created_at, updated_at) \
              VALUES ($1, $2, $3, now(), now())",
@@ -85,8 +95,18 @@ impl MetadataStore for PostgresStore {
         .bind(id)
         .bind(name.as_str())
         .bind(description.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(owner) = owner {
+            sqlx::query(
+                "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, 'owner', now())",
+            )
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         self.get_space(id).await
     }
 
@@ -705,10 +725,11 @@ impl MetadataStore for PostgresStore {
 
     async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_log (at, action, target_type, target_id, ip, details) \
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            "INSERT INTO audit_log (at, actor_user_id, action, target_type, target_id, ip, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
         )
         .bind(Utc::now())
+        .bind(entry.actor.as_deref().and_then(|a| Uuid::parse_str(a).ok()))
         .bind(&entry.action)
         .bind(entry.target_type)
         .bind(&entry.target_id)
@@ -727,6 +748,256 @@ impl MetadataStore for PostgresStore {
             "SELECT id, at, actor_user_id::text AS actor, action, target_type, target_id, ip, \
              details::text AS details FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+    async fn count_users(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<User, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if only_if_first {
+            // Concurrent first sign-ups on any instance queue here; only the first finds none.
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+            let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut *tx)
+                .await?;
+            if existing > 0 {
+                return Err(StoreError::Conflict("an account exists already".into()));
+            }
+        }
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO users AS u (id, email, display_name, password_hash, is_admin, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, now(), now()) \
+             RETURNING u.id, u.email, u.display_name, u.is_admin, u.created_at",
+        )
+        .bind(user.id)
+        .bind(&user.email)
+        .bind(&user.display_name)
+        .bind(&user.password_hash)
+        .bind(user.is_admin)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserSecretRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE lower(u.email) = lower($1)"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2"
+        ))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_ms) VALUES ($1, $2, now(), $3)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(expires_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_ms > $2"
+        ))
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, now())",
+        )
+        .bind(key.id)
+        .bind(key.user_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .execute(&self.pool)
+        .await?;
+        let row: ApiKeyRow = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        ))
+        .bind(key.id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1")
+                .bind(key_hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn member_role(&self, space_id: Uuid, user_id: Uuid) -> Result<Option<Role>, StoreError> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2",
+        )
+        .bind(space_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+
+    async fn set_member(
+        &self,
+        space_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (space_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(space_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM space_members WHERE space_id = $1 AND user_id = $2")
+            .bind(space_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_members(&self, space_id: Uuid) -> Result<Vec<Member>, StoreError> {
+        let rows: Vec<MemberRow> = sqlx::query_as(&format!(
+            "{MEMBERS_SELECT}$1 ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'editor' THEN 1 ELSE 2 END, u.email LIMIT 1000"
+        ))
+        .bind(space_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn list_spaces_of(
+        &self,
+        user_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Space>, StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM space_members WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows: Vec<SpaceRow> = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s JOIN space_members m ON m.space_id = s.id \
+             WHERE m.user_id = $1 ORDER BY s.created_at DESC, s.id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(user_id)
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)

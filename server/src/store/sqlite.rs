@@ -5,9 +5,13 @@ use super::{
     NewDocument, NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
     JOB_COLUMNS, SPACE_COLUMNS,
 };
-use super::{NewAudit, NewMessage, CONVERSATION_COLUMNS};
+use super::{NewApiKey, NewAudit, NewMessage, NewUser, UserRecord, CONVERSATION_COLUMNS};
+use super::{API_KEY_COLUMNS, MEMBERS_SELECT, USER_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{
+    ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
+    User,
+};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -29,6 +33,10 @@ type ChunkHitRow = super::ChunkHitRow<String>;
 type ConversationRow = super::ConversationRow<String, String>;
 type MessageRow = super::MessageRow<String, String>;
 type AuditRow = super::AuditRow<String>;
+type UserRow = super::UserRow<String, String>;
+type UserSecretRow = super::UserSecretRow<String, String>;
+type ApiKeyRow = super::ApiKeyRow<String, String>;
+type MemberRow = super::MemberRow<String>;
 
 fn later(d: Duration) -> String {
     format_time(Utc::now() + chrono::Duration::milliseconds(lease_millis(d)))
@@ -90,8 +98,10 @@ impl MetadataStore for SqliteStore {
         id: Uuid,
         name: &SpaceName,
         description: &Description,
+        owner: Option<Uuid>,
     ) -> Result<Space, StoreError> {
         let now = now();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO spaces (id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -100,8 +110,19 @@ impl MetadataStore for SqliteStore {
         .bind(description.as_str())
         .bind(&now)
         .bind(&now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(owner) = owner {
+            sqlx::query(
+                "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)",
+            )
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         self.get_space(id).await
     }
 
@@ -728,10 +749,11 @@ impl MetadataStore for SqliteStore {
 
     async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_log (at, action, target_type, target_id, ip, details) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, actor_user_id, action, target_type, target_id, ip, details) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now())
+        .bind(&entry.actor)
         .bind(&entry.action)
         .bind(entry.target_type)
         .bind(&entry.target_id)
@@ -750,6 +772,262 @@ impl MetadataStore for SqliteStore {
             "SELECT id, at, actor_user_id AS actor, action, target_type, target_id, ip, details \
              FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
         )
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+    async fn count_users(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<User, StoreError> {
+        let now = now();
+        // One statement, so "only while none exists" holds under concurrent sign-ups.
+        let guard = if only_if_first {
+            " WHERE NOT EXISTS (SELECT 1 FROM users)"
+        } else {
+            ""
+        };
+        let done = sqlx::query(&format!(
+            "INSERT INTO users (id, email, display_name, password_hash, is_admin, created_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?{guard}"
+        ))
+        .bind(user.id.to_string())
+        .bind(&user.email)
+        .bind(&user.display_name)
+        .bind(&user.password_hash)
+        .bind(user.is_admin)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("an account exists already".into()));
+        }
+        let row: UserRow = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
+        ))
+        .bind(user.id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserSecretRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.email = ?"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT ? OFFSET ?"
+        ))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page_of(rows, total, page))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_ms) VALUES (?, ?, ?, ?)")
+            .bind(token_hash)
+            .bind(user_id.to_string())
+            .bind(now())
+            .bind(expires_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.expires_ms > ?"
+        ))
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.to_string())
+        .bind(key.user_id.to_string())
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        let row: ApiKeyRow = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?"
+        ))
+        .bind(key.id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = ? AND k.revoked_at IS NULL"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?")
+                .bind(now())
+                .bind(key_hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT 1000"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND user_id = ?",
+        )
+        .bind(now())
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn member_role(&self, space_id: Uuid, user_id: Uuid) -> Result<Option<Role>, StoreError> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = ? AND user_id = ?")
+                .bind(space_id.to_string())
+                .bind(user_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+
+    async fn set_member(
+        &self,
+        space_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (space_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(space_id.to_string())
+        .bind(user_id.to_string())
+        .bind(role.as_str())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM space_members WHERE space_id = ? AND user_id = ?")
+            .bind(space_id.to_string())
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_members(&self, space_id: Uuid) -> Result<Vec<Member>, StoreError> {
+        let rows: Vec<MemberRow> = sqlx::query_as(&format!(
+            "{MEMBERS_SELECT}? ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'editor' THEN 1 ELSE 2 END, u.email LIMIT 1000"
+        ))
+        .bind(space_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn list_spaces_of(
+        &self,
+        user_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Space>, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM space_members WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<SpaceRow> = sqlx::query_as(&format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s JOIN space_members m ON m.space_id = s.id \
+             WHERE m.user_id = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?"
+        ))
+        .bind(user_id.to_string())
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)

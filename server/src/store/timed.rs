@@ -3,9 +3,12 @@
 //! backends stay free of metrics code and no call can be forgotten.
 
 use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
-use super::{NewAudit, NewDocument, NewJob};
+use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, UserRecord};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{AuditEntry, Chunk, Conversation, Document, Job, Message, Page, Space};
+use app::api::{
+    ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
+    User,
+};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +49,7 @@ macro_rules! timed {
 timed! {
     fn ping(&self) -> Result<(), StoreError>;
     fn migrate(&self) -> Result<(), StoreError>;
-    fn create_space(&self, id: Uuid, name: &SpaceName, description: &Description) -> Result<Space, StoreError>;
+    fn create_space(&self, id: Uuid, name: &SpaceName, description: &Description, owner: Option<Uuid>) -> Result<Space, StoreError>;
     fn get_space(&self, id: Uuid) -> Result<Space, StoreError>;
     fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError>;
     fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError>;
@@ -80,4 +83,22 @@ timed! {
     fn list_messages(&self, conversation_id: Uuid, page: PageRequest) -> Result<Page<Message>, StoreError>;
     fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
     fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
+    fn count_users(&self) -> Result<i64, StoreError>;
+    fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<User, StoreError>;
+    fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError>;
+    fn create_session(&self, token_hash: &str, user_id: Uuid, expires_ms: i64) -> Result<(), StoreError>;
+    fn session_user(&self, token_hash: &str, now_ms: i64) -> Result<Option<User>, StoreError>;
+    fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError>;
+    fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError>;
+    fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError>;
+    fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError>;
+    fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> Result<(), StoreError>;
+    fn member_role(&self, space_id: Uuid, user_id: Uuid) -> Result<Option<Role>, StoreError>;
+    fn set_member(&self, space_id: Uuid, user_id: Uuid, role: Role) -> Result<(), StoreError>;
+    fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError>;
+    fn list_members(&self, space_id: Uuid) -> Result<Vec<Member>, StoreError>;
+    fn list_spaces_of(&self, user_id: Uuid, page: PageRequest) -> Result<Page<Space>, StoreError>;
 }

@@ -239,6 +239,9 @@ async fn the_api_serves_its_openapi_description(backend: Backend) {
         ("/api/v1/spaces/{id}/search", "post"),
         ("/api/v1/spaces/{id}/chat", "post"),
         ("/api/v1/spaces/{id}/points", "put"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/keys", "post"),
+        ("/api/v1/spaces/{id}/members", "put"),
         ("/health", "get"),
     ] {
         assert!(

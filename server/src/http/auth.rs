@@ -1,0 +1,310 @@
+//! `/api/v1/auth` (sign-in, sign-out, first account, API keys), `/api/v1/users` (accounts, for
+//! admins) and `/api/v1/spaces/{id}/members` (who may do what in a space). Sign-in and sign-out
+//! take JSON from programs or a plain HTML form from the login page, which works without
+//! JavaScript; a form gets a redirect, JSON gets JSON.
+
+use super::extract::{ApiJson, ApiQuery};
+use super::openapi::Errors;
+use super::spaces::PageQuery;
+use super::{ApiError, AppState};
+use crate::auth::{self, Caller};
+use crate::service::ServiceError;
+use app::api::{
+    ApiKey, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey, LoginRequest, Member, Page,
+    SessionInfo, SetMemberRequest, User,
+};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Form, Json, Router};
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/setup", post(setup))
+        .route("/auth/logout", post(logout))
+        .route("/auth/session", get(session))
+        .route("/auth/keys", get(list_keys).post(create_key))
+        .route("/auth/keys/{key_id}", delete(revoke_key))
+        .route("/users", get(list_users).post(create_user))
+        .route("/spaces/{id}/members", get(members).put(set_member))
+        .route("/spaces/{id}/members/{user_id}", delete(remove_member))
+}
+
+/// A sign-in body, and whether it came from a form (answered with a redirect).
+struct Credentials {
+    body: LoginRequest,
+    form: bool,
+}
+
+async fn credentials(req: Request) -> Result<Credentials, ApiError> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body = if form {
+        Form::<LoginRequest>::from_request(req, &())
+            .await
+            .map_err(|r| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_fields",
+                    r.body_text(),
+                )
+            })?
+            .0
+    } else {
+        ApiJson::<LoginRequest>::from_request(req, &()).await?.0
+    };
+    Ok(Credentials { body, form })
+}
+
+/// Where a form sends the browser afterwards: a path on this site only, never another site.
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        _ => "/",
+    }
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+/// The answer to a successful sign-in: the session cookie, and the user or a redirect.
+fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    creds: &Credentials,
+    status: StatusCode,
+    user: User,
+    token: &str,
+) -> Response {
+    let cookie = auth::session_cookie(
+        token,
+        state.auth.session_ttl(),
+        auth::came_over_tls(headers),
+    );
+    let mut response = if creds.form {
+        redirect(local_path(creds.body.next.as_deref()))
+    } else {
+        (status, Json(user)).into_response()
+    };
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// A refused form sign-in goes back to the login page with the reason.
+fn form_refusal(creds: &Credentials, e: ServiceError) -> Response {
+    let next = local_path(creds.body.next.as_deref());
+    let error = crate::auth::percent_encode(&e.to_string());
+    redirect(&format!(
+        "/login?error={error}&next={}",
+        crate::auth::percent_encode(next)
+    ))
+}
+
+/// Signs in with email and password; sets the session cookie. Unknown email and wrong password
+/// get the same 401 after the same work.
+#[utoipa::path(post, operation_id = "auth_login", path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "Signed in; the session cookie is set", body = User),
+              (status = 303, description = "Form sign-in: redirected to `next`, or back to the login page with an error"), Errors))]
+#[tracing::instrument(skip(state, req))]
+pub(super) async fn login(State(state): State<AppState>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let creds = match credentials(req).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    match state
+        .auth
+        .login(&creds.body.email, &creds.body.password)
+        .await
+    {
+        Ok((user, token)) => signed_in(&state, &headers, &creds, StatusCode::OK, user, &token),
+        Err(e) if creds.form => form_refusal(&creds, e),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Creates the first account, which becomes the admin, and signs it in; 409 once any exists.
+#[utoipa::path(post, operation_id = "auth_setup", path = "/api/v1/auth/setup", tag = "auth", request_body = LoginRequest,
+    responses((status = 201, description = "The admin account, signed in", body = User), Errors))]
+#[tracing::instrument(skip(state, req))]
+pub(super) async fn setup(State(state): State<AppState>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let creds = match credentials(req).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if !state.auth.required() {
+        return ApiError::from(ServiceError::Conflict(
+            "Kenning runs in single-user mode (no sign-in); start it with --auth password to use accounts.".into(),
+        ))
+        .into_response();
+    }
+    match state
+        .auth
+        .setup(&creds.body.email, &creds.body.password)
+        .await
+    {
+        Ok((user, token)) => signed_in(&state, &headers, &creds, StatusCode::CREATED, user, &token),
+        Err(e) if creds.form => form_refusal(&creds, e),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Ends the session and clears its cookie (a form is sent to the login page).
+#[utoipa::path(post, operation_id = "auth_logout", path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Signed out"), (status = 303, description = "Form sign-out: to the login page"), Errors))]
+#[tracing::instrument(skip(state, headers))]
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.auth.logout(&headers).await?;
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let mut response = if form {
+        redirect("/login")
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, auth::clear_session_cookie());
+    Ok(response)
+}
+
+/// Who is signed in, whether sign-in is on, and whether the first account is still to be made.
+#[utoipa::path(get, operation_id = "auth_session", path = "/api/v1/auth/session", tag = "auth",
+    responses((status = 200, description = "The session", body = SessionInfo), Errors))]
+pub(super) async fn session(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Json<SessionInfo> {
+    Json(state.auth.session_info(caller.as_ref().map(|c| &c.0)).await)
+}
+
+/// The caller's API keys (never the keys themselves).
+#[utoipa::path(get, operation_id = "auth_keys_list", path = "/api/v1/auth/keys", tag = "auth",
+    responses((status = 200, description = "The caller's keys, newest first", body = Vec<ApiKey>), Errors))]
+pub(super) async fn list_keys(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    Ok(Json(state.auth.list_keys(&caller).await?))
+}
+
+/// Creates an API key; the key is in this answer only.
+#[utoipa::path(post, operation_id = "auth_keys_create", path = "/api/v1/auth/keys", tag = "auth", request_body = CreateApiKeyRequest,
+    responses((status = 201, description = "The key, shown this once", body = CreatedApiKey), Errors))]
+#[tracing::instrument(skip(state, caller, body))]
+pub(super) async fn create_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<CreateApiKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.auth.create_key(&caller, &body.name).await?),
+    ))
+}
+
+/// Revokes one of the caller's API keys; it stops working at once.
+#[utoipa::path(delete, operation_id = "auth_keys_revoke", path = "/api/v1/auth/keys/{key_id}", tag = "auth",
+    params(("key_id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked"), Errors))]
+#[tracing::instrument(skip(state, caller))]
+pub(super) async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.revoke_key(&caller, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Accounts, oldest first (admins only).
+#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "auth", params(PageQuery),
+    responses((status = 200, description = "A page of accounts", body = Page<User>), Errors))]
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<User>>, ApiError> {
+    Ok(Json(state.auth.list_users(q.parse()?).await?))
+}
+
+/// Creates an account (admins only); share spaces with it through their members.
+#[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "auth", request_body = CreateUserRequest,
+    responses((status = 201, description = "The account", body = User), Errors))]
+#[tracing::instrument(skip(state, body))]
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let user = state
+        .auth
+        .create_user(
+            &body.email,
+            &body.password,
+            &body.display_name,
+            body.is_admin,
+            false,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+fn space_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ServiceError::NotFound("space").into())
+}
+
+/// A space's members and their roles.
+#[utoipa::path(get, operation_id = "members_list", path = "/api/v1/spaces/{id}/members", tag = "spaces",
+    params(("id" = String, Path, description = "Space id")),
+    responses((status = 200, description = "Members, owners first", body = Vec<Member>), Errors))]
+pub(super) async fn members(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    let space = space_id(&id)?;
+    state.service.get_space(&id).await?;
+    Ok(Json(state.auth.members(space).await?))
+}
+
+/// Adds an account to the space, or changes its role (owners only).
+#[utoipa::path(put, operation_id = "members_set", path = "/api/v1/spaces/{id}/members", tag = "spaces",
+    params(("id" = String, Path, description = "Space id")), request_body = SetMemberRequest,
+    responses((status = 200, description = "The member", body = Member), Errors))]
+#[tracing::instrument(skip(state, body))]
+pub(super) async fn set_member(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SetMemberRequest>,
+) -> Result<Json<Member>, ApiError> {
+    let space = space_id(&id)?;
+    state.service.get_space(&id).await?;
+    Ok(Json(
+        state.auth.set_member(space, &body.email, body.role).await?,
+    ))
+}
+
+/// Removes an account from the space (owners only); the last owner stays.
+#[utoipa::path(delete, operation_id = "members_remove", path = "/api/v1/spaces/{id}/members/{user_id}", tag = "spaces",
+    params(("id" = String, Path, description = "Space id"), ("user_id" = String, Path, description = "Account id")),
+    responses((status = 204, description = "Removed"), Errors))]
+#[tracing::instrument(skip(state))]
+pub(super) async fn remove_member(
+    State(state): State<AppState>,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let space = space_id(&id)?;
+    state.auth.remove_member(space, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,743 @@
+//! Accounts, sessions, API keys and roles (`--auth password`): signing in and out, keys that
+//! work until revoked, and a matrix proving that a caller cannot read, search, ask, change or
+//! delete another space's data through any endpoint — REST, OpenAI-compatible, server
+//! functions and pages alike — while members get exactly what their role allows.
+
+use crate::helpers::{assert_error, parse_sse, spawn_app_with, Backend, Options, TestApp};
+use app::server_fns::{GetSpace, ListConversations, ListDocuments, SearchSpace};
+use kenning::auth::AuthMode;
+use leptos::server_fn::ServerFn;
+use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::multipart::{Form, Part};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+on_both_backends!(
+    signing_in_out_and_api_keys_work_and_fail_as_they_should,
+    no_caller_can_reach_a_space_they_are_not_a_member_of,
+    members_get_what_their_role_allows_and_no_more
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn spawn_with_accounts(backend: Backend) -> TestApp {
+    spawn_app_with(
+        backend,
+        Options {
+            serve: Box::new(|c| c.auth = AuthMode::Password),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Credentials a request carries: a session cookie or an API key.
+#[derive(Clone)]
+enum Cred {
+    Cookie(String),
+    Key(String),
+}
+
+/// A caller of the test server.
+struct As<'a> {
+    app: &'a TestApp,
+    cred: Cred,
+    client: reqwest::Client,
+}
+
+impl<'a> As<'a> {
+    fn new(app: &'a TestApp, cred: Cred) -> Self {
+        Self {
+            app,
+            cred,
+            client: no_redirects(),
+        }
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, self.app.url(path));
+        match &self.cred {
+            Cred::Cookie(c) => r.header(COOKIE, c),
+            Cred::Key(k) => r.header(AUTHORIZATION, format!("Bearer {k}")),
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.req(method, path);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    async fn upload(&self, space: &str, name: &str, text: &str) -> (u16, Value) {
+        let form = Form::new().part(
+            "file",
+            Part::bytes(text.as_bytes().to_vec()).file_name(name.to_string()),
+        );
+        let r = self
+            .req(Method::POST, &format!("/api/v1/spaces/{space}/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn server_fn(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let r = self
+            .req(Method::POST, path)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn page(&self, path: &str) -> (u16, String) {
+        let r = self.req(Method::GET, path).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn wait_ready(&self, space: &str, doc: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let (status, d) = self
+                .get(&format!("/api/v1/spaces/{space}/documents/{doc}"))
+                .await;
+            assert_eq!(status, 200, "{d}");
+            if d["status"] == "ready" {
+                return;
+            }
+            assert_ne!(d["status"], "failed", "{d}");
+            assert!(std::time::Instant::now() < deadline, "not indexed: {d}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The `name=value` part of a response's session cookie.
+fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("kenning_session=") && !v.starts_with("kenning_session=;"))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    no_redirects()
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Creates the admin through the first-account setup and returns its session.
+async fn set_up_admin(app: &TestApp) -> As<'_> {
+    let r = no_redirects()
+        .post(app.url("/api/v1/auth/setup"))
+        .json(&json!({ "email": "admin@example.org", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let cookie = session_cookie(&r).expect("setup signs the admin in");
+    As::new(app, Cred::Cookie(cookie))
+}
+
+/// An account made by the admin, signed in with an API key of its own.
+async fn account<'a>(app: &'a TestApp, admin: &As<'_>, email: &str) -> As<'a> {
+    let (status, body) = admin
+        .post(
+            "/api/v1/users",
+            json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let r = sign_in(app, email, PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let session = As::new(app, Cred::Cookie(session_cookie(&r).unwrap()));
+    let (status, key) = session
+        .post("/api/v1/auth/keys", json!({ "name": "tests" }))
+        .await;
+    assert_eq!(status, 201, "{key}");
+    As::new(app, Cred::Key(key["key"].as_str().unwrap().to_string()))
+}
+
+async fn signing_in_out_and_api_keys_work_and_fail_as_they_should(backend: Backend) {
+    let app = spawn_with_accounts(backend).await;
+    let anonymous = no_redirects();
+
+    // Nothing but sign-in, health and files without credentials.
+    let r = anonymous
+        .get(app.url("/api/v1/spaces"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_error(&r.json().await.unwrap(), "unauthenticated");
+    let r = anonymous
+        .get(app.url("/spaces?offset=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "pages send strangers to sign in");
+    assert_eq!(r.headers()[LOCATION], "/login?next=/spaces%3Foffset%3D0");
+    assert_eq!(
+        anonymous
+            .get(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        anonymous
+            .get(app.url("/health/readiness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (_, session) = app.get_json("/api/v1/auth/session").await;
+    assert_eq!(session["auth"], "password");
+    assert_eq!(session["needs_setup"], true);
+
+    // The first account: a short password is refused, then it is made admin, once only.
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/setup",
+            &json!({ "email": "admin@example.org", "password": "short" }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_error(&body, "invalid_password");
+    let r = anonymous
+        .post(app.url("/api/v1/auth/setup"))
+        .json(&json!({ "email": "admin@example.org", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let set_cookie = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let admin: Value = r.json().await.unwrap();
+    assert_eq!(admin["is_admin"], true);
+    assert!(admin.get("password_hash").is_none(), "{admin}");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/setup",
+            &json!({ "email": "second@example.org", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+
+    // Wrong password and unknown account: the same 401 and the same words.
+    let wrong = sign_in(&app, "admin@example.org", "not the password").await;
+    assert_eq!(wrong.status(), 401);
+    let wrong: Value = wrong.json().await.unwrap();
+    let unknown: Value = sign_in(&app, "nobody@example.org", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_error(&wrong, "invalid_credentials");
+    assert_eq!(wrong, unknown);
+
+    // A session: any case of the email signs in; the cookie opens the API and the pages.
+    let r = sign_in(&app, "ADMIN@example.org", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let cookie = session_cookie(&r).unwrap();
+    let me = As::new(&app, Cred::Cookie(cookie.clone()));
+    let (status, session) = me.get("/api/v1/auth/session").await;
+    assert_eq!(status, 200);
+    assert_eq!(session["user"]["email"], "admin@example.org");
+    let (status, page) = me.page("/spaces").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("admin@example.org"),
+        "the sidebar names who is signed in"
+    );
+
+    // API keys: shown once, listed by prefix, working until revoked.
+    let (status, created) = me
+        .post("/api/v1/auth/keys", json!({ "name": "laptop" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("kn_") && key.len() > 40, "{key}");
+    assert_eq!(created["prefix"], &key[..11]);
+    let (_, keys) = me.get("/api/v1/auth/keys").await;
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert!(
+        !keys.to_string().contains(&key),
+        "the key is never listed: {keys}"
+    );
+    assert!(keys[0]["last_used_at"].is_null());
+    let with_key = As::new(&app, Cred::Key(key.clone()));
+    assert_eq!(with_key.get("/api/v1/spaces").await.0, 200);
+    let (_, keys) = me.get("/api/v1/auth/keys").await;
+    assert!(
+        keys[0]["last_used_at"].is_string(),
+        "use is recorded: {keys}"
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = me
+        .send(Method::DELETE, &format!("/api/v1/auth/keys/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = with_key.get("/api/v1/spaces").await;
+    assert_eq!(status, 401, "a revoked key stops working at once");
+    assert_error(&body, "invalid_api_key");
+    let (status, body) = As::new(&app, Cred::Key("kn_0000000000".into()))
+        .get("/api/v1/spaces")
+        .await;
+    assert_eq!(status, 401);
+    assert_error(&body, "invalid_api_key");
+
+    // The audit log names who made a change.
+    let (status, log) = me.get("/api/v1/audit").await;
+    assert_eq!(status, 200, "{log}");
+    let entry = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "POST /api/v1/auth/keys")
+        .cloned()
+        .expect("key creation audited");
+    assert_eq!(entry["actor"], admin["id"], "{entry}");
+
+    // Signing out ends the session on the server, not only in the browser.
+    let (status, _) = me.send(Method::POST, "/api/v1/auth/logout", None).await;
+    assert_eq!(status, 204);
+    assert_eq!(me.get("/api/v1/spaces").await.0, 401);
+
+    // The login page's form: a redirect to where the user was going, or back with the reason.
+    let r = anonymous
+        .post(app.url("/api/v1/auth/login"))
+        .form(&[
+            ("email", "admin@example.org"),
+            ("password", PASSWORD),
+            ("next", "/spaces"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/spaces");
+    assert!(session_cookie(&r).is_some());
+    let r = anonymous
+        .post(app.url("/api/v1/auth/login"))
+        .form(&[
+            ("email", "admin@example.org"),
+            ("password", "nope"),
+            ("next", "//evil.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()[LOCATION].to_str().unwrap();
+    assert!(
+        to.starts_with("/login?error=Wrong") && to.ends_with("next=/"),
+        "{to}"
+    );
+    assert!(session_cookie(&r).is_none());
+}
+
+async fn no_caller_can_reach_a_space_they_are_not_a_member_of(backend: Backend) {
+    let app = spawn_with_accounts(backend).await;
+    let admin = set_up_admin(&app).await;
+    let alice = account(&app, &admin, "alice@example.org").await;
+    let bob = account(&app, &admin, "bob@example.org").await;
+
+    // Alice's space, with a document, an answer in a conversation and a point.
+    let (status, space) = alice
+        .post("/api/v1/spaces", json!({ "name": "Alice private" }))
+        .await;
+    assert_eq!(status, 201, "{space}");
+    let a = space["id"].as_str().unwrap().to_string();
+    let secret = "The vault combination is 4711 and only finance knows it.";
+    let (status, doc) = alice
+        .upload(&a, "vault.md", &format!("# Vault\n\n{secret}\n"))
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    let d = doc["id"].as_str().unwrap().to_string();
+    let job = doc["job_id"].as_str().unwrap().to_string();
+    alice.wait_ready(&a, &d).await;
+    let r = alice
+        .req(Method::POST, &format!("/api/v1/spaces/{a}/chat"))
+        .json(&json!({ "question": "What is the vault combination?" }))
+        .send()
+        .await
+        .unwrap();
+    let events = parse_sse(&r.text().await.unwrap());
+    let done = events.iter().find(|e| e.event == "done").expect("answered");
+    let c = done.data["conversation_id"].as_str().unwrap().to_string();
+    let (status, body) = alice
+        .send(
+            Method::PUT,
+            &format!("/api/v1/spaces/{a}/points"),
+            Some(json!({ "points": [{ "id": 1, "vector": [0.1, 0.2, 0.3], "payload": { "secret": secret } }] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Bob's own space, so he is a real user with data of his own.
+    let (status, _) = bob
+        .post("/api/v1/spaces", json!({ "name": "Bob notes" }))
+        .await;
+    assert_eq!(status, 201);
+
+    // Every route that names Alice's space is a 404 to Bob: nothing read, nothing changed.
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/v1/spaces/{a}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/spaces/{a}"),
+            Some(json!({ "name": "Taken" })),
+        ),
+        (Method::DELETE, format!("/api/v1/spaces/{a}"), None),
+        (Method::GET, format!("/api/v1/spaces/{a}/documents"), None),
+        (
+            Method::GET,
+            format!("/api/v1/spaces/{a}/documents/{d}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/spaces/{a}/documents/{d}/chunks"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/spaces/{a}/documents/{d}"),
+            None,
+        ),
+        (Method::GET, format!("/api/v1/spaces/{a}/jobs/{job}"), None),
+        (
+            Method::POST,
+            format!("/api/v1/spaces/{a}/search"),
+            Some(json!({ "query": "vault combination" })),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/spaces/{a}/chat"),
+            Some(json!({ "question": "What is the vault combination?" })),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/spaces/{a}/chat?question=vault"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/spaces/{a}/conversations"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/spaces/{a}/conversations/{c}/messages"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/spaces/{a}/conversations/{c}"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/spaces/{a}/points"),
+            Some(json!({ "points": [{ "id": 2, "vector": [1.0, 0.0, 0.0] }] })),
+        ),
+        (Method::GET, format!("/api/v1/spaces/{a}/points"), None),
+        (
+            Method::POST,
+            format!("/api/v1/spaces/{a}/points/search"),
+            Some(json!({ "vector": [0.1, 0.2, 0.3] })),
+        ),
+        (Method::GET, format!("/api/v1/spaces/{a}/points/1"), None),
+        (Method::DELETE, format!("/api/v1/spaces/{a}/points/1"), None),
+        (Method::GET, format!("/api/v1/spaces/{a}/members"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/spaces/{a}/members"),
+            Some(json!({ "email": "bob@example.org", "role": "owner" })),
+        ),
+    ];
+    for (method, path, body) in &routes {
+        let (status, answer) = bob.send(method.clone(), path, body.clone()).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+        assert_error(&answer, "space_not_found");
+        assert!(
+            !answer.to_string().contains("4711"),
+            "{method} {path} leaked: {answer}"
+        );
+    }
+    // Without credentials, the same routes ask for them.
+    let (status, _) = As::new(&app, Cred::Key(String::new()))
+        .get(&format!("/api/v1/spaces/{a}"))
+        .await;
+    assert_eq!(status, 401);
+
+    // Listings show Bob only his own.
+    let (_, spaces) = bob.get("/api/v1/spaces").await;
+    let names: Vec<&str> = spaces["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Bob notes"]);
+    assert_eq!(spaces["total"], 1);
+
+    // The OpenAI-compatible API: Alice's space is no model of Bob's.
+    let (_, models) = bob.get("/v1/models").await;
+    assert!(!models.to_string().contains("Alice private"), "{models}");
+    let (status, body) = bob
+        .post(
+            "/v1/chat/completions",
+            json!({ "model": "Alice private", "messages": [{ "role": "user", "content": "What is the vault combination?" }] }),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.to_string().contains("4711"));
+
+    // The UI's server functions and pages refuse the same.
+    for (path, form) in [
+        (GetSpace::PATH, vec![("id", a.as_str())]),
+        (
+            ListDocuments::PATH,
+            vec![("space_id", a.as_str()), ("offset", "0")],
+        ),
+        (
+            SearchSpace::PATH,
+            vec![
+                ("space_id", a.as_str()),
+                ("query", "vault"),
+                ("mode", "hybrid"),
+            ],
+        ),
+        (ListConversations::PATH, vec![("space_id", a.as_str())]),
+    ] {
+        let (status, text) = bob.server_fn(path, &form).await;
+        assert!(status >= 400, "{path}: {status} {text}");
+        assert!(
+            !text.contains("4711") && !text.contains("vault.md"),
+            "{path} leaked: {text}"
+        );
+    }
+    let (_, page) = bob.page(&format!("/spaces/{a}")).await;
+    assert!(
+        !page.contains("Alice private") && !page.contains("vault.md"),
+        "the page leaked"
+    );
+    let (_, page) = bob.page(&format!("/spaces/{a}/documents/{d}")).await;
+    assert!(!page.contains("4711"), "the passage page leaked");
+
+    // Accounts and the audit log are for admins.
+    assert_eq!(bob.get("/api/v1/users").await.0, 403);
+    assert_eq!(bob.get("/api/v1/audit").await.0, 403);
+
+    // Alice's data came through untouched, and she still sees it all.
+    let (status, doc) = alice
+        .get(&format!("/api/v1/spaces/{a}/documents/{d}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["status"], "ready");
+    let (status, hits) = alice
+        .post(
+            &format!("/api/v1/spaces/{a}/search"),
+            json!({ "query": "vault combination" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(hits.to_string().contains("4711"), "{hits}");
+    let (status, point) = alice.get(&format!("/api/v1/spaces/{a}/points/1")).await;
+    assert_eq!(status, 200, "{point}");
+    let (_, space) = alice.get(&format!("/api/v1/spaces/{a}")).await;
+    assert_eq!(space["name"], "Alice private");
+    let (status, messages) = alice
+        .get(&format!("/api/v1/spaces/{a}/conversations/{c}/messages"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(messages["total"], 2);
+    let (_, page) = alice.page(&format!("/spaces/{a}")).await;
+    assert!(
+        page.contains("vault.md"),
+        "the owner sees her document on the page"
+    );
+
+    // The admin reaches every space.
+    assert_eq!(admin.get(&format!("/api/v1/spaces/{a}")).await.0, 200);
+}
+
+async fn members_get_what_their_role_allows_and_no_more(backend: Backend) {
+    let app = spawn_with_accounts(backend).await;
+    let admin = set_up_admin(&app).await;
+    let owner = account(&app, &admin, "owner@example.org").await;
+    let editor = account(&app, &admin, "editor@example.org").await;
+    let viewer = account(&app, &admin, "viewer@example.org").await;
+
+    let (_, space) = owner
+        .post("/api/v1/spaces", json!({ "name": "Shared" }))
+        .await;
+    let s = space["id"].as_str().unwrap().to_string();
+    for (email, role) in [
+        ("editor@example.org", "editor"),
+        ("viewer@example.org", "viewer"),
+    ] {
+        let (status, body) = owner
+            .send(
+                Method::PUT,
+                &format!("/api/v1/spaces/{s}/members"),
+                Some(json!({ "email": email, "role": role })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["role"], role);
+    }
+    let (status, body) = owner
+        .send(
+            Method::PUT,
+            &format!("/api/v1/spaces/{s}/members"),
+            Some(json!({ "email": "nobody@example.org", "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, members) = owner.get(&format!("/api/v1/spaces/{s}/members")).await;
+    let roles: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["owner", "editor", "viewer"]);
+
+    // The editor adds and removes documents, but cannot rename, delete or share the space.
+    let (status, doc) = editor
+        .upload(&s, "guide.md", "# Guide\n\nThe office opens at nine.\n")
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    let d = doc["id"].as_str().unwrap().to_string();
+    editor.wait_ready(&s, &d).await;
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/api/v1/spaces/{s}"),
+            Some(json!({ "name": "Mine now" })),
+        ),
+        (Method::DELETE, format!("/api/v1/spaces/{s}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/spaces/{s}/members"),
+            Some(json!({ "email": "editor@example.org", "role": "owner" })),
+        ),
+    ] {
+        let (status, answer) = editor.send(method.clone(), &path, body).await;
+        assert_eq!(status, 403, "editor {method} {path}: {answer}");
+        assert_error(&answer, "forbidden");
+    }
+
+    // The viewer searches and asks, and may change nothing.
+    let (status, hits) = viewer
+        .post(
+            &format!("/api/v1/spaces/{s}/search"),
+            json!({ "query": "when does the office open" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(hits.to_string().contains("nine"), "{hits}");
+    let r = viewer
+        .req(Method::POST, &format!("/api/v1/spaces/{s}/chat"))
+        .json(&json!({ "question": "When does the office open?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = viewer.upload(&s, "mine.md", "# Mine\n\ntext\n").await;
+    assert_eq!(status, 403, "viewers cannot upload");
+    for (method, path) in [
+        (Method::DELETE, format!("/api/v1/spaces/{s}/documents/{d}")),
+        (Method::PATCH, format!("/api/v1/spaces/{s}")),
+        (Method::DELETE, format!("/api/v1/spaces/{s}")),
+    ] {
+        let (status, answer) = viewer
+            .send(method.clone(), &path, Some(json!({ "name": "x" })))
+            .await;
+        assert_eq!(status, 403, "viewer {method} {path}: {answer}");
+    }
+    let (status, _) = viewer
+        .server_fn(GetSpace::PATH, &[("id", s.as_str())])
+        .await;
+    assert_eq!(status, 200, "the viewer's server functions answer");
+
+    // A space keeps an owner; removing a member ends their access.
+    let owner_id = members[0]["user_id"].as_str().unwrap();
+    let (status, body) = owner
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/spaces/{s}/members/{owner_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let viewer_id = members[2]["user_id"].as_str().unwrap();
+    let (status, _) = owner
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/spaces/{s}/members/{viewer_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = viewer
+        .post(
+            &format!("/api/v1/spaces/{s}/search"),
+            json!({ "query": "office" }),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The editor deletes the document; its passages go with it.
+    let (status, _) = editor
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/spaces/{s}/documents/{d}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+}
