@@ -522,6 +522,11 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_AUTH", value_enum, default_value_t = crate::auth::AuthMode::Auto)]
     pub auth: crate::auth::AuthMode,
 
+    /// Documents that may wait in the ingestion queue; beyond it, uploads get 503 with
+    /// Retry-After until workers catch up (the queue never grows without bound).
+    #[arg(long, env = "KENNING_MAX_QUEUED_JOBS", default_value_t = 10_000)]
+    pub max_queued_jobs: u64,
+
     /// Hours a sign-in session lasts.
     #[arg(long, env = "KENNING_SESSION_TTL_HOURS", default_value_t = 168)]
     pub session_ttl_hours: u64,
@@ -550,6 +555,11 @@ pub struct LimitsConfig {
     /// Every other API request per client.
     #[arg(long, env = "KENNING_RATE_LIMIT_OTHER", default_value = "off")]
     pub rate_limit_other: RateLimit,
+
+    /// Questions, searches and uploads per space (tenant), from all its callers together, on
+    /// top of each caller's own limits: one busy space cannot take the whole server.
+    #[arg(long, env = "KENNING_RATE_LIMIT_SPACE", default_value = "off")]
+    pub rate_limit_space: RateLimit,
 
     /// Answers streaming at once; beyond this a question gets 503 with Retry-After at once
     /// instead of waiting in a queue.

@@ -165,6 +165,8 @@ type Limiter = DefaultKeyedRateLimiter<Client, StateInformationMiddleware>;
 pub enum Client {
     Account(String),
     Addr(IpAddr),
+    /// A space's allowance, shared by all its callers.
+    Space(String),
 }
 
 impl std::fmt::Display for Client {
@@ -172,6 +174,7 @@ impl std::fmt::Display for Client {
         match self {
             Client::Account(id) => write!(f, "user:{id}"),
             Client::Addr(ip) => write!(f, "ip:{ip}"),
+            Client::Space(id) => write!(f, "space:{id}"),
         }
     }
 }
@@ -195,6 +198,8 @@ impl ClassLimit {
 /// The process's limits, shared by every request.
 pub struct Limits {
     classes: [Option<ClassLimit>; 4],
+    /// The per-space allowance, when one is configured.
+    space: Option<ClassLimit>,
     trusted_proxies: Vec<ipnet::IpNet>,
     chats: Arc<Semaphore>,
     max_chats: usize,
@@ -260,17 +265,11 @@ impl Limits {
         other: RateLimit,
         max_concurrent_chats: usize,
     ) -> Self {
-        let class = |limit: RateLimit| {
-            let quota = limit.quota()?;
-            Some(ClassLimit {
-                limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
-                burst: quota.burst_size().get(),
-                interval: quota.replenish_interval(),
-            })
-        };
+        let class = class_limit;
         let max_chats = max_concurrent_chats.max(1);
         Self {
             classes: [class(chat), class(search), class(upload), class(other)],
+            space: None,
             chats: Arc::new(Semaphore::new(max_chats)),
             max_chats,
             clock: DefaultClock::default(),
@@ -324,7 +323,7 @@ impl Limits {
 
     /// Forgets clients whose allowance is full again, so the table holds only recent clients.
     fn sweep(&self) {
-        for class in self.classes.iter().flatten() {
+        for class in self.classes.iter().chain([&self.space]).flatten() {
             class.limiter.retain_recent();
             class.limiter.shrink_to_fit();
         }
@@ -332,7 +331,12 @@ impl Limits {
 
     /// Clients currently remembered across all classes.
     pub fn tracked_clients(&self) -> usize {
-        self.classes.iter().flatten().map(|c| c.limiter.len()).sum()
+        self.classes
+            .iter()
+            .chain([&self.space])
+            .flatten()
+            .map(|c| c.limiter.len())
+            .sum()
     }
 
     /// Sweeps the client tables every `every` while the limits are alive.
@@ -357,8 +361,22 @@ impl Limits {
         class: RouteClass,
         client: Client,
     ) -> Result<HeaderMap, Box<Response>> {
-        if let (Some(shared), Some(limit)) = (&self.shared, &self.classes[class.index()]) {
-            let key = format!("kenning:ratelimit:{}:{client}", class.as_str());
+        match &self.classes[class.index()] {
+            Some(limit) => self.admit(class.as_str(), limit, class, &client).await,
+            None => Ok(HeaderMap::new()),
+        }
+    }
+
+    /// One check of `limit` for `client`, under `label` in Redis when limits are shared.
+    async fn admit(
+        &self,
+        label: &str,
+        limit: &ClassLimit,
+        class: RouteClass,
+        client: &Client,
+    ) -> Result<HeaderMap, Box<Response>> {
+        if let Some(shared) = &self.shared {
+            let key = format!("kenning:ratelimit:{label}:{client}");
             if let Some((admitted, wait_ms, remaining)) =
                 shared.check(&key, limit.interval, limit.burst).await
             {
@@ -373,14 +391,24 @@ impl Limits {
                 };
             }
         }
-        self.check(class, &client)
+        self.local(limit, class, client)
     }
 
     /// Admits or refuses one request of `class` from `client`, with the headers to send either way.
+    #[cfg(test)]
     fn check(&self, class: RouteClass, client: &Client) -> Result<HeaderMap, Box<Response>> {
-        let Some(limit) = &self.classes[class.index()] else {
-            return Ok(HeaderMap::new());
-        };
+        match &self.classes[class.index()] {
+            Some(limit) => self.local(limit, class, client),
+            None => Ok(HeaderMap::new()),
+        }
+    }
+
+    fn local(
+        &self,
+        limit: &ClassLimit,
+        class: RouteClass,
+        client: &Client,
+    ) -> Result<HeaderMap, Box<Response>> {
         match limit.limiter.check_key(client) {
             Ok(state) => Ok(limit.admitted(state.remaining_burst_capacity())),
             Err(not_until) => {
@@ -389,6 +417,42 @@ impl Limits {
             }
         }
     }
+
+    /// A limit per space (tenant) on questions, searches and uploads from all its callers
+    /// together, so one busy space cannot take the whole server.
+    pub fn with_space_limit(mut self, limit: RateLimit) -> Self {
+        self.space = class_limit(limit);
+        self
+    }
+
+    /// Admits or refuses a request against its space's shared allowance.
+    async fn check_space(&self, class: RouteClass, path: &str) -> Result<(), Box<Response>> {
+        let (Some(limit), Some(space)) = (&self.space, space_of(path)) else {
+            return Ok(());
+        };
+        if class == RouteClass::Other {
+            return Ok(());
+        }
+        self.admit("space", limit, class, &Client::Space(space.to_string()))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The space a `/api/v1/spaces/{id}/…` path names.
+fn space_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/v1/spaces/")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+fn class_limit(limit: RateLimit) -> Option<ClassLimit> {
+    let quota = limit.quota()?;
+    Some(ClassLimit {
+        limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+        burst: quota.burst_size().get(),
+        interval: quota.replenish_interval(),
+    })
 }
 
 /// A 429 for `class`, telling the client how long to wait.
@@ -444,6 +508,9 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
         Ok(headers) => headers,
         Err(refused) => return *refused,
     };
+    if let Err(refused) = limits.check_space(class, req.uri().path()).await {
+        return *refused;
+    }
     let permit = if class == RouteClass::Chat {
         match limits.chats.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),

@@ -33,6 +33,9 @@ pub enum ServiceError {
     /// No caller, or credentials that do not check out; the code says which.
     #[error("{1}")]
     Unauthenticated(&'static str, String),
+    /// Too much work waiting already; the client should retry later (503 with `Retry-After`).
+    #[error("{0}")]
+    Overloaded(String),
     /// A caller whose role does not allow the action.
     #[error("{0}")]
     Forbidden(String),
@@ -66,6 +69,7 @@ impl ServiceError {
             ServiceError::Conflict(_) => "conflict",
             ServiceError::Unauthenticated(code, _) => code,
             ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::Overloaded(_) => "overloaded",
             ServiceError::TooLarge { .. } => "file_too_large",
             ServiceError::UnsupportedMedia(_) => "unsupported_media_type",
             ServiceError::Unavailable(_) => "unavailable",
@@ -132,6 +136,7 @@ pub struct Service {
     points: Option<Arc<dyn PointStore>>,
     redis: Option<Arc<crate::redis_link::RedisLink>>,
     auth: Option<Arc<crate::auth::Auth>>,
+    max_queued_jobs: Option<u64>,
 }
 
 /// Bytes inspected to decide whether an upload is text.
@@ -159,6 +164,7 @@ impl Service {
             wake,
             started: Instant::now(),
             auth: None,
+            max_queued_jobs: None,
             chain: None,
             points: None,
             redis: None,
@@ -169,6 +175,32 @@ impl Service {
     pub fn with_chain(mut self, chain: Arc<Chain>) -> Self {
         self.chain = Some(chain);
         self
+    }
+
+    /// Caps the ingestion queue: past `cap` jobs waiting, uploads are shed with 503 and
+    /// `Retry-After` instead of growing the backlog without bound.
+    pub fn with_queue_cap(mut self, cap: u64) -> Self {
+        self.max_queued_jobs = Some(cap);
+        self
+    }
+
+    async fn admit_job(&self) -> Result<(), ServiceError> {
+        let Some(cap) = self.max_queued_jobs else {
+            return Ok(());
+        };
+        let counts = self
+            .store
+            .count_jobs()
+            .await
+            .map_err(|e| ServiceError::from_store(e, "job"))?;
+        if u64::try_from(counts.queued).unwrap_or(0) >= cap {
+            crate::metrics::global().record_refused("upload", "overloaded");
+            return Err(ServiceError::Overloaded(format!(
+                "{} documents are waiting to be ingested already; try again in a moment.",
+                counts.queued
+            )));
+        }
+        Ok(())
     }
 
     /// Adds accounts and roles, so the UI's server functions check them as the API does.
@@ -488,6 +520,7 @@ impl Service {
             .get_space(space)
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))?;
+        self.admit_job().await?;
         let filename = clean_filename(filename);
 
         let tmp_dir = self.data_dir.join("tmp");

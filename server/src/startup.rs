@@ -136,7 +136,11 @@ impl Application {
         } else {
             tracing::warn!("single-user mode: no sign-in (loopback only)");
         }
-        let service = Arc::new(service.with_auth(auth.clone()));
+        let service = Arc::new(
+            service
+                .with_auth(auth.clone())
+                .with_queue_cap(config.max_queued_jobs),
+        );
         let stop_workers = CancellationToken::new();
         let workers = spawn_workers(
             &engine,
@@ -411,7 +415,8 @@ fn build_limits(l: &LimitsConfig, redis: Option<Arc<RedisLink>>) -> Limits {
         l.rate_limit_other,
         l.max_concurrent_chats,
     )
-    .with_trusted_proxies(l.trusted_proxies.clone());
+    .with_trusted_proxies(l.trusted_proxies.clone())
+    .with_space_limit(l.rate_limit_space);
     match redis {
         None => limits,
         Some(link) => limits.with_redis(link),

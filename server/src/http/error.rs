@@ -2,7 +2,7 @@
 
 use crate::service::ServiceError;
 use app::api::{ErrorBody, ErrorDetail};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -43,6 +43,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServiceError::Unavailable(_) | ServiceError::ReadOnlyStorage => {
@@ -60,6 +61,8 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.detail })).into_response()
+        // Shed work says when to come back, as a 429 does.
+        let retry = (self.detail.code == "overloaded").then_some([(header::RETRY_AFTER, "5")]);
+        (self.status, retry, Json(ErrorBody { error: self.detail })).into_response()
     }
 }

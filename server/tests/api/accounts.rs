@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 on_both_backends!(
     signing_in_out_and_api_keys_work_and_fail_as_they_should,
     no_caller_can_reach_a_space_they_are_not_a_member_of,
-    members_get_what_their_role_allows_and_no_more
+    members_get_what_their_role_allows_and_no_more,
+    rate_limits_count_per_account_and_per_space,
+    uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -740,4 +742,109 @@ async fn members_get_what_their_role_allows_and_no_more(backend: Backend) {
         )
         .await;
     assert_eq!(status, 204);
+}
+
+async fn rate_limits_count_per_account_and_per_space(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            serve: Box::new(|c| {
+                c.auth = AuthMode::Password;
+                c.limits.rate_limit_search = "2/min".parse().unwrap();
+                c.limits.rate_limit_space = "3/min".parse().unwrap();
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = set_up_admin(&app).await;
+    let ann = account(&app, &admin, "ann@example.org").await;
+    let ben = account(&app, &admin, "ben@example.org").await;
+    let (_, space) = ann.post("/api/v1/spaces", json!({ "name": "Busy" })).await;
+    let busy = space["id"].as_str().unwrap().to_string();
+    let (_, space) = ann.post("/api/v1/spaces", json!({ "name": "Quiet" })).await;
+    let quiet = space["id"].as_str().unwrap().to_string();
+    let (status, _) = ann
+        .send(
+            Method::PUT,
+            &format!("/api/v1/spaces/{busy}/members"),
+            Some(json!({ "email": "ben@example.org", "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let search = |who: &As<'_>, space: &str| {
+        let r = who
+            .req(Method::POST, &format!("/api/v1/spaces/{space}/search"))
+            .json(&json!({ "query": "anything" }))
+            .send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+
+    // Each account has its own allowance, though both come from the same address.
+    assert_eq!(search(&ann, &busy).await, 200);
+    assert_eq!(search(&ann, &busy).await, 200);
+    assert_eq!(
+        search(&ann, &quiet).await,
+        429,
+        "Ann's own allowance is spent"
+    );
+    assert_eq!(search(&ben, &busy).await, 200, "Ben's is not");
+    // The busy space has served three searches from its callers together: its allowance is spent.
+    assert_eq!(
+        search(&ben, &busy).await,
+        429,
+        "the space's allowance is spent"
+    );
+    let r = ben
+        .req(Method::POST, &format!("/api/v1/spaces/{busy}/search"))
+        .json(&json!({ "query": "anything" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+}
+
+async fn uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            // No workers: queued jobs stay queued.
+            workers: 0,
+            serve: Box::new(|c| c.max_queued_jobs = 2),
+            ..Options::default()
+        },
+    )
+    .await;
+    let space = app.create_space("Backlog").await;
+    for n in 0..2 {
+        let (status, body) = app
+            .upload(
+                &space,
+                &format!("{n}.md"),
+                format!("# Doc {n}\n\nText {n}.\n").into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let form = Form::new().part(
+        "file",
+        Part::bytes(b"# Third\n\nText.\n".to_vec()).file_name("third.md"),
+    );
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/spaces/{space}/documents")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.unwrap();
+    assert_error(&body, "overloaded");
+    assert_eq!(app.stored_files().len(), 2, "the shed upload left no file");
+    let (_, docs) = app
+        .get_json(&format!("/api/v1/spaces/{space}/documents"))
+        .await;
+    assert_eq!(docs["total"], 2, "and no document");
 }
