@@ -2,8 +2,9 @@
 //! `server` implements it and provides it through Leptos context, so `app` never depends on `server`.
 
 use crate::api::{
-    Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, MetricsSnapshot, Page, Role,
-    SearchRequest, SearchResponse, SessionInfo, Space,
+    ApiKey, AuditEntry, Chunk, Conversation, CreatedApiKey, Document, ErrorDetail, HealthReport,
+    Member, Message, MetricsSnapshot, Page, Role, SearchRequest, SearchResponse, SessionInfo,
+    Space, User,
 };
 use std::sync::Arc;
 
@@ -27,6 +28,38 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), ErrorDetail>;
     /// Who is signed in, and whether sign-in is on at all, for the sidebar and the login page.
     async fn session_info(&self, caller: Option<&Caller>) -> SessionInfo;
+    /// The caller's API keys.
+    async fn list_api_keys(&self, caller: &Caller) -> Result<Vec<ApiKey>, ErrorDetail>;
+    /// Creates an API key for the caller; the key is in the answer only.
+    async fn create_api_key(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<CreatedApiKey, ErrorDetail>;
+    /// Revokes one of the caller's keys.
+    async fn revoke_api_key(&self, caller: &Caller, id: &str) -> Result<(), ErrorDetail>;
+    /// A space's members (the caller's access is checked before).
+    async fn list_members(&self, space_id: &str) -> Result<Vec<Member>, ErrorDetail>;
+    /// Adds a member by email or changes their role (the caller must own the space).
+    async fn set_member(
+        &self,
+        space_id: &str,
+        email: &str,
+        role: Role,
+    ) -> Result<Member, ErrorDetail>;
+    /// Removes a member (the caller must own the space).
+    async fn remove_member(&self, space_id: &str, user_id: &str) -> Result<(), ErrorDetail>;
+    /// Accounts, oldest first (admins only; checked by the caller of this).
+    async fn list_users(&self, limit: i64, offset: i64) -> Result<Page<User>, ErrorDetail>;
+    /// Creates an account (admins only).
+    async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<User, ErrorDetail>;
+    /// The audit log, newest first (admins only).
+    async fn list_audit(&self, limit: i64, offset: i64) -> Result<Page<AuditEntry>, ErrorDetail>;
     /// Looks up one space by id.
     async fn get_space(&self, id: &str) -> Result<Space, ErrorDetail>;
     /// Creates a space with a unique name, owned by the caller.

@@ -1,6 +1,7 @@
 //! Kenning's web UI: the shell, the routes (every page lazily loaded) and the server functions.
 #![recursion_limit = "256"]
 
+mod account;
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod backend;
@@ -87,6 +88,7 @@ pub fn App() -> impl IntoView {
                         <A href="/search">"Search"</A>
                         <A href="/metrics/dashboard">"Metrics"</A>
                         <A href="/status">"Health"</A>
+                        <A href="/account">"Account"</A>
                     </nav>
                     <SessionBadge/>
                     <div class="routing" aria-live="polite">
@@ -104,6 +106,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("metrics/dashboard") view={Lazy::<dashboard::MetricsPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("status") view={Lazy::<pages::StatusPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("login") view={Lazy::<pages::LoginPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("account") view={Lazy::<account::AccountPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("audit") view={Lazy::<account::AuditPage>::new()} ssr=SsrMode::Async/>
                     </Routes>
                 </main>
             </div>

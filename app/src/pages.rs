@@ -386,6 +386,7 @@ impl LazyRoute for SpacePage {
                     })}
                 </Transition>
             </section>
+            <crate::account::MembersPanel space_id=id/>
             <section class="panel">
                 <h2>"Settings"</h2>
                 <ActionForm action=rename attr:class="form-row" attr:id="rename-space">

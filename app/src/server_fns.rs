@@ -211,3 +211,114 @@ pub async fn metrics_snapshot() -> Result<crate::api::MetricsSnapshot, ServerFnE
     signed_in()?;
     Ok(crate::backend::backend()?.metrics_snapshot().await)
 }
+
+/// The signed-in caller, who must be an admin.
+#[cfg(feature = "ssr")]
+fn admin() -> Result<crate::backend::Caller, ServerFnError> {
+    let caller = signed_in()?;
+    if caller.is_admin {
+        Ok(caller)
+    } else {
+        Err(ServerFnError::ServerError(
+            "Only admins may do this.".to_string(),
+        ))
+    }
+}
+
+/// The caller's API keys, for the account page.
+#[server]
+pub async fn list_api_keys() -> Result<Vec<crate::api::ApiKey>, ServerFnError> {
+    let caller = signed_in()?;
+    crate::backend::backend()?
+        .list_api_keys(&caller)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Creates an API key; the answer carries the key, shown once.
+#[server]
+pub async fn create_api_key(name: String) -> Result<crate::api::CreatedApiKey, ServerFnError> {
+    let caller = signed_in()?;
+    crate::backend::backend()?
+        .create_api_key(&caller, &name)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Revokes one of the caller's API keys.
+#[server]
+pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
+    let caller = signed_in()?;
+    crate::backend::backend()?
+        .revoke_api_key(&caller, &id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// A space's members, for its page.
+#[server]
+pub async fn list_members(space_id: String) -> Result<Vec<crate::api::Member>, ServerFnError> {
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
+        .list_members(&space_id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Shares a space with an account, or changes its role (owners only).
+#[server]
+pub async fn set_member(
+    space_id: String,
+    email: String,
+    role: crate::api::Role,
+) -> Result<crate::api::Member, ServerFnError> {
+    in_space(&space_id, crate::api::Role::Owner)
+        .await?
+        .set_member(&space_id, &email, role)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Removes an account from a space (owners only).
+#[server]
+pub async fn remove_member(space_id: String, user_id: String) -> Result<(), ServerFnError> {
+    in_space(&space_id, crate::api::Role::Owner)
+        .await?
+        .remove_member(&space_id, &user_id)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Accounts, for admins.
+#[server]
+pub async fn list_users(offset: i64) -> Result<Page<crate::api::User>, ServerFnError> {
+    admin()?;
+    crate::backend::backend()?
+        .list_users(PAGE_SIZE, offset)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Creates an account, for admins.
+#[server]
+pub async fn create_user(
+    email: String,
+    password: String,
+    #[server(default)] is_admin: bool,
+) -> Result<crate::api::User, ServerFnError> {
+    admin()?;
+    crate::backend::backend()?
+        .create_user(&email, &password, is_admin)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// The audit log, newest first, for admins.
+#[server]
+pub async fn list_audit(offset: i64) -> Result<Page<crate::api::AuditEntry>, ServerFnError> {
+    admin()?;
+    crate::backend::backend()?
+        .list_audit(PAGE_SIZE, offset)
+        .await
+        .map_err(to_fn_error)
+}

@@ -106,11 +106,12 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let actor = req
+    let response = next.run(req).await;
+    // Known once the sign-in layer inside has run; it leaves the caller on the response.
+    let actor = response
         .extensions()
         .get::<crate::auth::Caller>()
         .and_then(|c| c.user_id.clone());
-    let response = next.run(req).await;
     let entry = NewAudit {
         actor,
         action,

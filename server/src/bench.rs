@@ -9,6 +9,7 @@ use crate::vector::{dot, normalised};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -323,9 +324,19 @@ where
 /// Runs a scenario and prints its report (JSON with `--json`, else a table).
 pub async fn run(cfg: BenchCommand) -> anyhow::Result<()> {
     check_loopback(&cfg.url)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = &cfg.api_key {
+        // A server with sign-in is measured as the key's account.
+        let value = format!("Bearer {}", key.expose_secret());
+        let mut value = reqwest::header::HeaderValue::from_str(&value)
+            .map_err(|_| anyhow::anyhow!("--api-key holds characters a header cannot"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = Arc::new(Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(300))
+            .default_headers(headers)
             .build()?,
         base: cfg.url.trim_end_matches('/').to_string(),
     });

@@ -126,6 +126,10 @@ pub struct BenchCommand {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// API key to measure a server that requires sign-in (`--auth password`) with.
+    #[arg(long, env = "KENNING_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub api_key: Option<SecretString>,
 }
 
 /// Scenarios of `kenning bench`.
@@ -555,6 +559,15 @@ pub struct LimitsConfig {
     /// Every other API request per client.
     #[arg(long, env = "KENNING_RATE_LIMIT_OTHER", default_value = "off")]
     pub rate_limit_other: RateLimit,
+
+    /// Sign-in attempts (and first-account set-ups) per client address, against password
+    /// guessing; each attempt also costs an argon2 hash.
+    #[arg(
+        long,
+        env = "KENNING_RATE_LIMIT_SIGN_IN",
+        default_value = "10/min,burst=5"
+    )]
+    pub rate_limit_sign_in: RateLimit,
 
     /// Questions, searches and uploads per space (tenant), from all its callers together, on
     /// top of each caller's own limits: one busy space cannot take the whole server.

@@ -30,6 +30,8 @@ pub enum RouteClass {
     Search,
     Upload,
     Other,
+    /// Sign-in and first-account attempts, limited by default against password guessing.
+    SignIn,
 }
 
 impl RouteClass {
@@ -40,6 +42,7 @@ impl RouteClass {
             Self::Search => "search",
             Self::Upload => "upload",
             Self::Other => "other",
+            Self::SignIn => "sign_in",
         }
     }
 
@@ -51,7 +54,9 @@ impl RouteClass {
         }
         let path = path.trim_end_matches('/');
         Some(
-            if path.ends_with("/chat") || path == "/v1/chat/completions" {
+            if path == "/api/v1/auth/login" || path == "/api/v1/auth/setup" {
+                Self::SignIn
+            } else if path.ends_with("/chat") || path == "/v1/chat/completions" {
                 Self::Chat
             } else if path.ends_with("/search") {
                 Self::Search
@@ -197,7 +202,7 @@ impl ClassLimit {
 
 /// The process's limits, shared by every request.
 pub struct Limits {
-    classes: [Option<ClassLimit>; 4],
+    classes: [Option<ClassLimit>; 5],
     /// The per-space allowance, when one is configured.
     space: Option<ClassLimit>,
     trusted_proxies: Vec<ipnet::IpNet>,
@@ -268,7 +273,13 @@ impl Limits {
         let class = class_limit;
         let max_chats = max_concurrent_chats.max(1);
         Self {
-            classes: [class(chat), class(search), class(upload), class(other)],
+            classes: [
+                class(chat),
+                class(search),
+                class(upload),
+                class(other),
+                None,
+            ],
             space: None,
             chats: Arc::new(Semaphore::new(max_chats)),
             max_chats,
@@ -418,6 +429,12 @@ impl Limits {
         }
     }
 
+    /// The limit on sign-in attempts per client, against password guessing.
+    pub fn with_sign_in_limit(mut self, limit: RateLimit) -> Self {
+        self.classes[RouteClass::SignIn.index()] = class_limit(limit);
+        self
+    }
+
     /// A limit per space (tenant) on questions, searches and uploads from all its callers
     /// together, so one busy space cannot take the whole server.
     pub fn with_space_limit(mut self, limit: RateLimit) -> Self {
@@ -430,7 +447,7 @@ impl Limits {
         let (Some(limit), Some(space)) = (&self.space, space_of(path)) else {
             return Ok(());
         };
-        if class == RouteClass::Other {
+        if matches!(class, RouteClass::Other | RouteClass::SignIn) {
             return Ok(());
         }
         self.admit("space", limit, class, &Client::Space(space.to_string()))
@@ -592,6 +609,9 @@ mod tests {
             (Method::PUT, "/api/v1/spaces/a/points", Some(Upload)),
             (Method::GET, "/api/v1/spaces/a/documents", Some(Other)),
             (Method::GET, "/v1/models", Some(Other)),
+            (Method::POST, "/api/v1/auth/login", Some(SignIn)),
+            (Method::POST, "/api/v1/auth/setup", Some(SignIn)),
+            (Method::POST, "/api/v1/auth/logout", Some(Other)),
             (Method::GET, "/health", None),
             (Method::GET, "/metrics", None),
             (Method::GET, "/chat", None),

@@ -836,6 +836,82 @@ impl app::backend::Backend for Service {
             .map_err(|e| e.to_detail())
     }
 
+    async fn list_api_keys(
+        &self,
+        caller: &crate::auth::Caller,
+    ) -> Result<Vec<app::api::ApiKey>, ErrorDetail> {
+        detail(self.accounts()?.list_keys(caller).await)
+    }
+
+    async fn create_api_key(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+    ) -> Result<app::api::CreatedApiKey, ErrorDetail> {
+        detail(self.accounts()?.create_key(caller, name).await)
+    }
+
+    async fn revoke_api_key(
+        &self,
+        caller: &crate::auth::Caller,
+        id: &str,
+    ) -> Result<(), ErrorDetail> {
+        detail(self.accounts()?.revoke_key(caller, id).await)
+    }
+
+    async fn list_members(&self, space_id: &str) -> Result<Vec<app::api::Member>, ErrorDetail> {
+        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        detail(self.accounts()?.members(id).await)
+    }
+
+    async fn set_member(
+        &self,
+        space_id: &str,
+        email: &str,
+        role: app::api::Role,
+    ) -> Result<app::api::Member, ErrorDetail> {
+        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        detail(self.accounts()?.set_member(id, email, role).await)
+    }
+
+    async fn remove_member(&self, space_id: &str, user_id: &str) -> Result<(), ErrorDetail> {
+        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        detail(self.accounts()?.remove_member(id, user_id).await)
+    }
+
+    async fn list_users(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<app::api::User>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        detail(self.accounts()?.list_users(page).await)
+    }
+
+    async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<app::api::User, ErrorDetail> {
+        detail(
+            self.accounts()?
+                .create_user(email, password, "", is_admin, false)
+                .await,
+        )
+    }
+
+    async fn list_audit(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<app::api::AuditEntry>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        detail(Service::list_audit(self, page).await)
+    }
+
     async fn session_info(&self, caller: Option<&crate::auth::Caller>) -> app::api::SessionInfo {
         match &self.auth {
             Some(auth) => auth.session_info(caller).await,
@@ -971,5 +1047,20 @@ impl app::backend::Backend for Service {
         Service::list_messages(self, space_id, conversation_id, page)
             .await
             .map_err(|e| e.to_detail())
+    }
+}
+
+/// A service result as the UI's server functions take it.
+fn detail<T>(r: Result<T, ServiceError>) -> Result<T, ErrorDetail> {
+    r.map_err(|e| e.to_detail())
+}
+
+impl Service {
+    /// Accounts, which every running server has (only the CLI builds a service without).
+    fn accounts(&self) -> Result<&crate::auth::Auth, ErrorDetail> {
+        self.auth.as_deref().ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("accounts are not wired into this service"))
+                .to_detail()
+        })
     }
 }

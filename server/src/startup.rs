@@ -305,19 +305,20 @@ fn routes(
             Arc::new(crate::csrf::Csrf::new(&config.allowed_origins)),
             crate::csrf::guard,
         ))
-        // Outside the cross-site guard, so refused attempts are recorded too.
-        .layer(axum::middleware::from_fn_with_state(
-            audit,
-            crate::audit::record,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             limits::enforce,
         ))
-        // Outside the limits and the audit log, so both know the caller.
+        // Outside the limits, so they count per account.
         .layer(axum::middleware::from_fn_with_state(
             auth,
             crate::auth::guard,
+        ))
+        // Outside the sign-in, role, rate and cross-site checks, so refused attempts are
+        // recorded too (with their actor, which the sign-in layer leaves on the response).
+        .layer(axum::middleware::from_fn_with_state(
+            audit,
+            crate::audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_millis(config.slow_request_ms),
@@ -416,7 +417,8 @@ fn build_limits(l: &LimitsConfig, redis: Option<Arc<RedisLink>>) -> Limits {
         l.max_concurrent_chats,
     )
     .with_trusted_proxies(l.trusted_proxies.clone())
-    .with_space_limit(l.rate_limit_space);
+    .with_space_limit(l.rate_limit_space)
+    .with_sign_in_limit(l.rate_limit_sign_in);
     match redis {
         None => limits,
         Some(link) => limits.with_redis(link),

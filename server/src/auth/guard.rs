@@ -107,13 +107,20 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
         }
         (Access::Space(id, role), Some(c)) => check_space(&auth, c, id, role).await,
     };
-    if let Some(e) = refusal {
-        return ApiError::from(e).into_response();
-    }
+    let mut response = match refusal {
+        Some(e) => ApiError::from(e).into_response(),
+        None => {
+            if let Some(caller) = &caller {
+                req.extensions_mut().insert(caller.clone());
+            }
+            next.run(req).await
+        }
+    };
+    // The audit log, outside this layer so it also records refusals, reads the actor here.
     if let Some(caller) = caller {
-        req.extensions_mut().insert(caller);
+        response.extensions_mut().insert(caller);
     }
-    next.run(req).await
+    response
 }
 
 async fn check_space(auth: &Auth, caller: &Caller, id: &str, role: Role) -> Option<ServiceError> {

@@ -17,7 +17,9 @@ on_both_backends!(
     no_caller_can_reach_a_space_they_are_not_a_member_of,
     members_get_what_their_role_allows_and_no_more,
     rate_limits_count_per_account_and_per_space,
-    uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept
+    uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept,
+    an_expired_session_signs_nobody_in,
+    password_guessing_is_cut_off_by_the_sign_in_limit
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -26,7 +28,11 @@ async fn spawn_with_accounts(backend: Backend) -> TestApp {
     spawn_app_with(
         backend,
         Options {
-            serve: Box::new(|c| c.auth = AuthMode::Password),
+            serve: Box::new(|c| {
+                c.auth = AuthMode::Password;
+                // These tests sign in more often than the guessing limit allows.
+                c.limits.rate_limit_sign_in = "off".parse().unwrap();
+            }),
             ..Options::default()
         },
     )
@@ -341,6 +347,17 @@ async fn signing_in_out_and_api_keys_work_and_fail_as_they_should(backend: Backe
         .expect("key creation audited");
     assert_eq!(entry["actor"], admin["id"], "{entry}");
 
+    // The account page lists the keys; the audit page shows the log to admins.
+    let (status, page) = me.page("/account").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("API keys") && page.contains("laptop"),
+        "account page"
+    );
+    let (status, page) = me.page("/audit").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("POST /api/v1/auth/keys"), "audit page");
+
     // Signing out ends the session on the server, not only in the browser.
     let (status, _) = me.send(Method::POST, "/api/v1/auth/logout", None).await;
     assert_eq!(status, 204);
@@ -572,6 +589,25 @@ async fn no_caller_can_reach_a_space_they_are_not_a_member_of(backend: Backend) 
     // Accounts and the audit log are for admins.
     assert_eq!(bob.get("/api/v1/users").await.0, 403);
     assert_eq!(bob.get("/api/v1/audit").await.0, 403);
+    let (_, page) = bob.page("/audit").await;
+    assert!(
+        page.contains("Only admins may do this."),
+        "the audit page refuses"
+    );
+    assert!(!page.contains("POST /api/v1/spaces"), "and shows no entry");
+
+    // Bob's refused attempts are in the audit log, with him as the actor.
+    let (_, me) = bob.get("/api/v1/auth/session").await;
+    let (_, log) = admin.get("/api/v1/audit?limit=200").await;
+    let refused = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "DELETE /api/v1/spaces/{id}" && e["target_id"] == a.as_str())
+        .cloned()
+        .expect("the refused delete is audited");
+    assert_eq!(refused["actor"], me["user"]["id"], "{refused}");
+    assert_eq!(refused["details"]["status"], 404);
 
     // Alice's data came through untouched, and she still sees it all.
     let (status, doc) = alice
@@ -750,6 +786,7 @@ async fn rate_limits_count_per_account_and_per_space(backend: Backend) {
         Options {
             serve: Box::new(|c| {
                 c.auth = AuthMode::Password;
+                c.limits.rate_limit_sign_in = "off".parse().unwrap();
                 c.limits.rate_limit_search = "2/min".parse().unwrap();
                 c.limits.rate_limit_space = "3/min".parse().unwrap();
             }),
@@ -847,4 +884,77 @@ async fn uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept(backend: Back
         .get_json(&format!("/api/v1/spaces/{space}/documents"))
         .await;
     assert_eq!(docs["total"], 2, "and no document");
+}
+
+async fn an_expired_session_signs_nobody_in(backend: Backend) {
+    use kenning::store::MetadataStore;
+    use sha2::{Digest, Sha256};
+    let app = spawn_with_accounts(backend).await;
+    let admin = set_up_admin(&app).await;
+    let (_, me) = admin.get("/api/v1/auth/session").await;
+    let user = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
+    // Sessions are stored by the SHA-256 of their token: plant one that ended a second ago,
+    // and one that is still good, for the same account.
+    let store = kenning::store::connect(&app.store_config).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let digest = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+    store
+        .create_session(&digest("expired-token"), user, now - 1_000)
+        .await
+        .unwrap();
+    store
+        .create_session(&digest("live-token"), user, now + 60_000)
+        .await
+        .unwrap();
+    let expired = As::new(&app, Cred::Cookie("kenning_session=expired-token".into()));
+    let (status, body) = expired.get("/api/v1/spaces").await;
+    assert_eq!(status, 401, "{body}");
+    assert_error(&body, "unauthenticated");
+    let (status, page) = expired.page("/spaces").await;
+    assert_eq!(status, 303, "{page}");
+    let live = As::new(&app, Cred::Cookie("kenning_session=live-token".into()));
+    assert_eq!(live.get("/api/v1/spaces").await.0, 200);
+    // Expired sessions are swept at the next sign-in.
+    assert_eq!(
+        sign_in(&app, "admin@example.org", PASSWORD).await.status(),
+        200
+    );
+    assert_eq!(
+        store.delete_expired_sessions(now).await.unwrap(),
+        0,
+        "already swept"
+    );
+}
+
+async fn password_guessing_is_cut_off_by_the_sign_in_limit(backend: Backend) {
+    // The default sign-in limit: 10/min with a burst of 5, per client address.
+    let app = spawn_app_with(
+        backend,
+        Options {
+            serve: Box::new(|c| c.auth = AuthMode::Password),
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = set_up_admin(&app).await;
+    for _ in 0..4 {
+        assert_eq!(
+            sign_in(&app, "admin@example.org", "guess").await.status(),
+            401
+        );
+    }
+    let r = sign_in(&app, "admin@example.org", PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "even the right password waits once the burst is spent"
+    );
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&wait), "Retry-After {wait}");
+    // Signed-in work is not held up by it.
+    assert_eq!(admin.get("/api/v1/spaces").await.0, 200);
 }
