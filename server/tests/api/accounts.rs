@@ -887,7 +887,6 @@ async fn uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept(backend: Back
 }
 
 async fn an_expired_session_signs_nobody_in(backend: Backend) {
-    use kenning::store::MetadataStore;
     use sha2::{Digest, Sha256};
     let app = spawn_with_accounts(backend).await;
     let admin = set_up_admin(&app).await;
