@@ -188,11 +188,22 @@ impl Chat {
         // before it, so retrieval knows what "it" refers to.
         let (existing, previous) = match &req.conversation_id {
             Some(raw) => {
-                let id = parse_id(raw).ok_or(ServiceError::NotFound("conversation"))?;
+                // A body naming no conversation of this space is bad input (400), not a
+                // missing resource at the URL: the space itself exists.
+                let unknown = || {
+                    ServiceError::from(crate::domain::InvalidInput::new(
+                        "conversation_not_found",
+                        "conversation_id names no conversation of this space.",
+                    ))
+                };
+                let id = parse_id(raw).ok_or_else(unknown)?;
                 self.store
                     .get_conversation(space, id)
                     .await
-                    .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+                    .map_err(|e| match e {
+                        crate::store::StoreError::NotFound => unknown(),
+                        other => ServiceError::from_store(other, "conversation"),
+                    })?;
                 (Some(id), self.previous_question(id).await?)
             }
             None => (None, None),

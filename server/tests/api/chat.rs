@@ -209,12 +209,12 @@ async fn bad_chat_requests_are_rejected_before_any_event(backend: Backend) {
         ),
         (
             json!({ "question": "hi", "conversation_id": "00000000-0000-7000-8000-000000000000" }),
-            404,
+            400,
             "conversation_not_found",
         ),
         (
             json!({ "question": "hi", "conversation_id": "nope" }),
-            404,
+            400,
             "conversation_not_found",
         ),
     ];
