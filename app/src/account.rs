@@ -6,7 +6,7 @@ use crate::components::{error_text, ErrorNotice, PageHeader};
 use crate::server_fns::*;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::{components::A, hooks::use_query_map, lazy_route, LazyRoute};
+use leptos_router::{components::A, lazy_route, LazyRoute};
 
 /// The caller's API keys and, for admins, the accounts.
 pub struct AccountPage {
@@ -170,15 +170,7 @@ pub struct AuditPage {
 #[lazy_route]
 impl LazyRoute for AuditPage {
     fn data() -> Self {
-        let query = use_query_map();
-        let offset = Memo::new(move |_| {
-            query
-                .read()
-                .get("offset")
-                .and_then(|o| o.parse::<i64>().ok())
-                .unwrap_or(0)
-                .max(0)
-        });
+        let offset = crate::pages::offset_from_query();
         Self {
             entries: Resource::new(move || offset.get(), list_audit),
         }
@@ -194,9 +186,7 @@ impl LazyRoute for AuditPage {
                     match entries.await {
                         Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
                         Ok(page) => {
-                            let prev = page.prev_offset().map(|o| format!("/audit?offset={o}"));
-                            let next = page.next_offset().map(|o| format!("/audit?offset={o}"));
-                            let summary = format!("{} shown of {}", page.items.len(), page.total);
+                            let (prev, next, total, shown) = (page.prev_offset(), page.next_offset(), page.total, page.items.len());
                             view! {
                                 <table class="table" id="audit-list">
                                     <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Target"</th><th>"From"</th><th>"Status"</th></tr></thead>
@@ -213,11 +203,7 @@ impl LazyRoute for AuditPage {
                                         }).collect_view()}
                                     </tbody>
                                 </table>
-                                <nav class="pager" aria-label="Pagination">
-                                    <span class="muted">{summary}</span>
-                                    {prev.map(|h| view! { <a href=h>"← Newer"</a> })}
-                                    {next.map(|h| view! { <a href=h>"Older →"</a> })}
-                                </nav>
+                                <crate::pages::Pager base="/audit".to_string() prev next total shown/>
                             }.into_any()
                         }
                     }

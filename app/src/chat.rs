@@ -478,14 +478,7 @@ impl LazyRoute for DocumentPage {
                 p.get("doc").unwrap_or_default(),
             )
         });
-        let offset = Memo::new(move |_| {
-            query
-                .read()
-                .get("offset")
-                .and_then(|o| o.parse::<i64>().ok())
-                .unwrap_or(0)
-                .max(0)
-        });
+        let offset = crate::pages::offset_from_query();
         let chunk = Memo::new(move |_| query.read().get("chunk").unwrap_or_default());
         let document = Resource::new(move || ids.get(), |(s, d)| get_document(s, d));
         let chunks = Resource::new(

@@ -12,7 +12,7 @@ use leptos_router::{
     lazy_route, LazyRoute,
 };
 
-fn offset_from_query() -> Memo<i64> {
+pub(crate) fn offset_from_query() -> Memo<i64> {
     let query = use_query_map();
     Memo::new(move |_| {
         query
@@ -26,7 +26,7 @@ fn offset_from_query() -> Memo<i64> {
 
 /// Links to the previous and next page of a list; plain links, so they work before hydration.
 #[component]
-fn Pager(
+pub(crate) fn Pager(
     base: String,
     prev: Option<i64>,
     next: Option<i64>,

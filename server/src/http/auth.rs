@@ -39,12 +39,16 @@ struct Credentials {
     form: bool,
 }
 
-async fn credentials(req: Request) -> Result<Credentials, ApiError> {
-    let form = req
-        .headers()
+/// Whether the body is an HTML form (the login page), answered with a redirect, not JSON.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+async fn credentials(req: Request) -> Result<Credentials, ApiError> {
+    let form = is_form(req.headers());
     let body = if form {
         Form::<LoginRequest>::from_request(req, &())
             .await
@@ -166,11 +170,7 @@ pub(super) async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.auth.logout(&headers).await?;
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let mut response = if form {
+    let mut response = if is_form(&headers) {
         redirect("/login")
     } else {
         StatusCode::NO_CONTENT.into_response()
