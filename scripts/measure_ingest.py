@@ -4,9 +4,12 @@
 Generates a Markdown corpus of roughly --mb megabytes (varied sentences under headings), uploads
 it as --files documents into a new space, waits until every document is ready, and reports
 passages per second; then times --queries searches per mode, each query first uncached (miss),
-then repeated (hit). Standard library only; loopback targets only.
+then repeated (hit). With --during-mb, it then uploads that much more and times uncached dense
+searches at --rate per second while those documents are being ingested, against the same
+searches' idle figures. Standard library only; loopback targets only.
 
     python3 scripts/measure_ingest.py --url http://127.0.0.1:3000 --mb 1 --files 10
+    python3 scripts/measure_ingest.py --mb 1 --files 10 --during-mb 0.5 --queries 40
 """
 import argparse, json, random, statistics, time, urllib.request, uuid
 
@@ -52,6 +55,8 @@ def main():
     ap.add_argument("--mb", type=float, default=1.0)
     ap.add_argument("--files", type=int, default=10)
     ap.add_argument("--queries", type=int, default=30)
+    ap.add_argument("--during-mb", type=float, default=0.0)
+    ap.add_argument("--rate", type=float, default=4.0)
     a = ap.parse_args()
     rng = random.Random(7)
     space = request("POST", f"{a.url}/api/v1/spaces", json.dumps({"name": f"bench {uuid.uuid4().hex[:8]}"}).encode(),
@@ -61,13 +66,7 @@ def main():
     docs = [upload(a.url, space, f"doc{i}.md", corpus(per_file, rng))["id"] for i in range(a.files)]
     chunks = 0
     for d in docs:
-        while True:
-            doc = request("GET", f"{a.url}/api/v1/spaces/{space}/documents/{d}")
-            if doc["status"] in ("ready", "failed"):
-                break
-            time.sleep(0.2)
-        assert doc["status"] == "ready", doc
-        chunks += doc["chunk_count"]
+        chunks += wait_ready(a.url, space, d)["chunk_count"]
     elapsed = time.monotonic() - started
     print(f"ingested {a.files} files, {a.mb} MB, {chunks} passages in {elapsed:.1f} s: "
           f"{chunks / elapsed:.1f} passages/s, {a.mb / elapsed * 60:.2f} MB/min")
@@ -83,6 +82,43 @@ def main():
                 assert r["cached"] == (bucket is hit), r
         print(f"search {mode:8s} miss p50 {statistics.median(miss):6.1f} ms p99 {pct(miss, 99):6.1f} ms | "
               f"hit p50 {statistics.median(hit):5.1f} ms p99 {pct(hit, 99):5.1f} ms")
+    if a.during_mb > 0:
+        idle = paced_dense(a, space, rng, "idle")
+        per_file = int(a.during_mb * 1024 * 1024 / a.files)
+        more = [upload(a.url, space, f"more{i}.md", corpus(per_file, rng))["id"] for i in range(a.files)]
+        busy = paced_dense(a, space, rng, "busy")
+        still = sum(request("GET", f"{a.url}/api/v1/spaces/{space}/documents/{d}")["status"] != "ready" for d in more)
+        for d in more:
+            wait_ready(a.url, space, d)
+        print(f"dense uncached at {a.rate}/s: idle p50 {statistics.median(idle):.1f} ms p99 {pct(idle, 99):.1f} ms | "
+              f"during ingestion p50 {statistics.median(busy):.1f} ms p99 {pct(busy, 99):.1f} ms "
+              f"({pct(busy, 99) / pct(idle, 99):.2f}x idle p99; {still} of {a.files} documents still "
+              f"ingesting at the end)")
+
+
+def wait_ready(url, space, d):
+    while True:
+        doc = request("GET", f"{url}/api/v1/spaces/{space}/documents/{d}")
+        if doc["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.2)
+    assert doc["status"] == "ready", doc
+    return doc
+
+
+def paced_dense(a, space, rng, tag):
+    """Uncached dense searches (each query new), one every 1/rate seconds; latencies in ms."""
+    out = []
+    for i in range(a.queries):
+        q = f"{rng.choice(WORDS)} {rng.choice(WORDS)} {tag} {i}"
+        body = json.dumps({"query": q, "mode": "dense"}).encode()
+        t = time.monotonic()
+        r = request("POST", f"{a.url}/api/v1/spaces/{space}/search", body, {"Content-Type": "application/json"})
+        took = time.monotonic() - t
+        assert not r["cached"], r
+        out.append(took * 1000)
+        time.sleep(max(0.0, 1 / a.rate - took))
+    return out
 
 
 if __name__ == "__main__":

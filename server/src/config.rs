@@ -239,12 +239,18 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_POINTS_GRAPH_MIN", default_value_t = 20_000)]
     pub points_graph_min: usize,
 
-    /// What embeds passages and questions: `local` (all-MiniLM-L6-v2 on this machine, the
-    /// default) or `openai` (any OpenAI-compatible /v1/embeddings, see the --embed-* settings).
-    /// A data directory or database keeps the model it was indexed with: switching refuses to
-    /// start rather than mix vectors of two models.
-    #[arg(long, env = "KENNING_EMBEDDER", value_enum, default_value_t = EmbedderKind::Local)]
+    /// What embeds passages and questions: `onnx` (all-MiniLM-L6-v2 with int8 weights on ONNX
+    /// Runtime, on this machine, the default), `candle` (the same model in f32 on candle, about
+    /// half as fast; `local` is another name for it) or `openai` (any OpenAI-compatible
+    /// /v1/embeddings, see the --embed-* settings). Spaces indexed with another model are
+    /// re-embedded in the background at start, never mixed.
+    #[arg(long, env = "KENNING_EMBEDDER", value_enum, default_value_t = EmbedderKind::Onnx)]
     pub embedder: EmbedderKind,
+
+    /// ONNX Runtime's shared library for `--embedder onnx` (default: the one
+    /// scripts/fetch-models.sh puts in the models directory).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime_lib: Option<PathBuf>,
 
     /// Base URL of the embeddings provider, including /v1 (e.g. https://api.openai.com/v1).
     #[arg(long, env = "KENNING_EMBED_BASE_URL")]
@@ -285,7 +291,9 @@ pub struct IngestConfig {
 /// Embedder choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EmbedderKind {
-    Local,
+    Onnx,
+    #[value(alias = "local")]
+    Candle,
     Openai,
 }
 

@@ -5,8 +5,8 @@ use crate::config::{
     EmbedderKind, GenerateConfig, GeneratorKind, IngestConfig, LimitsConfig, ServeConfig,
     StoreConfig, VectorBackend,
 };
-use crate::embed::local::LocalSettings;
-use crate::embed::{Embedder, LocalEmbedder, OpenAiEmbedSettings, OpenAiEmbedder};
+use crate::embed::onnx::OnnxFiles;
+use crate::embed::{Embedder, LaneSettings, OpenAiEmbedSettings, OpenAiEmbedder};
 use crate::generate::{
     Chain, ChainSettings, Extractive, Generator, LlmSettings, LocalGenerator, OpenAiGenerator,
     OpenAiSettings,
@@ -366,15 +366,30 @@ async fn track_http(
 
 /// The embedder the configuration asks for: the local model, or a provider checked at start.
 async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder>> {
+    let settings = LaneSettings {
+        ingest_threads: ingest.embed_ingest_threads.max(1),
+        ..LaneSettings::default()
+    };
     match ingest.embedder {
-        EmbedderKind::Local => {
-            let model_dir = ingest.models_dir.join("all-MiniLM-L6-v2");
-            let settings = LocalSettings {
-                ingest_threads: ingest.embed_ingest_threads.max(1),
-                ..LocalSettings::default()
-            };
+        EmbedderKind::Onnx => {
+            let mut files = OnnxFiles::in_models_dir(&ingest.models_dir);
+            if let Some(lib) = &ingest.onnxruntime_lib {
+                files.runtime = lib.clone();
+            }
             let embedder = tokio::task::spawn_blocking(move || {
-                LocalEmbedder::load(&model_dir, settings).with_context(|| {
+                crate::embed::onnx::load(&files, settings).with_context(|| {
+                    "loading the int8 embedding model on ONNX Runtime (run scripts/fetch-models.sh, \
+                     or start with --embedder candle)"
+                        .to_string()
+                })
+            })
+            .await??;
+            Ok(Arc::new(embedder))
+        }
+        EmbedderKind::Candle => {
+            let model_dir = ingest.models_dir.join("all-MiniLM-L6-v2");
+            let embedder = tokio::task::spawn_blocking(move || {
+                crate::embed::local::load(&model_dir, settings).with_context(|| {
                     format!(
                         "loading the embedding model from {} (run scripts/fetch-models.sh)",
                         model_dir.display()
@@ -405,6 +420,41 @@ async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder
             Ok(Arc::new(embedder))
         }
     }
+}
+
+/// Vectors of two models must never meet in one index: each space another model embedded loses
+/// its vectors and has its documents queued to be indexed again by this one. The vectors go
+/// first, so a crash between the two steps leaves the space to be found again at the next start.
+async fn reembed_stale_spaces(
+    store: &dyn MetadataStore,
+    vectors: Option<&dyn VectorStore>,
+    model: &str,
+    ingest: &IngestConfig,
+) -> anyhow::Result<()> {
+    let stale = store
+        .spaces_embedded_by_other_models(model)
+        .await
+        .context("reading the spaces' embedding models")?;
+    for space in stale {
+        if let Some(vectors) = vectors {
+            vectors
+                .delete_space(space.id)
+                .await
+                .with_context(|| format!("removing the old vectors of space '{}'", space.name))?;
+        }
+        let documents = store
+            .requeue_space_for_new_model(space.id, &space.embedding_model, ingest.job_max_attempts)
+            .await
+            .with_context(|| format!("queueing space '{}' for re-embedding", space.name))?;
+        tracing::warn!(
+            space = %space.name,
+            previous = %space.embedding_model,
+            model,
+            documents,
+            "space was embedded by another model; re-embedding it in the background"
+        );
+    }
+    Ok(())
 }
 
 /// The rate limits and answer cap from the configuration, shared through Redis when it is set.
@@ -446,20 +496,6 @@ impl Engine {
         tracing::info!(backend = store.backend_name(), "metadata store ready");
 
         let embedder = open_embedder(ingest).await?;
-        // Vectors of two models must never meet in one index.
-        let foreign = store
-            .spaces_embedded_by_other_models(embedder.model_id())
-            .await
-            .context("reading the spaces' embedding models")?;
-        if let Some((space, model)) = foreign.first() {
-            anyhow::bail!(
-                "space '{space}' (and {} more) was indexed with {model}, but this server embeds \
-                 with {}; start it with the embedder that indexed this data, or with a new data \
-                 directory or database (re-embedding existing spaces is not supported yet)",
-                foreign.len() - 1,
-                embedder.model_id()
-            );
-        }
         let dims = embedder.dimensions();
 
         let points: Arc<dyn PointStore> = match &pool {
@@ -508,6 +544,13 @@ impl Engine {
                 "vector store ready"
             );
         }
+        reembed_stale_spaces(
+            store.as_ref(),
+            vectors.as_deref(),
+            embedder.model_id(),
+            ingest,
+        )
+        .await?;
         Ok(Self {
             store,
             vectors,

@@ -1,11 +1,13 @@
-//! Embeddings: one trait, a local model (all-MiniLM-L6-v2 on candle, CPU) and any
-//! OpenAI-compatible provider. Queries take a priority lane ahead of ingestion batches, so a
-//! question stays fast while a folder is being ingested.
+//! Embeddings: one trait, two in-process models (all-MiniLM-L6-v2 int8 on ONNX Runtime, the
+//! default, and f32 on candle) and any OpenAI-compatible provider. Queries take a priority lane
+//! ahead of ingestion batches, so a question stays fast while a folder is being ingested.
 
+pub mod lanes;
 pub mod local;
+pub mod onnx;
 pub mod openai;
 
-pub use local::LocalEmbedder;
+pub use lanes::{LaneEmbedder, LaneSettings};
 pub use openai::{OpenAiEmbedSettings, OpenAiEmbedder};
 
 /// Which queue a request waits in; `Query` always goes first.

@@ -22,6 +22,15 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use timed::Timed;
 
+/// A space embedded by another model than the one this process runs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StaleSpace {
+    pub id: Uuid,
+    pub name: String,
+    /// The model that embedded it.
+    pub embedding_model: String,
+}
+
 /// Failures a caller can act on; everything else is `Other` and logged, never shown.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -263,11 +272,20 @@ pub trait MetadataStore: Send + Sync + 'static {
         model: &str,
         dimensions: i64,
     ) -> Result<(), StoreError>;
-    /// Names of the spaces whose passages another model than `model` embedded.
+    /// The spaces whose passages another model than `model` embedded.
     async fn spaces_embedded_by_other_models(
         &self,
         model: &str,
-    ) -> Result<Vec<(String, String)>, StoreError>;
+    ) -> Result<Vec<StaleSpace>, StoreError>;
+    /// In one transaction, if `previous_model` still embeds the space: forgets that model and
+    /// queues each ready document to be indexed again (`reembed` jobs), so a new model's vectors
+    /// replace the old instead of mixing with them. Returns the documents queued.
+    async fn requeue_space_for_new_model(
+        &self,
+        space_id: Uuid,
+        previous_model: &str,
+        max_attempts: i32,
+    ) -> Result<usize, StoreError>;
     /// Starts a conversation in a space.
     async fn create_conversation(
         &self,

@@ -5,7 +5,9 @@ use super::{
     NewDocument, NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
     JOB_COLUMNS, SPACE_COLUMNS,
 };
-use super::{NewApiKey, NewAudit, NewMessage, NewUser, UserRecord, CONVERSATION_COLUMNS};
+use super::{
+    NewApiKey, NewAudit, NewMessage, NewUser, StaleSpace, UserRecord, CONVERSATION_COLUMNS,
+};
 use super::{API_KEY_COLUMNS, MEMBERS_SELECT, USER_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
 use app::api::{
@@ -629,11 +631,75 @@ impl MetadataStore for SqliteStore {
     async fn spaces_embedded_by_other_models(
         &self,
         model: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT name, embedding_model FROM spaces WHERE embedding_model IS NOT NULL AND embedding_model <> ? ORDER BY name")
-            .bind(model)
-            .fetch_all(&self.pool)
-            .await?)
+    ) -> Result<Vec<StaleSpace>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT id, name, embedding_model FROM spaces \
+             WHERE embedding_model IS NOT NULL AND embedding_model <> ? ORDER BY name",
+        )
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, name, embedding_model)| {
+                Ok(StaleSpace {
+                    id: Uuid::parse_str(&id).map_err(|e| StoreError::Other(e.into()))?,
+                    name,
+                    embedding_model,
+                })
+            })
+            .collect()
+    }
+
+    async fn requeue_space_for_new_model(
+        &self,
+        space_id: Uuid,
+        previous_model: &str,
+        max_attempts: i32,
+    ) -> Result<usize, StoreError> {
+        let now = now();
+        let space_id = space_id.to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let r = sqlx::query(
+            "UPDATE spaces SET embedding_model = NULL, embedding_dim = NULL, version = version + 1, \
+             updated_at = ? WHERE id = ? AND embedding_model = ?",
+        )
+        .bind(&now)
+        .bind(&space_id)
+        .bind(previous_model)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(0);
+        }
+        let documents: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM documents WHERE space_id = ? AND status = 'ready'")
+                .bind(&space_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (document_id,) in &documents {
+            sqlx::query(
+                "INSERT INTO ingestion_jobs (id, space_id, document_id, kind, status, phase, max_attempts, \
+                 run_after, created_at, updated_at) VALUES (?, ?, ?, 'reembed', 'queued', 'queued', ?, ?, ?, ?)",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(&space_id)
+            .bind(document_id)
+            .bind(max_attempts)
+            .bind(&now)
+            .bind(&now)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE documents SET status = 'pending', updated_at = ? WHERE space_id = ? AND status = 'ready'",
+        )
+        .bind(&now)
+        .bind(&space_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(documents.len())
     }
 
     async fn create_conversation(

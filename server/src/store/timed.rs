@@ -3,7 +3,7 @@
 //! backends stay free of metrics code and no call can be forgotten.
 
 use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
-use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, UserRecord};
+use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, StaleSpace, UserRecord};
 use crate::domain::{Description, PageRequest, SpaceName};
 use app::api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
@@ -72,7 +72,8 @@ timed! {
     fn chunks_by_ids(&self, space_id: Uuid, ids: &[Uuid]) -> Result<Vec<ChunkHit>, StoreError>;
     fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
     fn record_embedding_model(&self, space_id: Uuid, model: &str, dimensions: i64) -> Result<(), StoreError>;
-    fn spaces_embedded_by_other_models(&self, model: &str) -> Result<Vec<(String, String)>, StoreError>;
+    fn spaces_embedded_by_other_models(&self, model: &str) -> Result<Vec<StaleSpace>, StoreError>;
+    fn requeue_space_for_new_model(&self, space_id: Uuid, previous_model: &str, max_attempts: i32) -> Result<usize, StoreError>;
     fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
     fn create_conversation(&self, id: Uuid, space_id: Uuid, title: &str) -> Result<Conversation, StoreError>;
     fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError>;

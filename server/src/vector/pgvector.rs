@@ -22,6 +22,26 @@ impl PgVectorStore {
         sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
             .execute(&pool)
             .await?;
+        // A column of another length holds another model's vectors, which this process can
+        // never search; every space they belong to is queued for re-embedding at start.
+        let existing: Option<(i32,)> = sqlx::query_as(
+            "SELECT atttypmod FROM pg_attribute \
+             WHERE attrelid = to_regclass('chunk_vectors') AND attname = 'embedding'",
+        )
+        .fetch_optional(&pool)
+        .await?;
+        if let Some((old,)) = existing {
+            if usize::try_from(old).ok() != Some(dimensions) {
+                tracing::warn!(
+                    old,
+                    new = dimensions,
+                    "the vector table holds another model's vectors; recreating it"
+                );
+                sqlx::query("DROP TABLE chunk_vectors")
+                    .execute(&pool)
+                    .await?;
+            }
+        }
         sqlx::query(&format!(
             "CREATE TABLE IF NOT EXISTS chunk_vectors (\
                chunk_id UUID PRIMARY KEY, space_id UUID NOT NULL, document_id UUID NOT NULL, \

@@ -63,22 +63,32 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         let _ = kenning::telemetry::init(kenning::config::LogFormat::Human, None);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().join("data");
-    let mut config = ServeConfig::for_data_dir(data_dir.clone());
-    config.site_root = dir.path().join("site");
+    let mut config = base_config(&dir);
     config.max_upload_bytes = options.max_upload_bytes;
-    config.shutdown_grace_secs = 10;
-    config.ingest.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
-    config.ingest.job_poll_ms = 50;
     config.ingest.job_lease_secs = options.job_lease_secs;
     config.ingest.ingest_workers = options.workers;
     config.ingest.points_graph_min = options.points_graph_min;
-    config.generate.generators = vec![GeneratorKind::Extractive];
     (options.generate)(&mut config.generate);
     (options.serve)(&mut config);
     if let Backend::Postgres = backend {
         config.store.database_url = Some(fresh_postgres_database().await.into());
     }
+    start(config, dir).await
+}
+
+/// The settings every test server starts from, with its files under `dir`.
+fn base_config(dir: &tempfile::TempDir) -> ServeConfig {
+    let mut config = ServeConfig::for_data_dir(dir.path().join("data"));
+    config.site_root = dir.path().join("site");
+    config.shutdown_grace_secs = 10;
+    config.ingest.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    config.ingest.job_poll_ms = 50;
+    config.generate.generators = vec![GeneratorKind::Extractive];
+    config
+}
+
+async fn start(config: ServeConfig, dir: tempfile::TempDir) -> TestApp {
+    let data_dir = config.store.data_dir.clone();
     let store_config = config.store.clone();
     let app = Application::build(config).await.expect("server builds");
     let address = format!("http://{}", app.local_addr());
@@ -239,6 +249,20 @@ impl TestApp {
         walk(&self.data_dir.join("documents"), &mut out);
         walk(&self.data_dir.join("tmp"), &mut out);
         out
+    }
+
+    /// Stops this server and starts another on the same data directory and database, with
+    /// `change` applied to the default test settings: a restart, e.g. with another model.
+    pub async fn restart_with(mut self, change: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        self.begin_shutdown()
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
+        let mut config = base_config(&dir);
+        config.store = self.store_config.clone();
+        change(&mut config);
+        start(config, dir).await
     }
 
     /// Asks the server to stop and returns its task, to await after the test's last request.

@@ -183,7 +183,7 @@ async fn embeddings_come_from_the_configured_embedder(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["object"], "list");
-    assert_eq!(body["model"], "local/all-MiniLM-L6-v2");
+    assert_eq!(body["model"], "local/all-MiniLM-L6-v2-int8");
     let data = body["data"].as_array().unwrap();
     assert_eq!(data.len(), 3);
     assert_eq!(data[1]["index"], 1);
