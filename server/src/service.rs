@@ -65,6 +65,7 @@ impl ServiceError {
             ServiceError::NotFound("job") => "job_not_found",
             ServiceError::NotFound("conversation") => "conversation_not_found",
             ServiceError::NotFound("point") => "point_not_found",
+            ServiceError::NotFound("memory") => "memory_not_found",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::Unauthenticated(code, _) => code,

@@ -5,6 +5,7 @@ mod chat;
 mod documents;
 mod error;
 mod extract;
+mod memories;
 mod openai;
 pub mod openapi;
 mod ops;
@@ -58,6 +59,7 @@ pub fn api_router(
                 .layer(timeout(request_timeout))
                 .layer(DefaultBodyLimit::max(max_points_bytes)),
         )
+        .merge(memories::router().layer(timeout(request_timeout)))
         .merge(spaces::router().layer(timeout(request_timeout)))
         .merge(ops::api_router().layer(timeout(request_timeout)))
         .merge(auth::router().layer(timeout(request_timeout)))

@@ -82,6 +82,11 @@ pub enum Errors {
         super::points::search,
         super::points::read,
         super::points::remove,
+        super::memories::upsert,
+        super::memories::info,
+        super::memories::search,
+        super::memories::read,
+        super::memories::remove,
         super::ops::snapshot,
         super::ops::audit,
         super::ops::report,
@@ -105,6 +110,7 @@ pub enum Errors {
         (name = "documents", description = "Uploads, ingestion progress, passages and search"),
         (name = "chat", description = "Answers streamed as Server-Sent Events, and conversations"),
         (name = "points", description = "Client-supplied vectors with payloads"),
+        (name = "memories", description = "Texts each caller asks Kenning to remember, found by meaning"),
         (name = "operations", description = "Health and metrics"),
         (name = "auth", description = "Sign-in, API keys and accounts (with `--auth password`)"),
     )
@@ -152,6 +158,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 40, "every routed operation is in the spec");
+        assert_eq!(operations, 45, "every routed operation is in the spec");
     }
 }

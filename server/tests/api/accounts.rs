@@ -19,7 +19,8 @@ on_both_backends!(
     rate_limits_count_per_account_and_per_space,
     uploads_beyond_the_queue_cap_are_shed_and_nothing_is_kept,
     an_expired_session_signs_nobody_in,
-    password_guessing_is_cut_off_by_the_sign_in_limit
+    password_guessing_is_cut_off_by_the_sign_in_limit,
+    memories_belong_to_their_caller_alone,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -956,4 +957,61 @@ async fn password_guessing_is_cut_off_by_the_sign_in_limit(backend: Backend) {
     assert!((1..=6).contains(&wait), "Retry-After {wait}");
     // Signed-in work is not held up by it.
     assert_eq!(admin.get("/api/v1/spaces").await.0, 200);
+}
+
+/// Memories are per caller: another account can neither read, find, replace nor delete them, and
+/// the same id names two different memories for two callers.
+async fn memories_belong_to_their_caller_alone(backend: Backend) {
+    let app = spawn_with_accounts(backend).await;
+    let admin = set_up_admin(&app).await;
+    let alice = account(&app, &admin, "alice@example.org").await;
+    let bob = account(&app, &admin, "bob@example.org").await;
+    let secret = "Alice's locker code is 4711.";
+    let (status, body) = alice
+        .send(
+            Method::PUT,
+            "/api/v1/memories",
+            Some(json!({ "memories": [{ "id": 7, "text": secret }] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = bob.get("/api/v1/memories/7").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, found) = bob
+        .post("/api/v1/memories/search", json!({ "query": "locker code" }))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["memories"], json!([]), "{found}");
+    let (status, body) = bob.send(Method::DELETE, "/api/v1/memories/7", None).await;
+    assert_eq!(status, 404, "{body}");
+    let (_, info) = bob.get("/api/v1/memories").await;
+    assert_eq!(info["memories"], 0, "{info}");
+    // Bob's memory 7 is his own; Alice's stays as it was.
+    let (status, _) = bob
+        .send(
+            Method::PUT,
+            "/api/v1/memories",
+            Some(json!({ "memories": [{ "id": 7, "text": "Bob likes tea." }] })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, mine) = alice.get("/api/v1/memories/7").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["text"], secret);
+    let (_, admins) = admin
+        .post("/api/v1/memories/search", json!({ "query": "locker code" }))
+        .await;
+    assert_eq!(
+        admins["memories"],
+        json!([]),
+        "not even an admin reads them: {admins}"
+    );
+
+    let stranger = no_redirects()
+        .get(app.url("/api/v1/memories/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 401);
 }

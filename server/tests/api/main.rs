@@ -37,6 +37,7 @@ mod embeddings;
 mod health;
 mod ingestion;
 mod limits;
+mod memories;
 mod metrics;
 mod openai;
 mod points;
