@@ -82,6 +82,21 @@ def main():
                 assert r["cached"] == (bucket is hit), r
         print(f"search {mode:8s} miss p50 {statistics.median(miss):6.1f} ms p99 {pct(miss, 99):6.1f} ms | "
               f"hit p50 {statistics.median(hit):5.1f} ms p99 {pct(hit, 99):5.1f} ms")
+    # The query embedding alone: a new question (embedding computed), then the same question with
+    # another limit (result not cached, embedding served from the query-vector cache).
+    computed, reused = [], []
+    for i in range(a.queries):
+        q = f"which {rng.choice(WORDS)} applies to {rng.choice(WORDS)} number {i}"
+        for bucket, limit in ((computed, 5), (reused, 6)):
+            body = json.dumps({"query": q, "mode": "dense", "limit": limit}).encode()
+            t = time.monotonic()
+            r = request("POST", f"{a.url}/api/v1/spaces/{space}/search", body, {"Content-Type": "application/json"})
+            bucket.append((time.monotonic() - t) * 1000)
+            assert not r["cached"], r
+    embed_ms = [c - r for c, r in zip(computed, reused)]
+    print(f"dense search, query embedding computed p50 {statistics.median(computed):.1f} ms p99 {pct(computed, 99):.1f} ms | "
+          f"embedding cached p50 {statistics.median(reused):.1f} ms p99 {pct(reused, 99):.1f} ms | "
+          f"difference (the embedding) p50 {statistics.median(embed_ms):.1f} ms")
     if a.during_mb > 0:
         idle = paced_dense(a, space, rng, "idle")
         per_file = int(a.during_mb * 1024 * 1024 / a.files)

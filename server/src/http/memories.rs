@@ -257,6 +257,14 @@ pub(super) async fn search(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<Found>, ApiError> {
     checked_text(&body.query, "query")?;
+    let mut query = PointQuery {
+        // Stands in for the query's embedding until the other fields are checked.
+        vector: vec![1.0],
+        limit: body.limit.unwrap_or(DEFAULT_LIMIT),
+        min_score: body.min_score,
+        filter: body.filter,
+    };
+    crate::points::validate_query(&query).map_err(point_error)?;
     let owner = namespace(&caller);
     // Nobody has remembered anything yet: nothing to find (and no dimensions to check against).
     if state.points.info(owner).await.map_err(point_error)?.points == 0 {
@@ -265,13 +273,7 @@ pub(super) async fn search(
         }));
     }
     let mut vectors = embed(&state, vec![body.query]).await?;
-    let vector = vectors.pop().unwrap_or_default();
-    let query = PointQuery {
-        vector,
-        limit: body.limit.unwrap_or(DEFAULT_LIMIT),
-        min_score: body.min_score,
-        filter: body.filter,
-    };
+    query.vector = vectors.pop().unwrap_or_default();
     let started = Instant::now();
     let hits = state
         .points

@@ -160,4 +160,14 @@ mod tests {
         }
         assert_eq!(operations, 45, "every routed operation is in the spec");
     }
+
+    #[test]
+    fn point_ids_may_be_any_unsigned_64_bit_integer() {
+        let spec: serde_json::Value = serde_json::from_str(json()).expect("spec is JSON");
+        let number = &spec["components"]["schemas"]["PointIdJson"]["oneOf"][0];
+        assert_eq!(number["type"], "integer", "{number}");
+        // int64 would tell clients (and fuzzers) that ids stop at 2^63 - 1; Qdrant's go to 2^64 - 1.
+        assert_eq!(number["format"], "uint64", "{number}");
+        assert_eq!(number["minimum"], 0, "{number}");
+    }
 }

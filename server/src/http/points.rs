@@ -28,6 +28,8 @@ pub fn router() -> Router<AppState> {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub(super) enum PointIdJson {
+    /// Up to 2^64 - 1, as in Qdrant (not JSON Schema's int64).
+    #[schema(format = "uint64")]
     Number(u64),
     #[schema(value_type = String, format = "uuid")]
     Uuid(String),

@@ -143,6 +143,32 @@ async fn bad_memories_are_refused_whole_with_a_json_error(backend: Backend) {
         .post_json("/api/v1/memories/search", &json!({ "query": "" }))
         .await;
     assert_eq!(status, 400, "{answer}");
+    // Checked even while the caller has no memories (a shortcut once answered these with 200).
+    for (body, code) in [
+        (
+            json!({ "query": "q", "min_score": -2 }),
+            "invalid_min_score",
+        ),
+        (json!({ "query": "q", "limit": 0 }), "invalid_limit"),
+        (json!({ "query": "q", "limit": 51 }), "invalid_limit"),
+        (
+            json!({ "query": "q", "filter": { "kind": ["a"] } }),
+            "invalid_filter",
+        ),
+    ] {
+        let (status, answer) = app.post_json("/api/v1/memories/search", &body).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_error(&answer, code);
+    }
+    // The largest unsigned 64-bit id is a valid id.
+    let (status, answer) = app
+        .put_json(
+            "/api/v1/memories",
+            &json!({ "memories": [{ "id": u64::MAX, "text": "the largest id" }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ids"][0], u64::MAX);
     let (status, answer) = app.get_json("/api/v1/memories/banana").await;
     assert_eq!(status, 400, "{answer}");
     assert_error(&answer, "invalid_point_id");
