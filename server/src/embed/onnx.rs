@@ -47,12 +47,15 @@ fn runtime(library: &Path) -> anyhow::Result<Environment> {
     static LOADED: OnceLock<Result<Environment, String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
-            ort::init_from(library)
+            let env = ort::init_from(library)
                 .map_err(|e| e.to_string())?
                 .with_name("kenning")
                 .with_telemetry(false)
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            // ONNX Runtime narrates every graph rewrite at its info level; only problems matter.
+            env.set_log_level(ort::logging::LogLevel::Warning);
+            Ok(env)
         })
         .clone()
         .map_err(|e| anyhow::anyhow!("loading ONNX Runtime from {}: {e}", library.display()))
