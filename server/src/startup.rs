@@ -377,11 +377,10 @@ async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder
                 files.runtime = lib.clone();
             }
             let embedder = tokio::task::spawn_blocking(move || {
-                crate::embed::onnx::load(&files, settings).with_context(|| {
+                crate::embed::onnx::load(&files, settings).context(
                     "loading the int8 embedding model on ONNX Runtime (run scripts/fetch-models.sh, \
-                     or start with --embedder candle)"
-                        .to_string()
-                })
+                     or start with --embedder candle)",
+                )
             })
             .await??;
             Ok(Arc::new(embedder))

@@ -35,6 +35,23 @@ impl ApiError {
     }
 }
 
+impl From<crate::points::PointError> for ApiError {
+    fn from(e: crate::points::PointError) -> Self {
+        ServiceError::from_points(e).into()
+    }
+}
+
+/// The embedder could not serve a request now (busy, stopped or failing): a passing condition.
+impl From<crate::embed::EmbedError> for ApiError {
+    fn from(e: crate::embed::EmbedError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "embedder_unavailable",
+            e.to_string(),
+        )
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let status = match &e {

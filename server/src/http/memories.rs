@@ -8,7 +8,7 @@ use super::openapi::Errors;
 use super::points::PointIdJson;
 use super::{ApiError, AppState};
 use crate::embed::Lane;
-use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
+use crate::points::{Point, PointId, PointQuery, DEFAULT_LIMIT};
 use crate::service::ServiceError;
 use app::backend::Caller;
 use axum::extract::{Path, State};
@@ -124,10 +124,6 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ServiceError::Invalid(crate::domain::InvalidInput::new(code, message)).into()
 }
 
-fn point_error(e: PointError) -> ApiError {
-    ServiceError::from_points(e).into()
-}
-
 fn checked_text(text: &str, what: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(invalid(
@@ -146,13 +142,7 @@ fn checked_text(text: &str, what: &str) -> Result<(), ApiError> {
 
 async fn embed(state: &AppState, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
     // A person is waiting on each of these calls: the query lane, never behind ingestion.
-    state.embedder.embed(texts, Lane::Query).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "embedder_unavailable",
-            e.to_string(),
-        )
-    })
+    Ok(state.embedder.embed(texts, Lane::Query).await?)
 }
 
 fn memory_of(id: &PointId, mut payload: Map<String, Value>, score: Option<f32>) -> MemoryOut {
@@ -196,8 +186,8 @@ pub(super) async fn upsert(
             ));
         }
         let id = match &m.id {
-            Some(raw) => PointId::from_json(raw).map_err(point_error)?,
-            None => PointId::parse(&Uuid::now_v7().to_string()).map_err(point_error)?,
+            Some(raw) => PointId::from_json(raw)?,
+            None => PointId::parse(&Uuid::now_v7().to_string())?,
         };
         let mut payload = m.metadata;
         payload.insert(TEXT_KEY.into(), Value::String(m.text.clone()));
@@ -217,11 +207,7 @@ pub(super) async fn upsert(
             payload,
         })
         .collect();
-    state
-        .points
-        .upsert(namespace(&caller), points)
-        .await
-        .map_err(point_error)?;
+    state.points.upsert(namespace(&caller), points).await?;
     Ok(Json(Upserted {
         ids: ids.iter().map(PointId::to_json).collect(),
     }))
@@ -235,11 +221,7 @@ pub(super) async fn info(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Info>, ApiError> {
-    let points = state
-        .points
-        .info(namespace(&caller))
-        .await
-        .map_err(point_error)?;
+    let points = state.points.info(namespace(&caller)).await?;
     Ok(Json(Info {
         memories: points.points,
         model: state.embedder.model_id().to_string(),
@@ -264,22 +246,12 @@ pub(super) async fn search(
         min_score: body.min_score,
         filter: body.filter,
     };
-    crate::points::validate_query(&query).map_err(point_error)?;
-    let owner = namespace(&caller);
-    // Nobody has remembered anything yet: nothing to find (and no dimensions to check against).
-    if state.points.info(owner).await.map_err(point_error)?.points == 0 {
-        return Ok(Json(Found {
-            memories: Vec::new(),
-        }));
-    }
+    // Refuse a bad limit, score or filter before spending an embedding on it.
+    crate::points::validate_query(&query)?;
     let mut vectors = embed(&state, vec![body.query]).await?;
     query.vector = vectors.pop().unwrap_or_default();
     let started = Instant::now();
-    let hits = state
-        .points
-        .search(owner, query)
-        .await
-        .map_err(point_error)?;
+    let hits = state.points.search(namespace(&caller), query).await?;
     crate::metrics::global().record_vector_search(state.points.backend_name(), started.elapsed());
     Ok(Json(Found {
         memories: hits
@@ -298,13 +270,8 @@ pub(super) async fn read(
     Extension(caller): Extension<Caller>,
     Path(mid): Path<String>,
 ) -> Result<Json<MemoryOut>, ApiError> {
-    let mid = PointId::parse(&mid).map_err(point_error)?;
-    match state
-        .points
-        .get(namespace(&caller), &mid)
-        .await
-        .map_err(point_error)?
-    {
+    let mid = PointId::parse(&mid)?;
+    match state.points.get(namespace(&caller), &mid).await? {
         Some(p) => Ok(Json(memory_of(&p.id, p.payload, None))),
         None => Err(ServiceError::NotFound("memory").into()),
     }
@@ -319,13 +286,8 @@ pub(super) async fn remove(
     Extension(caller): Extension<Caller>,
     Path(mid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mid = PointId::parse(&mid).map_err(point_error)?;
-    if state
-        .points
-        .delete(namespace(&caller), &mid)
-        .await
-        .map_err(point_error)?
-    {
+    let mid = PointId::parse(&mid)?;
+    if state.points.delete(namespace(&caller), &mid).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ServiceError::NotFound("memory").into())

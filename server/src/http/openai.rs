@@ -317,13 +317,7 @@ async fn embeddings(
     let embedder = state.embedder.clone();
     let model = embedder.model_id().to_string();
     let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
-    let vectors = embedder.embed(texts, Lane::Query).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "embedder_unavailable",
-            e.to_string(),
-        )
-    })?;
+    let vectors = embedder.embed(texts, Lane::Query).await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

@@ -110,10 +110,6 @@ pub(super) struct PointOut {
     payload: Map<String, Value>,
 }
 
-fn invalid(e: PointError) -> ApiError {
-    ServiceError::from_points(e).into()
-}
-
 /// The space must exist: points of unknown spaces are a 404, never silently created.
 async fn space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
     let found = state.service.get_space(id).await?;
@@ -141,10 +137,9 @@ pub(super) async fn upsert(
                 payload: p.payload,
             })
         })
-        .collect::<Result<Vec<_>, PointError>>()
-        .map_err(invalid)?;
+        .collect::<Result<Vec<_>, PointError>>()?;
     let dimensions = points.first().map_or(0, |p| p.vector.len());
-    let upserted = state.points.upsert(space, points).await.map_err(invalid)?;
+    let upserted = state.points.upsert(space, points).await?;
     Ok(Json(Upserted {
         upserted,
         dimensions,
@@ -160,7 +155,7 @@ pub(super) async fn info(
     Path(id): Path<String>,
 ) -> Result<Json<crate::points::PointsInfo>, ApiError> {
     let space = space(&state, &id).await?;
-    Ok(Json(state.points.info(space).await.map_err(invalid)?))
+    Ok(Json(state.points.info(space).await?))
 }
 
 /// The points nearest a vector, by cosine similarity.
@@ -181,7 +176,7 @@ pub(super) async fn search(
         filter: body.filter,
     };
     let started = Instant::now();
-    let hits = state.points.search(space, query).await.map_err(invalid)?;
+    let hits = state.points.search(space, query).await?;
     crate::metrics::global().record_vector_search(state.points.backend_name(), started.elapsed());
     let points = hits
         .into_iter()
@@ -203,8 +198,8 @@ pub(super) async fn read(
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<Json<PointOut>, ApiError> {
     let space = space(&state, &id).await?;
-    let pid = PointId::parse(&pid).map_err(invalid)?;
-    match state.points.get(space, &pid).await.map_err(invalid)? {
+    let pid = PointId::parse(&pid)?;
+    match state.points.get(space, &pid).await? {
         Some(p) => Ok(Json(PointOut {
             id: p.id.to_json(),
             vector: p.vector,
@@ -223,8 +218,8 @@ pub(super) async fn remove(
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let space = space(&state, &id).await?;
-    let pid = PointId::parse(&pid).map_err(invalid)?;
-    if state.points.delete(space, &pid).await.map_err(invalid)? {
+    let pid = PointId::parse(&pid)?;
+    if state.points.delete(space, &pid).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ServiceError::NotFound("point").into())
