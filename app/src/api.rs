@@ -135,9 +135,11 @@ pub enum SearchMode {
     Hybrid,
 }
 
-/// A search over one space.
+/// A search over one space. Unknown fields are refused, so a misspelt or unsupported filter
+/// (`"documentid"`, `"filter"`) is a 400 rather than a search that silently ignores it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// Not blank, at most 2,000 characters.
     #[cfg_attr(

@@ -8,7 +8,7 @@ use super::openapi::Errors;
 use super::points::PointIdJson;
 use super::{ApiError, AppState};
 use crate::embed::Lane;
-use crate::points::{Point, PointId, PointQuery, DEFAULT_LIMIT};
+use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
 use crate::service::ServiceError;
 use app::backend::Caller;
 use axum::extract::{Path, State};
@@ -251,7 +251,18 @@ pub(super) async fn search(
     let mut vectors = embed(&state, vec![body.query]).await?;
     query.vector = vectors.pop().unwrap_or_default();
     let started = Instant::now();
-    let hits = state.points.search(namespace(&caller), query).await?;
+    let hits = state
+        .points
+        .search(namespace(&caller), query)
+        .await
+        .map_err(|e| match e {
+            PointError::Invalid(code @ "unknown_filter_field", _) => PointError::Invalid(
+                code,
+                "none of your memories has a metadata key the filter names, so it can never match"
+                    .into(),
+            ),
+            other => other,
+        })?;
     crate::metrics::global().record_vector_search(state.points.backend_name(), started.elapsed());
     Ok(Json(Found {
         memories: hits

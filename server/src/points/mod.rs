@@ -279,6 +279,24 @@ pub fn validate_query(query: &PointQuery) -> Result<(), PointError> {
     Ok(())
 }
 
+/// The error for a filter naming a payload key that no point of the space has: such a filter
+/// can never match, and is almost always a misspelt key, so it is refused rather than answered
+/// with nothing (asked only when a filtered search found nothing, so it costs no hit a thing).
+pub fn unknown_filter_key(
+    filter: &Map<String, Value>,
+    mut has_key: impl FnMut(&str) -> bool,
+) -> Result<(), PointError> {
+    match filter.keys().find(|k| !has_key(k)) {
+        Some(key) => Err(PointError::Invalid(
+            "unknown_filter_field",
+            format!(
+                "no point in this space has the payload key {key:?}, so the filter can never match"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Whether a payload has every filter key with an equal scalar value (numbers compare by value,
 /// so 1 matches 1.0, as in PostgreSQL's jsonb).
 pub fn matches_filter(payload: &Map<String, Value>, filter: &Map<String, Value>) -> bool {

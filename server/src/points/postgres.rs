@@ -3,8 +3,8 @@
 //! payload is `jsonb`; filters are containment (`@>`) on scalar values, which is equality.
 
 use super::{
-    validate_batch, validate_query, validate_vector, Point, PointError, PointId, PointQuery,
-    PointStore, PointsInfo, ScoredPoint,
+    unknown_filter_key, validate_batch, validate_query, validate_vector, Point, PointError,
+    PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
 use crate::vector::{hnsw_search_transaction, literal};
 use serde_json::{Map, Value};
@@ -188,6 +188,19 @@ impl PointStore for PgPointStore {
             .collect();
         // A secondary ORDER BY key would stop PostgreSQL using the HNSW index; ties are ordered here.
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        if hits.is_empty() && !query.filter.is_empty() {
+            let keys: Vec<String> = query.filter.keys().cloned().collect();
+            let present: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT k FROM unnest($2::text[]) AS k WHERE EXISTS \
+                 (SELECT 1 FROM {} WHERE space_id = $1 AND payload ? k)",
+                table(dims)
+            ))
+            .bind(space)
+            .bind(&keys)
+            .fetch_all(&self.pool)
+            .await?;
+            unknown_filter_key(&query.filter, |k| present.iter().any(|p| p == k))?;
+        }
         Ok(hits)
     }
 

@@ -9,8 +9,8 @@
 //! across the database write and the in-memory update, so the two never disagree.
 
 use super::{
-    dot, matches_filter, normalised, validate_batch, validate_query, validate_vector, Point,
-    PointError, PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
+    dot, matches_filter, normalised, unknown_filter_key, validate_batch, validate_query,
+    validate_vector, Point, PointError, PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
 use crate::vector::{from_blob, to_blob};
 use hnsw_rs::prelude::{Distance, Hnsw};
@@ -135,6 +135,24 @@ impl SpaceIndex {
         self.graph_ready().map_or(0, |g| {
             self.ids.len() - g.upto.load(Ordering::Acquire).min(self.ids.len())
         })
+    }
+
+    /// A search that refuses a filter on a payload key no live point has.
+    fn search_checked(
+        &self,
+        query: &PointQuery,
+        ef: usize,
+    ) -> Result<Vec<ScoredPoint>, PointError> {
+        let hits = self.search(query, ef);
+        if hits.is_empty() && !query.filter.is_empty() {
+            unknown_filter_key(&query.filter, |key| {
+                self.payloads
+                    .iter()
+                    .zip(&self.alive)
+                    .any(|(p, alive)| *alive && p.contains_key(key))
+            })?;
+        }
+        Ok(hits)
     }
 
     fn search(&self, query: &PointQuery, ef: usize) -> Vec<ScoredPoint> {
@@ -486,16 +504,14 @@ impl PointStore for SqlitePointStore {
         let cheap = index.graph_ready().is_some() && query.filter.is_empty();
         let ef = self.ef_search;
         if cheap || index.vectors.len() < INLINE_SCAN {
-            return Ok(index.search(&query, ef));
+            return index.search_checked(&query, ef);
         }
-        tokio::task::spawn_blocking(move || {
-            guard
-                .as_ref()
-                .map(|i| i.search(&query, ef))
-                .unwrap_or_default()
+        tokio::task::spawn_blocking(move || match guard.as_ref() {
+            Some(i) => i.search_checked(&query, ef),
+            None => Ok(Vec::new()),
         })
         .await
-        .map_err(|e| PointError::Other(anyhow::anyhow!("scan task failed: {e}")))
+        .map_err(|e| PointError::Other(anyhow::anyhow!("scan task failed: {e}")))?
     }
 
     async fn get(&self, space: Uuid, id: &PointId) -> Result<Option<Point>, PointError> {

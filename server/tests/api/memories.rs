@@ -65,6 +65,17 @@ async fn memories_are_remembered_found_by_meaning_and_forgotten(backend: Backend
     let hits = filtered["memories"].as_array().unwrap();
     assert_eq!(hits.len(), 1, "{filtered}");
     assert_eq!(hits[0]["id"], 1);
+    let (status, refused) = app
+        .post_json(
+            "/api/v1/memories/search",
+            &json!({ "query": "postgres", "filter": { "kind": "fact", "knd": "fact" } }),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "unknown_filter_field",
+        "{refused}"
+    );
 
     let (_, strict) = app
         .post_json(

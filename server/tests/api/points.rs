@@ -212,13 +212,37 @@ async fn filters_and_min_score_narrow_the_results(backend: Backend) {
     )
     .await;
     assert_eq!(ids(&found), [json!(2)], "numbers compare by value");
-    let (_, found) = search(
+    let (status, found) = search(
         &app,
         &space,
-        json!({ "vector": [1.0, 0.0], "filter": { "team": "x" } }),
+        json!({ "vector": [1.0, 0.0], "filter": { "user": "cy" } }),
     )
     .await;
-    assert_eq!(ids(&found), Vec::<Value>::new());
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        ids(&found),
+        Vec::<Value>::new(),
+        "a known key with no match"
+    );
+    // A key no point has can never match: almost always a misspelt key, so it is refused.
+    let (status, refused) = search(
+        &app,
+        &space,
+        json!({ "vector": [1.0, 0.0], "filter": { "user": "ana", "team": "x" } }),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "unknown_filter_field",
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("team"),
+        "{refused}"
+    );
 }
 
 async fn a_space_keeps_the_dimensions_of_its_first_points(backend: Backend) {

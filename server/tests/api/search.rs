@@ -201,6 +201,21 @@ async fn bad_search_requests_are_rejected(backend: Backend) {
     }
     let (status, res) = search(&app, &space, json!({"query": "x", "mode": "psychic"})).await;
     assert_eq!(status, 422, "{res}");
+    // A filter the API does not have is refused, not silently ignored.
+    let (status, res) = search(
+        &app,
+        &space,
+        json!({"query": "x", "filter": {"author": "ana"}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{res}");
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("filter"),
+        "{res}"
+    );
     let (status, res) = search(
         &app,
         "0190f5a2-7c1e-7000-8000-000000000000",
