@@ -368,6 +368,7 @@ async fn track_http(
 async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder>> {
     let settings = LaneSettings {
         ingest_threads: ingest.embed_ingest_threads.max(1),
+        batch_size: usize::from(ingest.embed_batch.max(1)),
         ..LaneSettings::default()
     };
     match ingest.embedder {
@@ -408,7 +409,7 @@ async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder
                 model: ingest.embed_model.clone(),
                 dimensions: ingest.embed_dimensions,
                 timeout: Duration::from_secs(ingest.embed_timeout_secs.max(1)),
-                batch: ingest.embed_batch.max(1),
+                batch: usize::from(ingest.embed_batch.max(1)),
             })
             .await?;
             tracing::info!(
@@ -664,7 +665,7 @@ pub fn spawn_workers(
     let settings = WorkerSettings {
         lease: Duration::from_secs(config.job_lease_secs.max(1)),
         poll_interval: Duration::from_millis(config.job_poll_ms.max(10)),
-        embed_batch: config.embed_batch.max(1),
+        embed_batch: usize::from(config.embed_batch.max(1)),
     };
     let indexing = Indexing {
         embedder: engine.embedder.clone(),

@@ -73,7 +73,7 @@ pub struct LaneSettings {
 impl Default for LaneSettings {
     fn default() -> Self {
         Self {
-            batch_size: 16,
+            batch_size: 8,
             max_tokens: 512,
             query_capacity: 1024,
             ingest_capacity: 64,
