@@ -5,7 +5,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 export PATH="$HOME/.cargo/bin:$PATH"
 
-log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+# Each step is stamped with the minutes and seconds since the first script of the run started,
+# so a slow CI run shows where its time went.
+: "${KENNING_RUN_STARTED:=$(date +%s)}"
+export KENNING_RUN_STARTED
+log() {
+  local t=$(($(date +%s) - KENNING_RUN_STARTED))
+  printf '\033[1;34m==>\033[0m [%dm%02ds] %s\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 
 # Runs apt-get install only for packages that are missing, so a warm machine pays nothing.
 apt_ensure() {
