@@ -221,8 +221,9 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_JOB_POLL_MS", default_value_t = 1_000)]
     pub job_poll_ms: u64,
 
-    /// Where passage vectors live: `auto` is pgvector with DATABASE_URL, else exact search in the
-    /// embedded database; `none` indexes for keyword search only.
+    /// Where passage vectors live: `auto` is pgvector with DATABASE_URL, else the embedded index
+    /// (exact scan while a space is small, HNSW from --points-graph-min passages); `none`
+    /// indexes for keyword search only.
     #[arg(long, env = "KENNING_VECTOR_STORE", value_enum, default_value_t = VectorBackend::Auto)]
     pub vector_store: VectorBackend,
 
@@ -303,7 +304,9 @@ pub enum EmbedderKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum VectorBackend {
     Auto,
-    Exact,
+    /// In the embedded database, searched in memory: exactly, then by HNSW as a space grows.
+    #[value(alias = "exact")]
+    Embedded,
     Pgvector,
     None,
 }

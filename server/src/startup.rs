@@ -23,7 +23,7 @@ use crate::service::Service;
 use crate::store;
 use crate::store::MetadataStore;
 use crate::store::Pool;
-use crate::vector::{PgVectorStore, SqliteVectorStore, VectorStore};
+use crate::vector::{EmbeddedVectorStore, PgVectorStore, VectorStore};
 use anyhow::Context;
 use app::backend::SharedBackend;
 use axum::http::{HeaderName, Request};
@@ -498,22 +498,32 @@ impl Engine {
         let embedder = open_embedder(ingest).await?;
         let dims = embedder.dimensions();
 
-        let points: Arc<dyn PointStore> = match &pool {
-            Pool::Sqlite(pool) => Arc::new(
-                SqlitePointStore::open(
-                    pool.clone(),
-                    ingest.points_ef_search,
-                    ingest.points_graph_min,
-                )
-                .await
-                .context("opening the points tables")?,
-            ),
-            Pool::Postgres(pool) => Arc::new(
-                PgPointStore::open(pool.clone(), ingest.pgvector_ef_search)
-                    .await
-                    .context("opening the points tables (is the pgvector extension installed?)")?,
-            ),
-        };
+        // On SQLite one points engine serves both the points API and passage vectors.
+        let (points, embedded_points): (Arc<dyn PointStore>, Option<Arc<SqlitePointStore>>) =
+            match &pool {
+                Pool::Sqlite(pool) => {
+                    let engine = Arc::new(
+                        SqlitePointStore::open(
+                            pool.clone(),
+                            ingest.points_ef_search,
+                            ingest.points_graph_min,
+                        )
+                        .await
+                        .context("opening the points tables")?,
+                    );
+                    (engine.clone(), Some(engine))
+                }
+                Pool::Postgres(pool) => (
+                    Arc::new(
+                        PgPointStore::open(pool.clone(), ingest.pgvector_ef_search)
+                            .await
+                            .context(
+                                "opening the points tables (is the pgvector extension installed?)",
+                            )?,
+                    ),
+                    None,
+                ),
+            };
         let vectors: Option<Arc<dyn VectorStore>> = match (ingest.vector_store, pool) {
             (VectorBackend::None, _) => None,
             (VectorBackend::Auto | VectorBackend::Pgvector, Pool::Postgres(pool)) => {
@@ -526,14 +536,19 @@ impl Engine {
             (VectorBackend::Pgvector, Pool::Sqlite(_)) => {
                 anyhow::bail!("--vector-store pgvector needs DATABASE_URL to point at PostgreSQL")
             }
-            (VectorBackend::Auto | VectorBackend::Exact, Pool::Sqlite(pool)) => Some(Arc::new(
-                SqliteVectorStore::open(pool, dims)
-                    .await
-                    .context("opening the vector table")?,
-            )),
-            (VectorBackend::Exact, Pool::Postgres(_)) => {
+            (VectorBackend::Auto | VectorBackend::Embedded, Pool::Sqlite(pool)) => {
+                let engine = embedded_points
+                    .clone()
+                    .context("the embedded points engine is not open")?;
+                Some(Arc::new(
+                    EmbeddedVectorStore::open(engine, pool, dims)
+                        .await
+                        .context("opening the embedded vector index")?,
+                ))
+            }
+            (VectorBackend::Embedded, Pool::Postgres(_)) => {
                 anyhow::bail!(
-                    "--vector-store exact is the embedded store; with PostgreSQL use pgvector"
+                    "--vector-store embedded needs the embedded database; with PostgreSQL use pgvector"
                 )
             }
         };

@@ -92,6 +92,11 @@ impl PointId {
         }
     }
 
+    /// The id of a UUID, in its canonical form.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id.hyphenated().to_string())
+    }
+
     /// Rebuilds an id read back from a store (already canonical).
     pub(crate) fn from_stored(s: String) -> Self {
         Self(s)

@@ -420,6 +420,81 @@ impl SqlitePointStore {
         Ok(index)
     }
 
+    /// A search without the API's result cap, for Kenning's own retrieval, which fuses deeper
+    /// candidate lists than a client may ask for.
+    pub(crate) async fn search_any_depth(
+        &self,
+        space: Uuid,
+        query: PointQuery,
+    ) -> Result<Vec<ScoredPoint>, PointError> {
+        let slot = self.loaded(space).await?;
+        let guard = slot.read_owned().await;
+        let Some(index) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
+        if index.dimensions > 0 {
+            validate_vector(&query.vector, Some(index.dimensions))?;
+        }
+        if index.live() == 0 {
+            return Ok(Vec::new());
+        }
+        let cheap = index.graph_ready().is_some() && query.filter.is_empty();
+        let ef = self.ef_search;
+        if cheap || index.vectors.len() < INLINE_SCAN {
+            return index.search_checked(&query, ef);
+        }
+        tokio::task::spawn_blocking(move || match guard.as_ref() {
+            Some(i) => i.search_checked(&query, ef),
+            None => Ok(Vec::new()),
+        })
+        .await
+        .map_err(|e| PointError::Other(anyhow::anyhow!("scan task failed: {e}")))?
+    }
+
+    /// Removes every point whose payload has `key` equal to `value` (a document's passages);
+    /// returns how many went.
+    pub(crate) async fn delete_where(
+        &self,
+        space: Uuid,
+        key: &str,
+        value: &Value,
+    ) -> Result<usize, PointError> {
+        let slot = self.loaded(space).await?;
+        let mut guard = slot.write().await;
+        let Some(index) = guard.as_mut() else {
+            return Ok(0);
+        };
+        let doomed: Vec<PointId> = index
+            .payloads
+            .iter()
+            .zip(&index.alive)
+            .zip(&index.ids)
+            .filter(|((payload, alive), _)| **alive && payload.get(key) == Some(value))
+            .map(|(_, id)| id.clone())
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for batch in doomed.chunks(500) {
+            let mut q =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM points WHERE space_id = ");
+            q.push_bind(space.to_string()).push(" AND id IN (");
+            let mut ids = q.separated(", ");
+            for id in batch {
+                ids.push_bind(id.as_str().to_string());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        for id in &doomed {
+            index.remove(id);
+        }
+        maybe_build_graph(&slot, index);
+        Ok(doomed.len())
+    }
+
     /// The space's index, loaded from the database on first use.
     async fn loaded(&self, space: Uuid) -> Result<Slot, PointError> {
         let slot = self.slot(space);
@@ -490,28 +565,7 @@ impl PointStore for SqlitePointStore {
 
     async fn search(&self, space: Uuid, query: PointQuery) -> Result<Vec<ScoredPoint>, PointError> {
         validate_query(&query)?;
-        let slot = self.loaded(space).await?;
-        let guard = slot.read_owned().await;
-        let Some(index) = guard.as_ref() else {
-            return Ok(Vec::new());
-        };
-        if index.dimensions > 0 {
-            validate_vector(&query.vector, Some(index.dimensions))?;
-        }
-        if index.live() == 0 {
-            return Ok(Vec::new());
-        }
-        let cheap = index.graph_ready().is_some() && query.filter.is_empty();
-        let ef = self.ef_search;
-        if cheap || index.vectors.len() < INLINE_SCAN {
-            return index.search_checked(&query, ef);
-        }
-        tokio::task::spawn_blocking(move || match guard.as_ref() {
-            Some(i) => i.search_checked(&query, ef),
-            None => Ok(Vec::new()),
-        })
-        .await
-        .map_err(|e| PointError::Other(anyhow::anyhow!("scan task failed: {e}")))?
+        self.search_any_depth(space, query).await
     }
 
     async fn get(&self, space: Uuid, id: &PointId) -> Result<Option<Point>, PointError> {

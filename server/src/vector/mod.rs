@@ -1,13 +1,15 @@
 //! Vector stores: the dense side of retrieval. One trait; `pgvector` keeps vectors in the same
-//! PostgreSQL as the metadata (HNSW), `sqlite-exact` in the embedded database (exact scan). Vectors are keyed by chunk id; search results are joined back to
-//! chunk rows in the metadata store, so a vector whose chunk is gone can never surface.
+//! PostgreSQL as the metadata (HNSW), `embedded` in the embedded database with an in-memory
+//! index (exact scan, then HNSW as a space grows). Vectors are keyed by chunk id; search results
+//! are joined back to chunk rows in the metadata store, so a vector whose chunk is gone can never
+//! surface.
 
+mod embedded;
 mod pgvector;
-mod sqlite;
 
+pub use embedded::EmbeddedVectorStore;
 pub use pgvector::PgVectorStore;
 pub(crate) use pgvector::{hnsw_search_transaction, literal};
-pub use sqlite::SqliteVectorStore;
 
 use uuid::Uuid;
 
