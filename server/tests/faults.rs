@@ -176,20 +176,27 @@ impl Drop for Server {
     }
 }
 
-/// The three counts [`index_counts`] takes, in its order.
-const COUNTS: [&str; 3] = [
+/// The three counts [`index_counts`] takes on PostgreSQL, in its order.
+const PG_COUNTS: [&str; 3] = [
     "SELECT COUNT(*) FROM chunks",
     "SELECT COUNT(*) FROM chunk_vectors",
-    // Ids are text on SQLite and UUIDs on PostgreSQL, on both sides alike.
     "SELECT COUNT(*) FROM chunk_vectors v WHERE NOT EXISTS \
      (SELECT 1 FROM chunks c WHERE c.id = v.chunk_id)",
 ];
 
-/// Runs [`COUNTS`] on one open connection of either database.
+/// The same counts on SQLite, where passage vectors are rows of the embedded points engine
+/// (keyed by chunk id; these tests store no points of their own).
+const SQLITE_COUNTS: [&str; 3] = [
+    "SELECT COUNT(*) FROM chunks",
+    "SELECT COUNT(*) FROM points",
+    "SELECT COUNT(*) FROM points v WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = v.id)",
+];
+
+/// Runs the given counts on one open connection of either database.
 macro_rules! count_on {
-    ($conn:expr) => {{
+    ($conn:expr, $counts:expr) => {{
         let mut out = [0i64; 3];
-        for (n, sql) in out.iter_mut().zip(COUNTS) {
+        for (n, sql) in out.iter_mut().zip($counts) {
             *n = sqlx::query_scalar(sql)
                 .fetch_one(&mut $conn)
                 .await
@@ -207,13 +214,13 @@ async fn index_counts(site: &Site) -> (i64, i64, i64) {
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .expect("open sqlite");
-            count_on!(c)
+            count_on!(c, SQLITE_COUNTS)
         }
         Some(url) => {
             let mut c = sqlx::PgConnection::connect(url)
                 .await
                 .expect("open postgres");
-            count_on!(c)
+            count_on!(c, PG_COUNTS)
         }
     }
 }
