@@ -138,7 +138,14 @@ pub struct Service {
     redis: Option<Arc<crate::redis_link::RedisLink>>,
     auth: Option<Arc<crate::auth::Auth>>,
     max_queued_jobs: Option<u64>,
+    /// Spaces seen to exist lately, so a read of points needs no metadata query; bounded, short
+    /// lived and dropped on delete in this process (another process's delete is seen within
+    /// `KNOWN_SPACE_TTL`, and writes always ask the store).
+    known_spaces: moka::future::Cache<Uuid, ()>,
 }
+
+/// How long a space found to exist is trusted by point reads without asking the store again.
+const KNOWN_SPACE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bytes inspected to decide whether an upload is text.
 const SNIFF_BYTES: usize = 8192;
@@ -169,6 +176,10 @@ impl Service {
             chain: None,
             points: None,
             redis: None,
+            known_spaces: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KNOWN_SPACE_TTL)
+                .build(),
         }
     }
 
@@ -304,6 +315,21 @@ impl Service {
             .map_err(|e| ServiceError::from_store(e, "space"))
     }
 
+    /// The id of an existing space, for hot read paths (points search and get): answered from a
+    /// short-lived cache when the space was seen lately, from the store otherwise.
+    pub async fn existing_space(&self, id: &str) -> Result<Uuid, ServiceError> {
+        let id = Self::space_id(id)?;
+        if self.known_spaces.contains_key(&id) {
+            return Ok(id);
+        }
+        self.store
+            .get_space(id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        self.known_spaces.insert(id, ()).await;
+        Ok(id)
+    }
+
     /// A space by id or by name (ignoring case), for clients that name spaces.
     pub async fn find_space(&self, id_or_name: &str) -> Result<Space, ServiceError> {
         if let Some(id) = parse_id(id_or_name) {
@@ -369,10 +395,12 @@ impl Service {
     /// Deletes a space, its rows (by cascade) and its stored files.
     pub async fn delete_space(&self, id: &str) -> Result<(), ServiceError> {
         let id = Self::space_id(id)?;
+        self.known_spaces.invalidate(&id).await;
         self.store
             .delete_space(id)
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))?;
+        self.known_spaces.invalidate(&id).await;
         if let Some(vectors) = &self.vectors {
             if let Err(e) = vectors.delete_space(id).await {
                 tracing::warn!(error = %e, "could not remove a deleted space's vectors");

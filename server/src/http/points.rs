@@ -116,6 +116,12 @@ async fn space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(&found.id).map_err(|e| ServiceError::Internal(e.into()).into())
 }
 
+/// The space a read addresses: trusted from a short-lived cache, since a read of a space
+/// deleted a moment ago finds nothing either way.
+async fn read_space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
+    Ok(state.service.existing_space(id).await?)
+}
+
 /// Inserts or replaces a batch of points; the space's first upsert fixes its dimensions.
 #[utoipa::path(put, operation_id = "points_upsert", path = "/api/v1/spaces/{id}/points", tag = "points", params(("id" = String, Path, description = "Space id")),
     request_body = UpsertBody,
@@ -168,7 +174,7 @@ pub(super) async fn search(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<Hits>, ApiError> {
-    let space = space(&state, &id).await?;
+    let space = read_space(&state, &id).await?;
     let query = PointQuery {
         vector: body.vector,
         limit: body.limit.unwrap_or(DEFAULT_LIMIT),
@@ -197,7 +203,7 @@ pub(super) async fn read(
     State(state): State<AppState>,
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<Json<PointOut>, ApiError> {
-    let space = space(&state, &id).await?;
+    let space = read_space(&state, &id).await?;
     let pid = PointId::parse(&pid)?;
     match state.points.get(space, &pid).await? {
         Some(p) => Ok(Json(PointOut {
