@@ -336,16 +336,24 @@ async fn signing_in_out_and_api_keys_work_and_fail_as_they_should(backend: Backe
     assert_eq!(status, 401);
     assert_error(&body, "invalid_api_key");
 
-    // The audit log names who made a change.
-    let (status, log) = me.get("/api/v1/audit").await;
-    assert_eq!(status, 200, "{log}");
-    let entry = log["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "POST /api/v1/auth/keys")
-        .cloned()
-        .expect("key creation audited");
+    // The audit log names who made a change. Entries are written by a background task, so
+    // the log is read until the entry shows (for at most five seconds).
+    let mut entry = None;
+    for _ in 0..50 {
+        let (status, log) = me.get("/api/v1/audit").await;
+        assert_eq!(status, 200, "{log}");
+        entry = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "POST /api/v1/auth/keys")
+            .cloned();
+        if entry.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let entry = entry.expect("key creation audited");
     assert_eq!(entry["actor"], admin["id"], "{entry}");
 
     // The account page lists the keys; the audit page shows the log to admins.
