@@ -395,7 +395,6 @@ impl Service {
     /// Deletes a space, its rows (by cascade) and its stored files.
     pub async fn delete_space(&self, id: &str) -> Result<(), ServiceError> {
         let id = Self::space_id(id)?;
-        self.known_spaces.invalidate(&id).await;
         self.store
             .delete_space(id)
             .await
