@@ -222,10 +222,37 @@ pub struct IngestConfig {
     pub job_poll_ms: u64,
 
     /// Where passage vectors live: `auto` is pgvector with DATABASE_URL, else the embedded index
-    /// (exact scan while a space is small, HNSW from --points-graph-min passages); `none`
-    /// indexes for keyword search only.
+    /// (exact scan while a space is small, HNSW from --points-graph-min passages); `qdrant` is a
+    /// Qdrant server at --qdrant-url; `none` indexes for keyword search only.
     #[arg(long, env = "KENNING_VECTOR_STORE", value_enum, default_value_t = VectorBackend::Auto)]
     pub vector_store: VectorBackend,
+
+    /// gRPC address of the Qdrant server for `--vector-store qdrant` (its gRPC port, 6334 by
+    /// default, not the REST one).
+    #[arg(long, env = "QDRANT_URL")]
+    pub qdrant_url: Option<String>,
+
+    /// API key of the Qdrant server, if it asks for one.
+    #[arg(long, env = "QDRANT_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub qdrant_api_key: Option<SecretString>,
+
+    /// Start of the Qdrant collection names; each embedding model and length gets its own
+    /// collection, so several Kenning installations can share a server under different prefixes.
+    #[arg(
+        long,
+        env = "KENNING_QDRANT_COLLECTION_PREFIX",
+        default_value = "kenning"
+    )]
+    pub qdrant_collection_prefix: String,
+
+    /// Keeps int8 copies of the vectors in Qdrant (a quarter of the memory) and rescores the
+    /// best candidates with the full vectors. Takes effect when a collection is created.
+    #[arg(long, env = "KENNING_QDRANT_INT8", default_value_t = false)]
+    pub qdrant_int8: bool,
+
+    /// Time limit for one call to Qdrant, in seconds.
+    #[arg(long, env = "KENNING_QDRANT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub qdrant_timeout_secs: u64,
 
     /// pgvector HNSW search breadth (`hnsw.ef_search`): higher finds more, slower.
     #[arg(long, env = "KENNING_PGVECTOR_EF_SEARCH", default_value_t = 100)]
@@ -308,6 +335,8 @@ pub enum VectorBackend {
     #[value(alias = "exact")]
     Embedded,
     Pgvector,
+    /// A Qdrant server or cluster (--qdrant-url), with the embedded database or PostgreSQL.
+    Qdrant,
     None,
 }
 

@@ -23,7 +23,9 @@ use crate::service::Service;
 use crate::store;
 use crate::store::MetadataStore;
 use crate::store::Pool;
-use crate::vector::{EmbeddedVectorStore, PgVectorStore, VectorStore};
+use crate::vector::{
+    EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore, VectorStore,
+};
 use anyhow::Context;
 use app::backend::SharedBackend;
 use axum::http::{HeaderName, Request};
@@ -544,6 +546,24 @@ impl Engine {
                     EmbeddedVectorStore::open(engine, pool, dims)
                         .await
                         .context("opening the embedded vector index")?,
+                ))
+            }
+            (VectorBackend::Qdrant, _) => {
+                let url = ingest
+                    .qdrant_url
+                    .clone()
+                    .context("--vector-store qdrant needs --qdrant-url (QDRANT_URL), e.g. http://localhost:6334")?;
+                let settings = QdrantSettings {
+                    url,
+                    api_key: ingest.qdrant_api_key.clone(),
+                    collection_prefix: ingest.qdrant_collection_prefix.clone(),
+                    int8: ingest.qdrant_int8,
+                    timeout: std::time::Duration::from_secs(ingest.qdrant_timeout_secs),
+                };
+                Some(Arc::new(
+                    QdrantVectorStore::open(settings, embedder.model_id(), dims)
+                        .await
+                        .context("opening the Qdrant collection")?,
                 ))
             }
             (VectorBackend::Embedded, Pool::Postgres(_)) => {

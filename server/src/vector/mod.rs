@@ -1,15 +1,17 @@
 //! Vector stores: the dense side of retrieval. One trait; `pgvector` keeps vectors in the same
 //! PostgreSQL as the metadata (HNSW), `embedded` in the embedded database with an in-memory
-//! index (exact scan, then HNSW as a space grows). Vectors are keyed by chunk id; search results
+//! index (exact scan, then HNSW as a space grows), `qdrant` in a Qdrant server. Vectors are keyed by chunk id; search results
 //! are joined back to chunk rows in the metadata store, so a vector whose chunk is gone can never
 //! surface.
 
 mod embedded;
 mod pgvector;
+mod qdrant;
 
 pub use embedded::EmbeddedVectorStore;
 pub use pgvector::PgVectorStore;
 pub(crate) use pgvector::{hnsw_search_transaction, literal};
+pub use qdrant::{collection_name as qdrant_collection_name, QdrantSettings, QdrantVectorStore};
 
 use uuid::Uuid;
 

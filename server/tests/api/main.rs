@@ -47,3 +47,4 @@ mod shared_caches;
 mod spaces;
 mod stub;
 mod ui;
+mod vector_stores;

@@ -1,0 +1,314 @@
+//! One suite for every vector store: the same points and queries on each backend must give the
+//! same ids in the same order (the exact cosine ranking, computed here), the same scores, the
+//! same filtering by space and document, and the same results after re-upserts and deletes.
+//! The embedded store always runs; pgvector on `KENNING_TEST_POSTGRES_URL`; Qdrant when
+//! `QDRANT_URL` names a server (gRPC port), and the test says so when it is skipped.
+
+use kenning::points::SqlitePointStore;
+use kenning::vector::{
+    EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore, VectorError,
+    VectorPoint, VectorQuery, VectorStore,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const DIMS: usize = 8;
+
+/// The data every backend gets: two documents in one space, one in another.
+struct Fixture {
+    space: Uuid,
+    other_space: Uuid,
+    doc_a: Uuid,
+    doc_b: Uuid,
+    points: Vec<VectorPoint>,
+    queries: Vec<Vec<f32>>,
+}
+
+fn fixture() -> Fixture {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut vector = || {
+        (0..DIMS)
+            .map(|_| rng.f32() * 2.0 - 1.0)
+            .collect::<Vec<f32>>()
+    };
+    let (space, other_space) = (Uuid::now_v7(), Uuid::now_v7());
+    let (doc_a, doc_b, doc_c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut points = Vec::new();
+    for i in 0..120 {
+        let (space_id, document_id) = match i % 3 {
+            0 => (space, doc_a),
+            1 => (space, doc_b),
+            _ => (other_space, doc_c),
+        };
+        points.push(VectorPoint {
+            chunk_id: Uuid::now_v7(),
+            space_id,
+            document_id,
+            vector: vector(),
+        });
+    }
+    let queries = (0..5).map(|_| vector()).collect();
+    Fixture {
+        space,
+        other_space,
+        doc_a,
+        doc_b,
+        points,
+        queries,
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// The exact answer: the points of the space (and document) by falling cosine similarity.
+fn expected(
+    points: &[VectorPoint],
+    space: Uuid,
+    document: Option<Uuid>,
+    query: &[f32],
+    limit: usize,
+) -> Vec<(Uuid, f32)> {
+    let mut scored: Vec<(Uuid, f32)> = points
+        .iter()
+        .filter(|p| p.space_id == space && document.is_none_or(|d| p.document_id == d))
+        .map(|p| (p.chunk_id, cosine(&p.vector, query)))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(limit);
+    scored
+}
+
+async fn search(
+    store: &dyn VectorStore,
+    space: Uuid,
+    document: Option<Uuid>,
+    query: &[f32],
+    limit: usize,
+) -> Vec<(Uuid, f32)> {
+    store
+        .search(VectorQuery {
+            space_id: space,
+            vector: query.to_vec(),
+            document_id: document,
+            limit,
+        })
+        .await
+        .expect("search")
+        .into_iter()
+        .map(|h| (h.chunk_id, h.score))
+        .collect()
+}
+
+/// Same ids in the same order, and scores that agree with the exact cosine.
+fn assert_ranked(backend: &str, what: &str, got: &[(Uuid, f32)], want: &[(Uuid, f32)]) {
+    let ids = |v: &[(Uuid, f32)]| v.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    assert_eq!(ids(got), ids(want), "{backend}: {what}: ids and order");
+    for ((_, g), (_, w)) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() < 1e-4,
+            "{backend}: {what}: score {g} where the exact cosine is {w}"
+        );
+    }
+}
+
+/// The whole contract, run against one backend.
+async fn contract(store: &dyn VectorStore) {
+    let backend = store.backend_name();
+    let f = fixture();
+    store.ping().await.expect("ping");
+    store.upsert(f.points.clone()).await.expect("upsert");
+
+    for (i, q) in f.queries.iter().enumerate() {
+        let got = search(store, f.space, None, q, 10).await;
+        assert_ranked(
+            backend,
+            &format!("query {i}"),
+            &got,
+            &expected(&f.points, f.space, None, q, 10),
+        );
+        let got = search(store, f.space, Some(f.doc_b), q, 5).await;
+        assert_ranked(
+            backend,
+            &format!("query {i} in one document"),
+            &got,
+            &expected(&f.points, f.space, Some(f.doc_b), q, 5),
+        );
+    }
+    // A deep list (hybrid search fuses more than a page) holds every point of the space.
+    let all = search(store, f.space, None, &f.queries[0], 200).await;
+    assert_eq!(all.len(), 80, "{backend}: limit above the space's size");
+
+    // Re-upserting a chunk moves it; it is never found twice.
+    let mut moved = f.points[0].clone();
+    moved.vector = f.queries[1].clone();
+    store.upsert(vec![moved.clone()]).await.expect("re-upsert");
+    let mut points = f.points.clone();
+    points[0] = moved.clone();
+    let got = search(store, f.space, None, &f.queries[1], 10).await;
+    assert_eq!(got[0].0, moved.chunk_id, "{backend}: the moved point");
+    assert!(
+        (got[0].1 - 1.0).abs() < 1e-4,
+        "{backend}: identical vectors score 1"
+    );
+    assert_ranked(
+        backend,
+        "after a re-upsert",
+        &got,
+        &expected(&points, f.space, None, &f.queries[1], 10),
+    );
+
+    // Deleting a document leaves its space's other document and other spaces alone.
+    store
+        .delete_document(f.space, f.doc_a)
+        .await
+        .expect("delete document");
+    points.retain(|p| p.document_id != f.doc_a);
+    let got = search(store, f.space, None, &f.queries[2], 100).await;
+    assert_eq!(got.len(), 40, "{backend}: only document b is left");
+    assert_ranked(
+        backend,
+        "after deleting a document",
+        &got,
+        &expected(&points, f.space, None, &f.queries[2], 100),
+    );
+    let other = search(store, f.other_space, None, &f.queries[2], 100).await;
+    assert_eq!(other.len(), 40, "{backend}: the other space is untouched");
+
+    store.delete_space(f.space).await.expect("delete space");
+    assert!(
+        search(store, f.space, None, &f.queries[0], 10)
+            .await
+            .is_empty(),
+        "{backend}: a deleted space finds nothing"
+    );
+    assert_eq!(
+        search(store, f.other_space, None, &f.queries[0], 100)
+            .await
+            .len(),
+        40,
+        "{backend}: deleting a space keeps the others"
+    );
+
+    // Bad vectors are refused, whole batches with them.
+    let mut short = f.points[1].clone();
+    short.vector.pop();
+    let err = store.upsert(vec![short]).await.unwrap_err();
+    assert!(matches!(err, VectorError::Invalid(_)), "{backend}: {err}");
+    let mut nan = f.points[1].clone();
+    nan.vector[3] = f32::NAN;
+    let fine = VectorPoint {
+        chunk_id: Uuid::now_v7(),
+        ..f.points[1].clone()
+    };
+    let err = store.upsert(vec![fine.clone(), nan]).await.unwrap_err();
+    assert!(matches!(err, VectorError::Invalid(_)), "{backend}: {err}");
+    assert!(
+        search(store, f.space, None, &fine.vector, 10)
+            .await
+            .is_empty(),
+        "{backend}: nothing of a refused batch is stored"
+    );
+    let err = store
+        .search(VectorQuery {
+            space_id: f.space,
+            vector: vec![1.0; DIMS + 1],
+            document_id: None,
+            limit: 10,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VectorError::Invalid(_)), "{backend}: {err}");
+    store
+        .delete_space(f.other_space)
+        .await
+        .expect("clean up the other space");
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(dir.path().join("v.db"))
+                .create_if_missing(true),
+        )
+        .await
+        .expect("sqlite");
+    let engine = Arc::new(
+        SqlitePointStore::open(pool.clone(), 128, 20_000)
+            .await
+            .expect("points engine"),
+    );
+    let store = EmbeddedVectorStore::open(engine, pool, DIMS)
+        .await
+        .expect("embedded store");
+    contract(&store).await;
+}
+
+#[tokio::test]
+async fn pgvector_keeps_the_contract() {
+    let url = crate::postgres::fresh_postgres_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .expect("postgres");
+    let store = PgVectorStore::open(pool, DIMS, 100)
+        .await
+        .expect("pgvector");
+    contract(&store).await;
+}
+
+#[tokio::test]
+async fn qdrant_keeps_the_contract() {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!("SKIPPED: QDRANT_URL is not set, so the Qdrant backend was not tested");
+        return;
+    };
+    for int8 in [false, true] {
+        let settings = QdrantSettings {
+            url: url.clone(),
+            api_key: std::env::var("QDRANT_API_KEY").ok().map(Into::into),
+            // Quantization is fixed when a collection is made, so each setting has its own; runs
+            // share them safely, as every run's spaces are new and deleted at the end.
+            collection_prefix: format!("kenning_test{}", if int8 { "_int8" } else { "" }),
+            int8,
+            timeout: Duration::from_secs(10),
+        };
+        let store = QdrantVectorStore::open(settings.clone(), "contract-model", DIMS)
+            .await
+            .expect("qdrant");
+        contract(&store).await;
+        // Opening again finds the collection and its indexes in place.
+        QdrantVectorStore::open(settings, "contract-model", DIMS)
+            .await
+            .expect("reopen");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_qdrant_is_reported_within_the_timeout() {
+    let started = std::time::Instant::now();
+    let settings = QdrantSettings {
+        // Port 9 on loopback: nothing listens (discard), so the connection is refused.
+        url: "http://127.0.0.1:9".into(),
+        api_key: None,
+        collection_prefix: "kenning".into(),
+        int8: false,
+        timeout: Duration::from_secs(2),
+    };
+    let Err(err) = QdrantVectorStore::open(settings, "m", DIMS).await else {
+        panic!("opened a Qdrant store with no server");
+    };
+    assert!(matches!(err, VectorError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
