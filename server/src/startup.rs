@@ -16,7 +16,7 @@ use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
 use crate::limits::{self, Limits};
-use crate::points::{PgPointStore, PointStore, SqlitePointStore};
+use crate::points::{PgPointStore, PointStore, QdrantPointStore, SqlitePointStore};
 use crate::redis_link::RedisLink;
 use crate::retrieve::Retriever;
 use crate::service::Service;
@@ -500,10 +500,31 @@ impl Engine {
         let embedder = open_embedder(ingest).await?;
         let dims = embedder.dimensions();
 
-        // On SQLite one points engine serves both the points API and passage vectors.
+        let qdrant = match ingest.vector_store {
+            VectorBackend::Qdrant => Some(QdrantSettings {
+                url: ingest.qdrant_url.clone().context(
+                    "--vector-store qdrant needs --qdrant-url (QDRANT_URL), e.g. http://localhost:6334",
+                )?,
+                api_key: ingest.qdrant_api_key.clone(),
+                collection_prefix: ingest.qdrant_collection_prefix.clone(),
+                int8: ingest.qdrant_int8,
+                timeout: std::time::Duration::from_secs(ingest.qdrant_timeout_secs),
+            }),
+            _ => None,
+        };
+        // On SQLite one points engine serves both the points API and passage vectors; with a
+        // Qdrant server, both live there.
         let (points, embedded_points): (Arc<dyn PointStore>, Option<Arc<SqlitePointStore>>) =
-            match &pool {
-                Pool::Sqlite(pool) => {
+            match (&pool, &qdrant) {
+                (_, Some(settings)) => (
+                    Arc::new(
+                        QdrantPointStore::open(settings, ingest.points_graph_min)
+                            .await
+                            .context("opening the points API's Qdrant collections")?,
+                    ),
+                    None,
+                ),
+                (Pool::Sqlite(pool), None) => {
                     let engine = Arc::new(
                         SqlitePointStore::open(
                             pool.clone(),
@@ -515,7 +536,7 @@ impl Engine {
                     );
                     (engine.clone(), Some(engine))
                 }
-                Pool::Postgres(pool) => (
+                (Pool::Postgres(pool), None) => (
                     Arc::new(
                         PgPointStore::open(pool.clone(), ingest.pgvector_ef_search)
                             .await
@@ -549,17 +570,7 @@ impl Engine {
                 ))
             }
             (VectorBackend::Qdrant, _) => {
-                let url = ingest
-                    .qdrant_url
-                    .clone()
-                    .context("--vector-store qdrant needs --qdrant-url (QDRANT_URL), e.g. http://localhost:6334")?;
-                let settings = QdrantSettings {
-                    url,
-                    api_key: ingest.qdrant_api_key.clone(),
-                    collection_prefix: ingest.qdrant_collection_prefix.clone(),
-                    int8: ingest.qdrant_int8,
-                    timeout: std::time::Duration::from_secs(ingest.qdrant_timeout_secs),
-                };
+                let settings = qdrant.context("Qdrant settings are read above")?;
                 Some(Arc::new(
                     QdrantVectorStore::open(settings, embedder.model_id(), dims)
                         .await

@@ -6,12 +6,15 @@
 //!
 //! Backends: `sqlite` keeps the rows durable in the embedded database and searches an in-memory
 //! copy of each space's vectors (exact scan, or an HNSW graph once a space is large);
-//! `postgres` keeps a pgvector table per dimension with an HNSW index.
+//! `postgres` keeps a pgvector table per dimension with an HNSW index; `qdrant` a Qdrant
+//! collection per space.
 
 mod postgres;
+mod qdrant;
 mod sqlite;
 
 pub use postgres::PgPointStore;
+pub use qdrant::QdrantPointStore;
 pub use sqlite::SqlitePointStore;
 
 pub(crate) use crate::vector::{dot, normalised};

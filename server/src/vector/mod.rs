@@ -6,7 +6,7 @@
 
 mod embedded;
 mod pgvector;
-mod qdrant;
+pub(crate) mod qdrant;
 
 pub use embedded::EmbeddedVectorStore;
 pub use pgvector::PgVectorStore;

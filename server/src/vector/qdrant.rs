@@ -80,6 +80,24 @@ pub fn collection_name(prefix: &str, model: &str, dimensions: usize) -> String {
     slug
 }
 
+/// A client with the settings' address, key and time limits. It connects lazily; callers check
+/// the server answers with a health check of their own, which honours the time limit.
+pub(crate) fn connect(settings: &QdrantSettings) -> Result<Qdrant, QdrantError> {
+    let mut builder = Qdrant::from_url(&settings.url)
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .skip_compatibility_check();
+    if let Some(key) = &settings.api_key {
+        builder = builder.api_key(key.expose_secret().to_string());
+    }
+    builder.build()
+}
+
+/// Whether Qdrant answered with this gRPC status code.
+pub(crate) fn has_code(e: &QdrantError, code: tonic::Code) -> bool {
+    matches!(e, QdrantError::ResponseError { status } if status.code() == code)
+}
+
 /// The filter every search and delete starts from: one space, optionally one document.
 fn scope(space: Uuid, document: Option<Uuid>) -> Filter {
     let mut conditions = vec![Condition::matches(SPACE, space.to_string())];
@@ -98,14 +116,7 @@ impl QdrantVectorStore {
         model: &str,
         dimensions: usize,
     ) -> Result<Self, VectorError> {
-        let mut builder = Qdrant::from_url(&settings.url)
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .skip_compatibility_check();
-        if let Some(key) = &settings.api_key {
-            builder = builder.api_key(key.expose_secret().to_string());
-        }
-        let client = builder.build()?;
+        let client = connect(&settings)?;
         let collection = collection_name(&settings.collection_prefix, model, dimensions);
         let store = Self {
             client,
@@ -141,8 +152,7 @@ impl QdrantVectorStore {
             match self.client.create_collection(create).await {
                 Ok(_) => {}
                 // Another instance created it between the check and the create.
-                Err(QdrantError::ResponseError { status })
-                    if status.code() == tonic::Code::AlreadyExists => {}
+                Err(e) if has_code(&e, tonic::Code::AlreadyExists) => {}
                 Err(e) => return Err(e.into()),
             }
             tracing::info!(collection = %self.collection, int8 = self.settings.int8, "created Qdrant collection");

@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// SQLite metadata, passages and points in the Qdrant at `QDRANT_URL`.
+    Qdrant,
 }
 
 /// A running server with its own data directory (and database, on PostgreSQL).
@@ -70,8 +72,16 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     config.ingest.points_graph_min = options.points_graph_min;
     (options.generate)(&mut config.generate);
     (options.serve)(&mut config);
-    if let Backend::Postgres = backend {
-        config.store.database_url = Some(fresh_postgres_database().await.into());
+    match backend {
+        Backend::Sqlite => {}
+        Backend::Postgres => {
+            config.store.database_url = Some(fresh_postgres_database().await.into());
+        }
+        Backend::Qdrant => {
+            config.ingest.vector_store = kenning::config::VectorBackend::Qdrant;
+            config.ingest.qdrant_url = Some(std::env::var("QDRANT_URL").expect("QDRANT_URL"));
+            config.ingest.qdrant_collection_prefix = "kenning_api_test".into();
+        }
     }
     start(config, dir).await
 }

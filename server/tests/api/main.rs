@@ -1,5 +1,6 @@
 //! Integration tests: every test starts a real server on port 0 with a fresh data directory and
-//! runs once on SQLite and once on PostgreSQL (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`).
+//! runs once on SQLite and once on PostgreSQL (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`);
+//! the vector tests also on a Qdrant server when `QDRANT_URL` is set.
 
 mod helpers;
 #[path = "../common/postgres.rs"]
@@ -19,6 +20,33 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn on_postgres() {
                     super::$name(crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// As `on_both_backends!`, plus `name::on_qdrant`: the embedded metadata store with passages and
+/// points in the Qdrant server `QDRANT_URL` names; it says it was skipped when that is unset.
+macro_rules! on_all_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    super::$name(crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    super::$name(crate::helpers::Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_qdrant() {
+                    if std::env::var("QDRANT_URL").is_err() {
+                        eprintln!("SKIPPED: QDRANT_URL is not set, so this ran on SQLite and PostgreSQL only");
+                        return;
+                    }
+                    super::$name(crate::helpers::Backend::Qdrant).await
                 }
             }
         )*

@@ -4,7 +4,7 @@
 use crate::helpers::{assert_error, spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
 
-on_both_backends!(
+on_all_backends!(
     every_mode_finds_the_passage_that_answers,
     results_respect_limit_document_filter_and_min_score,
     a_cached_result_is_never_stale_after_a_change,
