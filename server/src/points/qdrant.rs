@@ -26,6 +26,8 @@ use uuid::Uuid;
 
 /// Spaces whose vector size this process has read; a space's size never changes.
 const KNOWN_SPACES: u64 = 10_000;
+/// Segments of a space's collection: searched in parallel, each indexed on its own.
+const SEGMENTS: u64 = 2;
 
 /// Points in Qdrant collections, one per space.
 pub struct QdrantPointStore {
@@ -154,12 +156,17 @@ impl QdrantPointStore {
     /// Makes the space's collection; a concurrent first upsert may make it first.
     async fn create(&self, space: Uuid, dims: usize) -> Result<usize, PointError> {
         let size = u64::try_from(dims).map_err(anyhow::Error::new)?;
-        // Qdrant's threshold is in kilobytes of vectors.
-        let threshold_kb = (self.graph_min.saturating_mul(dims) * 4 / 1024).max(1);
+        // Qdrant indexes each segment that passes its threshold (kilobytes of vectors); with
+        // two segments, each indexes at half the graph minimum, so the space as a whole gets
+        // its graph at about the minimum, as on the other stores.
+        let threshold_kb =
+            (self.graph_min.saturating_mul(dims) * 4 / 1024 / SEGMENTS as usize).max(1);
         let create = CreateCollectionBuilder::new(self.collection(space))
             .vectors_config(VectorParamsBuilder::new(size, Distance::Cosine))
             .optimizers_config(
-                OptimizersConfigDiffBuilder::default().indexing_threshold(threshold_kb as u64),
+                OptimizersConfigDiffBuilder::default()
+                    .default_segment_number(SEGMENTS)
+                    .indexing_threshold(threshold_kb as u64),
             )
             // Qdrant's default 32 MB write-ahead log per collection adds up over many spaces.
             .wal_config(WalConfigDiffBuilder::default().wal_capacity_mb(4));
@@ -211,13 +218,13 @@ impl PointStore for QdrantPointStore {
         if let Some(f) = filter(&query.filter) {
             request = request.filter(f);
         }
-        if let Some(min) = query.min_score {
-            request = request.score_threshold(min);
-        }
         let response = self.client.query(request).await?;
+        // min_score is applied here: Qdrant's threshold leaves out scores equal to it.
+        let min = query.min_score.unwrap_or(f32::NEG_INFINITY);
         let mut hits = response
             .result
             .into_iter()
+            .filter(|p| p.score >= min)
             .map(|p| {
                 Ok(ScoredPoint {
                     id: from_qdrant(p.id)?,
@@ -307,13 +314,21 @@ impl PointStore for QdrantPointStore {
             .await?
             .result
             .unwrap_or_default();
-        let points = info.points_count.unwrap_or(0);
+        // Qdrant's own figure is an estimate; an exact count keeps this what the other stores say.
+        let points = self
+            .client
+            .count(CountPointsBuilder::new(self.collection(space)).exact(true))
+            .await?
+            .result
+            .map_or(0, |r| r.count);
         let indexed = info.indexed_vectors_count.unwrap_or(0);
         let optimising = info.status == CollectionStatus::Yellow as i32
             || info.status == CollectionStatus::Grey as i32;
+        // A space past the graph minimum without a graph yet is waiting for Qdrant's optimizer.
+        let waiting = indexed == 0 && points >= self.graph_min as u64;
         // Segments under the threshold are searched exactly; nothing waits for a graph unless
         // Qdrant is building one.
-        let (index, unindexed) = if optimising {
+        let (index, unindexed) = if optimising || waiting {
             ("building", points.saturating_sub(indexed))
         } else if indexed > 0 {
             ("hnsw", 0)

@@ -80,7 +80,12 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         Backend::Qdrant => {
             config.ingest.vector_store = kenning::config::VectorBackend::Qdrant;
             config.ingest.qdrant_url = Some(std::env::var("QDRANT_URL").expect("QDRANT_URL"));
-            config.ingest.qdrant_collection_prefix = "kenning_api_test".into();
+            // Collections of this server's own: the Qdrant outlives every test server, and
+            // single-user memories would otherwise meet across tests.
+            config.ingest.qdrant_collection_prefix = format!(
+                "kenning_api_test_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
         }
     }
     start(config, dir).await
