@@ -54,6 +54,10 @@ impl From<QdrantError> for VectorError {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                     VectorError::Unavailable(format!("qdrant: {}", status.message()))
                 }
+                // The client reports a connection it could not make as an internal error.
+                Code::Internal if status.message().starts_with("Failed to connect") => {
+                    VectorError::Unavailable(format!("qdrant: {}", status.message()))
+                }
                 Code::InvalidArgument => VectorError::Invalid(status.message().to_string()),
                 _ => VectorError::Other(anyhow::Error::new(e)),
             },
@@ -279,7 +283,29 @@ impl VectorStore for QdrantVectorStore {
 
 #[cfg(test)]
 mod tests {
-    use super::collection_name;
+    use super::{collection_name, QdrantError, VectorError};
+
+    #[test]
+    fn a_qdrant_out_of_reach_is_unavailable_not_an_internal_failure() {
+        let refused = QdrantError::ResponseError {
+            status: tonic::Status::internal("Failed to connect to http://q:6334/: refused"),
+        };
+        assert!(matches!(
+            VectorError::from(refused),
+            VectorError::Unavailable(_)
+        ));
+        let slow = QdrantError::ResponseError {
+            status: tonic::Status::deadline_exceeded("timeout"),
+        };
+        assert!(matches!(
+            VectorError::from(slow),
+            VectorError::Unavailable(_)
+        ));
+        let broken = QdrantError::ResponseError {
+            status: tonic::Status::internal("segment is corrupted"),
+        };
+        assert!(matches!(VectorError::from(broken), VectorError::Other(_)));
+    }
 
     #[test]
     fn collection_names_are_ones_qdrant_takes_and_differ_by_model_and_length() {
