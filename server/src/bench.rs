@@ -179,6 +179,45 @@ impl Client {
         Ok(v)
     }
 
+    /// One request whose JSON body was encoded beforehand; the time covers sending it and
+    /// reading the whole response, not the load generator's own JSON work on either side, so
+    /// the figure is the server's and the loopback's alone.
+    async fn timed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (Duration, anyhow::Result<()>) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let started = Instant::now();
+        let sent = match req.send().await {
+            Ok(r) => {
+                let status = r.status();
+                r.bytes().await.map(|b| (status, b))
+            }
+            Err(e) => Err(e),
+        };
+        let took = started.elapsed();
+        let result = match sent {
+            Err(e) => Err(e.into()),
+            Ok((status, bytes)) => match serde_json::from_slice::<Value>(&bytes) {
+                _ if !status.is_success() => Err(anyhow::anyhow!(
+                    "{path}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )),
+                // A success must carry JSON (a delete's 204 carries nothing).
+                Err(e) if !bytes.is_empty() => Err(anyhow::anyhow!("{path}: not JSON: {e}")),
+                _ => Ok(()),
+            },
+        };
+        (took, result)
+    }
+
     async fn upload(&self, space: &str, name: &str, text: String) -> anyhow::Result<Value> {
         let form = reqwest::multipart::Form::new().part(
             "file",
@@ -319,6 +358,27 @@ where
         .collect();
     futures::future::join_all(tasks).await;
     started.elapsed()
+}
+
+/// Runs a scenario on a load generator of one thread of its own: on a small machine it then
+/// takes at most one core from the server it measures, and a request's trip through the client
+/// never waits for a hand-over between the client's threads.
+pub async fn run_on_one_thread(cfg: BenchCommand) -> anyhow::Result<()> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kenning-bench".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the load generator's runtime")
+                .and_then(|rt| rt.block_on(run(cfg)));
+            let _ = done.send(outcome);
+        })
+        .context("starting the load generator's thread")?;
+    result
+        .await
+        .context("the load generator's thread ended without a result")?
 }
 
 /// Runs a scenario and prints its report (JSON with `--json`, else a table).
@@ -536,29 +596,28 @@ async fn points(cfg: &BenchCommand, client: Arc<Client>) -> anyhow::Result<()> {
             let (c, r, path) = (c.clone(), r.clone(), op_path.clone());
             async move {
                 let mut rng = fastrand::Rng::with_seed(1_000_000 + i);
-                let started = Instant::now();
-                let result = match op {
+                // Bodies are encoded before the clock starts (see `Client::timed`).
+                let encode = |v: Value| serde_json::to_vec(&v).ok();
+                let (method, target, body) = match op {
                     // New ids past the seeded ones, which the delete phase then removes.
                     "upsert" => {
                         let point = json!({ "id": total + i, "vector": random_vector(&mut rng, dims), "payload": { "n": total + i } });
-                        c.json(reqwest::Method::PUT, &path, Some(json!({ "points": [point] })))
-                            .await
+                        (reqwest::Method::PUT, path.clone(), encode(json!({ "points": [point] })))
                     }
-                    "search" => {
-                        c.json(
-                            reqwest::Method::POST,
-                            &format!("{path}/search"),
-                            Some(json!({ "vector": random_vector(&mut rng, dims), "limit": 10 })),
-                        )
-                        .await
-                    }
-                    "get" => {
-                        c.json(reqwest::Method::GET, &format!("{path}/{}", rng.u64(..total.max(1))), None)
-                            .await
-                    }
-                    _ => delete(&c, &format!("{path}/{}", total + i)).await,
+                    "search" => (
+                        reqwest::Method::POST,
+                        format!("{path}/search"),
+                        encode(json!({ "vector": random_vector(&mut rng, dims), "limit": 10 })),
+                    ),
+                    "get" => (
+                        reqwest::Method::GET,
+                        format!("{path}/{}", rng.u64(..total.max(1))),
+                        None,
+                    ),
+                    _ => (reqwest::Method::DELETE, format!("{path}/{}", total + i), None),
                 };
-                r.record(op, started.elapsed(), result.is_ok());
+                let (took, result) = c.timed(method, &target, body).await;
+                r.record(op, took, result.is_ok());
             }
         })
         .await;
@@ -786,5 +845,50 @@ mod tests {
         assert_ne!(a, document(8, 2000));
         assert!(a.len() >= 2000 && a.len() < 2600);
         assert!(a.starts_with("## "));
+    }
+
+    #[tokio::test]
+    async fn timed_requests_send_their_body_and_judge_the_answer() {
+        use axum::routing::{get, post};
+        let app = axum::Router::new()
+            // Refuses a body that is missing or not labelled JSON, as the API does.
+            .route(
+                "/echo",
+                post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }),
+            )
+            .route(
+                "/gone",
+                get(|| async { (axum::http::StatusCode::NOT_FOUND, "{}") }),
+            )
+            .route(
+                "/empty",
+                get(|| async { axum::http::StatusCode::NO_CONTENT }),
+            )
+            .route("/text", get(|| async { "not json" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let c = Client {
+            http: reqwest::Client::new(),
+            base,
+        };
+        let body = br#"{"vector":[1.0,2.0]}"#.to_vec();
+        let (took, echoed) = c.timed(reqwest::Method::POST, "/echo", Some(body)).await;
+        assert!(echoed.is_ok(), "{echoed:?}");
+        assert!(took > Duration::ZERO);
+        let refused = c.timed(reqwest::Method::GET, "/gone", None).await.1;
+        assert!(refused.is_err_and(|e| e.to_string().contains("404")));
+        assert!(c
+            .timed(reqwest::Method::GET, "/empty", None)
+            .await
+            .1
+            .is_ok());
+        assert!(c
+            .timed(reqwest::Method::GET, "/text", None)
+            .await
+            .1
+            .is_err());
     }
 }

@@ -23,7 +23,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate(config) => migrate(config).await,
         Command::Worker(config) => worker(config).await,
         Command::Ingest(cmd) => ingest(cmd).await,
-        Command::Bench(cmd) => crate::bench::run(cmd).await,
+        Command::Bench(cmd) => crate::bench::run_on_one_thread(cmd).await,
         Command::User(crate::config::UserCommand::Create(cmd)) => create_user(cmd).await,
     };
     // Send the traces still buffered before the process ends.

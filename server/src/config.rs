@@ -46,6 +46,8 @@ pub enum Command {
     /// Ingest a file or every file in a folder into a space (created if missing), with progress.
     Ingest(IngestCommand),
     /// Measure a running Kenning on this machine: seed a space, drive load, report percentiles.
+    ///
+    /// The load generator runs on one thread, so it takes at most one core from the server.
     Bench(BenchCommand),
     /// Manage accounts (for `--auth password`), e.g. create the first admin from a script.
     #[command(subcommand)]
