@@ -225,7 +225,8 @@ pub struct IngestConfig {
 
     /// Where passage vectors live: `auto` is pgvector with DATABASE_URL, else the embedded index
     /// (exact scan while a space is small, HNSW from --points-graph-min passages); `qdrant` is a
-    /// Qdrant server at --qdrant-url; `none` indexes for keyword search only.
+    /// Qdrant server at --qdrant-url; `edge` is Qdrant's engine in-process (DATA_DIR/edge, one
+    /// process only); `none` indexes for keyword search only.
     #[arg(long, env = "KENNING_VECTOR_STORE", value_enum, default_value_t = VectorBackend::Auto)]
     pub vector_store: VectorBackend,
 
@@ -339,6 +340,8 @@ pub enum VectorBackend {
     Pgvector,
     /// A Qdrant server or cluster (--qdrant-url), with the embedded database or PostgreSQL.
     Qdrant,
+    /// Qdrant Edge: Qdrant's engine inside this process, a shard in DATA_DIR/edge.
+    Edge,
     None,
 }
 

@@ -24,7 +24,8 @@ use crate::store;
 use crate::store::MetadataStore;
 use crate::store::Pool;
 use crate::vector::{
-    EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore, VectorStore,
+    EdgeVectorStore, EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore,
+    VectorStore,
 };
 use anyhow::Context;
 use app::backend::SharedBackend;
@@ -569,6 +570,15 @@ impl Engine {
                         .context("opening the embedded vector index")?,
                 ))
             }
+            (VectorBackend::Edge, _) => Some(Arc::new(
+                EdgeVectorStore::open(
+                    &store_config.data_dir.join("edge"),
+                    embedder.model_id(),
+                    dims,
+                )
+                .await
+                .context("opening the Qdrant Edge shard")?,
+            )),
             (VectorBackend::Qdrant, _) => {
                 let settings = qdrant.context("Qdrant settings are read above")?;
                 Some(Arc::new(

@@ -1,13 +1,15 @@
 //! Vector stores: the dense side of retrieval. One trait; `pgvector` keeps vectors in the same
 //! PostgreSQL as the metadata (HNSW), `embedded` in the embedded database with an in-memory
-//! index (exact scan, then HNSW as a space grows), `qdrant` in a Qdrant server. Vectors are keyed by chunk id; search results
+//! index (exact scan, then HNSW as a space grows), `edge` in an embedded Qdrant Edge shard, `qdrant` in a Qdrant server. Vectors are keyed by chunk id; search results
 //! are joined back to chunk rows in the metadata store, so a vector whose chunk is gone can never
 //! surface.
 
+mod edge;
 mod embedded;
 mod pgvector;
 pub(crate) mod qdrant;
 
+pub use edge::{shard_dir as edge_shard_dir, EdgeVectorStore};
 pub use embedded::EmbeddedVectorStore;
 pub use pgvector::PgVectorStore;
 pub(crate) use pgvector::{hnsw_search_transaction, literal};

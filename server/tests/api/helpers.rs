@@ -15,6 +15,8 @@ pub enum Backend {
     Postgres,
     /// SQLite metadata, passages and points in the Qdrant at `QDRANT_URL`.
     Qdrant,
+    /// SQLite metadata, passage vectors in a Qdrant Edge shard in the data directory.
+    Edge,
 }
 
 /// A running server with its own data directory (and database, on PostgreSQL).
@@ -76,6 +78,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         Backend::Sqlite => {}
         Backend::Postgres => {
             config.store.database_url = Some(fresh_postgres_database().await.into());
+        }
+        Backend::Edge => {
+            config.ingest.vector_store = kenning::config::VectorBackend::Edge;
         }
         Backend::Qdrant => {
             config.ingest.vector_store = kenning::config::VectorBackend::Qdrant;

@@ -53,6 +53,21 @@ macro_rules! on_all_backends {
     };
 }
 
+/// `on_qdrant_edge::name` for each listed test: the embedded metadata store with passage vectors
+/// in a Qdrant Edge shard (`--vector-store edge`).
+macro_rules! on_qdrant_edge {
+    ($($name:ident),* $(,)?) => {
+        mod on_qdrant_edge {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Edge).await
+                }
+            )*
+        }
+    };
+}
+
 mod accounts;
 mod audit;
 mod bulk;

@@ -12,6 +12,14 @@ on_all_backends!(
     bad_search_requests_are_rejected,
     searches_never_cross_spaces,
 );
+on_qdrant_edge!(
+    every_mode_finds_the_passage_that_answers,
+    results_respect_limit_document_filter_and_min_score,
+    a_cached_result_is_never_stale_after_a_change,
+    a_search_before_indexing_finishes_says_so,
+    bad_search_requests_are_rejected,
+    searches_never_cross_spaces,
+);
 
 const LEAVE: &str =
     "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation each year. \

@@ -1,13 +1,13 @@
 //! One suite for every vector store: the same points and queries on each backend must give the
 //! same ids in the same order (the exact cosine ranking, computed here), the same scores, the
 //! same filtering by space and document, and the same results after re-upserts and deletes.
-//! The embedded store always runs; pgvector on `KENNING_TEST_POSTGRES_URL`; Qdrant when
+//! The embedded and Qdrant Edge stores always run; pgvector on `KENNING_TEST_POSTGRES_URL`; Qdrant when
 //! `QDRANT_URL` names a server (gRPC port), and the test says so when it is skipped.
 
 use kenning::points::SqlitePointStore;
 use kenning::vector::{
-    EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore, VectorError,
-    VectorPoint, VectorQuery, VectorStore,
+    EdgeVectorStore, EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore,
+    VectorError, VectorPoint, VectorQuery, VectorStore,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::sync::Arc;
@@ -251,6 +251,61 @@ async fn the_embedded_store_keeps_the_contract() {
         .await
         .expect("embedded store");
     contract(&store).await;
+}
+
+#[tokio::test]
+async fn the_qdrant_edge_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EdgeVectorStore::open(dir.path(), "contract-model", DIMS)
+        .await
+        .expect("edge shard");
+    contract(&store).await;
+}
+
+#[tokio::test]
+async fn a_qdrant_edge_shard_keeps_its_points_across_restarts_and_optimisation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = fixture();
+    let query = &f.queries[0];
+    let want = expected(&f.points, f.space, None, query, 10);
+    {
+        let store = EdgeVectorStore::open(dir.path(), "m", DIMS)
+            .await
+            .expect("edge shard");
+        store.upsert(f.points.clone()).await.expect("upsert");
+        store.optimize().await.expect("optimise");
+        let got = search(&store, f.space, None, query, 10).await;
+        assert_ranked("edge", "after optimising", &got, &want);
+    }
+    // Reopened from disk (the first store is gone, and its lock with it): the same answers.
+    let store = EdgeVectorStore::open(dir.path(), "m", DIMS)
+        .await
+        .expect("edge shard, reopened");
+    let got = search(&store, f.space, None, query, 10).await;
+    assert_ranked("edge", "after reopening", &got, &want);
+    // Another vector length is another shard, which starts empty.
+    let other = EdgeVectorStore::open(dir.path(), "m", DIMS * 2)
+        .await
+        .expect("edge shard of another length");
+    assert_ne!(other.path(), store.path());
+    let got = other
+        .search(VectorQuery {
+            space_id: f.space,
+            vector: vec![0.5; DIMS * 2],
+            document_id: None,
+            limit: 10,
+        })
+        .await
+        .expect("search");
+    assert!(got.is_empty(), "a new shard holds nothing");
+    // One process owns a shard: a second open while this one is alive is refused, clearly.
+    let Err(err) = EdgeVectorStore::open(dir.path(), "m", DIMS).await else {
+        panic!("opened a Qdrant Edge shard that is already open");
+    };
+    assert!(
+        matches!(&err, VectorError::Unavailable(m) if m.contains("another Kenning process")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
