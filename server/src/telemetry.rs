@@ -37,8 +37,12 @@ impl Telemetry {
 /// Installs the global subscriber once; later calls (tests) are ignored. A bad OTLP setting is
 /// reported and tracing goes on without it, since logs matter more than traces.
 pub fn init(format: LogFormat, otlp: Option<Otlp<'_>>) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info,hnsw_rs=warn"));
+    // Qdrant Edge warns, once per segment, that process-wide flags of Qdrant's server were never
+    // set; its embedding API offers no way to set them and its defaults apply, so only its
+    // errors from there are shown.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,tower_http=info,hnsw_rs=warn,qdrant_edge::common=error")
+    });
     let provider = otlp.and_then(|o| match tracer_provider(&o) {
         Ok(p) => Some(p),
         Err(e) => {
