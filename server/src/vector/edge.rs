@@ -53,17 +53,7 @@ impl From<OperationError> for VectorError {
 
 /// The shard directory of one model and length: names keep letters, digits, `-` and `_`.
 pub fn shard_dir(root: &Path, model: &str, dimensions: usize) -> PathBuf {
-    let slug: String = format!("{model}_{dimensions}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    root.join(slug)
+    root.join(super::slug(&format!("{model}_{dimensions}")))
 }
 
 fn key(name: &str) -> Result<JsonPath, VectorError> {

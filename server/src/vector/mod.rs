@@ -81,6 +81,20 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError>;
 }
 
+/// A model name made safe for a Qdrant collection or a directory: lowercase ASCII letters and
+/// digits, `-` and `_`; anything else becomes `_`.
+pub(crate) fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Unit length, so a dot product is the cosine similarity.
 pub(crate) fn normalised(v: &[f32]) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -71,17 +71,7 @@ impl From<QdrantError> for VectorError {
 
 /// The collection holding one model's vectors: Qdrant names allow letters, digits, `_` and `-`.
 pub fn collection_name(prefix: &str, model: &str, dimensions: usize) -> String {
-    let slug: String = format!("{prefix}_{model}_{dimensions}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    slug
+    super::slug(&format!("{prefix}_{model}_{dimensions}"))
 }
 
 /// A client with the settings' address, key and time limits. It connects lazily; callers check

@@ -4,15 +4,14 @@
 use crate::helpers::{assert_error, spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
 
-on_all_backends!(
-    every_mode_finds_the_passage_that_answers,
-    results_respect_limit_document_filter_and_min_score,
-    a_cached_result_is_never_stale_after_a_change,
-    a_search_before_indexing_finishes_says_so,
-    bad_search_requests_are_rejected,
-    searches_never_cross_spaces,
-);
-on_qdrant_edge!(
+// The same tests on every backend and on Qdrant Edge, from one list.
+macro_rules! search_tests {
+    ($($name:ident),* $(,)?) => {
+        on_all_backends!($($name),*);
+        on_qdrant_edge!($($name),*);
+    };
+}
+search_tests!(
     every_mode_finds_the_passage_that_answers,
     results_respect_limit_document_filter_and_min_score,
     a_cached_result_is_never_stale_after_a_change,
