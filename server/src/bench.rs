@@ -205,15 +205,15 @@ impl Client {
         let took = started.elapsed();
         let result = match sent {
             Err(e) => Err(e.into()),
-            Ok((status, bytes)) => match serde_json::from_slice::<Value>(&bytes) {
-                _ if !status.is_success() => Err(anyhow::anyhow!(
-                    "{path}: HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes)
-                )),
-                // A success must carry JSON (a delete's 204 carries nothing).
-                Err(e) if !bytes.is_empty() => Err(anyhow::anyhow!("{path}: not JSON: {e}")),
-                _ => Ok(()),
-            },
+            Ok((status, bytes)) if !status.is_success() => Err(anyhow::anyhow!(
+                "{path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )),
+            // A success must carry JSON (a delete's 204 carries nothing).
+            Ok((_, bytes)) if bytes.is_empty() => Ok(()),
+            Ok((_, bytes)) => serde_json::from_slice::<Value>(&bytes)
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("{path}: not JSON: {e}")),
         };
         (took, result)
     }
