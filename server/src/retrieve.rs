@@ -6,7 +6,7 @@ use crate::cache::TieredCache;
 use crate::embed::{Embedder, Lane};
 use crate::redis_link::RedisLink;
 use crate::store::{search_terms, ChunkHit, MetadataStore, StoreError};
-use crate::vector::{VectorQuery, VectorStore};
+use crate::vector::{VectorHit, VectorQuery, VectorStore};
 use app::api::{SearchHit, SearchMode, SearchResponse};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,12 +205,7 @@ impl Retriever {
             SearchMode::Keyword => Vec::new(),
         };
         let keyword = match mode {
-            SearchMode::Keyword | SearchMode::Hybrid => {
-                let terms = search_terms(&search.query);
-                self.store
-                    .keyword_search(search.space_id, &terms, search.document_id, depth as i64)
-                    .await?
-            }
+            SearchMode::Keyword | SearchMode::Hybrid => self.keyword(search, depth).await?,
             SearchMode::Dense => Vec::new(),
         };
         let mut hits = fuse(mode, dense, keyword);
@@ -258,15 +253,43 @@ impl Retriever {
             .await
             .map_err(|e| SearchError::Unavailable(e.to_string()))?;
         crate::metrics::global().record_vector_search(vectors.backend_name(), started.elapsed());
+        self.passages(search.space_id, hits).await
+    }
+
+    /// Keyword matches from the vector store's own keyword index when it keeps one (Qdrant
+    /// Edge's BM25), else from the metadata store's full text.
+    async fn keyword(&self, search: &Search, depth: usize) -> Result<Vec<ChunkHit>, SearchError> {
+        if let Some(vectors) = &self.vectors {
+            let found = vectors
+                .keyword(search.space_id, &search.query, search.document_id, depth)
+                .await
+                .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+            if let Some(hits) = found {
+                return self.passages(search.space_id, hits).await;
+            }
+        }
+        let terms = search_terms(&search.query);
+        Ok(self
+            .store
+            .keyword_search(search.space_id, &terms, search.document_id, depth as i64)
+            .await?)
+    }
+
+    /// The passages of a vector store's hits, in its order and with its scores.
+    async fn passages(
+        &self,
+        space_id: Uuid,
+        hits: Vec<VectorHit>,
+    ) -> Result<Vec<ChunkHit>, SearchError> {
         let ids: Vec<Uuid> = hits.iter().map(|h| h.chunk_id).collect();
         let mut rows: HashMap<String, ChunkHit> = self
             .store
-            .chunks_by_ids(search.space_id, &ids)
+            .chunks_by_ids(space_id, &ids)
             .await?
             .into_iter()
             .map(|c| (c.chunk.id.clone(), c))
             .collect();
-        // Keep the vector store's order; vectors whose chunk is gone (or not ready) drop out here.
+        // Vectors whose chunk is gone (or not ready) drop out here.
         Ok(hits
             .into_iter()
             .filter_map(|h| {

@@ -426,7 +426,8 @@ async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder
 }
 
 /// Vectors of two models must never meet in one index: each space another model embedded loses
-/// its vectors and has its documents queued to be indexed again by this one. The vectors go
+/// its vectors and has its documents queued to be indexed again by this one (every space, when
+/// the vector store says its index must be rebuilt). The vectors go
 /// first, so a crash between the two steps leaves the space to be found again at the next start.
 async fn reembed_stale_spaces(
     store: &dyn MetadataStore,
@@ -434,8 +435,10 @@ async fn reembed_stale_spaces(
     model: &str,
     ingest: &IngestConfig,
 ) -> anyhow::Result<()> {
+    // A store that must rebuild its index takes every indexed space: no model is named "".
+    let rebuild = vectors.is_some_and(|v| v.needs_reindex());
     let stale = store
-        .spaces_embedded_by_other_models(model)
+        .spaces_embedded_by_other_models(if rebuild { "" } else { model })
         .await
         .context("reading the spaces' embedding models")?;
     for space in stale {
@@ -449,13 +452,21 @@ async fn reembed_stale_spaces(
             .requeue_space_for_new_model(space.id, &space.embedding_model, ingest.job_max_attempts)
             .await
             .with_context(|| format!("queueing space '{}' for re-embedding", space.name))?;
-        tracing::warn!(
-            space = %space.name,
-            previous = %space.embedding_model,
-            model,
-            documents,
-            "space was embedded by another model; re-embedding it in the background"
-        );
+        if rebuild {
+            tracing::warn!(
+                space = %space.name,
+                documents,
+                "the vector store's index is new; indexing the space again in the background"
+            );
+        } else {
+            tracing::warn!(
+                space = %space.name,
+                previous = %space.embedding_model,
+                model,
+                documents,
+                "space was embedded by another model; re-embedding it in the background"
+            );
+        }
     }
     Ok(())
 }

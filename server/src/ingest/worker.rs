@@ -291,6 +291,7 @@ impl Worker {
                 space_id: job.space_id,
                 document_id: job.document_id,
                 vector,
+                text: c.text.clone(),
             }));
         }
         self.progress(job, "indexing", 0.9).await;

@@ -1,26 +1,32 @@
 //! Qdrant Edge: Qdrant's own engine inside the process, one shard per embedding model and
 //! length in `DATA_DIR/edge`. Points carry the space and document ids as keyword payload
-//! (indexed, the space one as the tenant key); scores are cosine similarities. Writes go to the
+//! (indexed, the space one as the tenant key); scores are cosine similarities. Each point also
+//! holds its passage as a BM25 sparse vector (Qdrant's own tokenizer, English stemming and stop
+//! words, IDF applied by the shard), which is the keyword side of search on this backend. Writes go to the
 //! shard's write-ahead log before they are acknowledged; after a large ingest the shard is
 //! optimised in the background, which is when it builds its HNSW graph. One process owns a
 //! shard, so this backend is for a single `kenning serve` with in-process workers.
 
 use super::{validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
+use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::external::serde_json::json;
 use qdrant_edge::{
-    Condition, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder,
-    FieldCondition, FieldIndexOperations, Filter, JsonPath, KeywordIndexParamsBuilder, Match,
-    NamedQuery, OperationError, PayloadFieldSchema, PayloadSchemaParams, PointId,
-    PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequestBuilder,
-    ScoringQuery, UpdateOperation, VectorInternal, Vectors,
+    Condition, CreateIndex, CreateVectorName, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations,
+    Filter, JsonPath, KeywordIndexParamsBuilder, Match, Modifier, NamedQuery, OperationError,
+    PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations, PointOperations,
+    PointStruct, QueryEnum, QueryRequestBuilder, ScoringQuery, SparseVectorConfig, UpdateOperation,
+    Vector, VectorInternal, VectorNameConfig, VectorNameOperations, Vectors,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The shard's one dense vector.
+/// The shard's dense vector.
 const VECTOR: &str = "dense";
+/// The shard's sparse vector: the passage's BM25 term weights.
+const SPARSE: &str = "bm25";
 /// Payload key of the space a passage belongs to.
 const SPACE: &str = "space_id";
 /// Payload key of the document a passage belongs to.
@@ -38,6 +44,10 @@ pub struct EdgeVectorStore {
     written: Arc<AtomicUsize>,
     /// Whether an optimisation is running (one at a time).
     optimizing: Arc<AtomicBool>,
+    /// Turns passages and queries into BM25 sparse vectors, as Qdrant's server does.
+    bm25: Arc<EdgeBm25>,
+    /// The shard held passages from before it had a keyword side.
+    needs_reindex: bool,
     /// Held open with an exclusive lock: a second process on the same shard is refused.
     _lock: std::fs::File,
 }
@@ -96,7 +106,7 @@ impl EdgeVectorStore {
     pub async fn open(root: &Path, model: &str, dimensions: usize) -> Result<Self, VectorError> {
         let path = shard_dir(root, model, dimensions);
         let dir = path.clone();
-        let (shard, lock) = blocking(move || {
+        let (shard, lock, needs_reindex) = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(anyhow::Error::new)?;
             let lock =
                 std::fs::File::create(dir.join("kenning.lock")).map_err(anyhow::Error::new)?;
@@ -118,9 +128,27 @@ impl EdgeVectorStore {
                         VECTOR,
                         EdgeVectorParamsBuilder::new(dimensions, Distance::Cosine).build(),
                     )
+                    .sparse_vector(
+                        SPARSE,
+                        EdgeSparseVectorParamsBuilder::new()
+                            .modifier(Modifier::Idf)
+                            .build(),
+                    )
                     .build();
                 EdgeShard::new(&dir, config)?
             };
+            // A shard from before the keyword side gets it now; its passages need indexing again.
+            let needs_reindex = !shard.config().sparse_vectors.contains_key(SPARSE)
+                && shard.info()?.points_count > 0;
+            shard.update(UpdateOperation::VectorNameOperation(
+                VectorNameOperations::CreateVectorName(CreateVectorName {
+                    vector_name: SPARSE.into(),
+                    config: VectorNameConfig::sparse(SparseVectorConfig {
+                        modifier: Some(Modifier::Idf),
+                        datatype: None,
+                    }),
+                }),
+            ))?;
             // Creating an index that exists is a no-op, so this also mends a shard without them.
             for (field, tenant) in [(SPACE, true), (DOCUMENT, false)] {
                 let params = KeywordIndexParamsBuilder::new().is_tenant(tenant).build();
@@ -133,7 +161,7 @@ impl EdgeVectorStore {
                     }),
                 ))?;
             }
-            Ok((shard, lock))
+            Ok((shard, lock, needs_reindex))
         })
         .await
         .map_err(|e| match e {
@@ -149,6 +177,11 @@ impl EdgeVectorStore {
             path,
             written: Arc::new(AtomicUsize::new(0)),
             optimizing: Arc::new(AtomicBool::new(false)),
+            bm25: Arc::new(
+                EdgeBm25::new(EdgeBm25Config::default())
+                    .map_err(|e| VectorError::Other(anyhow::anyhow!("BM25 settings: {e}")))?,
+            ),
+            needs_reindex,
             _lock: lock,
         })
     }
@@ -187,6 +220,36 @@ impl EdgeVectorStore {
         blocking(move || Ok(shard.update(op)?)).await
     }
 
+    /// The `limit` points of one vector nearest `vector` among those `filter` lets through.
+    async fn nearest(
+        &self,
+        vector: VectorInternal,
+        using: &str,
+        filter: Filter,
+        limit: usize,
+    ) -> Result<Vec<VectorHit>, VectorError> {
+        let request = QueryRequestBuilder::new(limit)
+            .query(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+                vector, using,
+            ))))
+            .filter(filter)
+            .build();
+        let shard = self.shard.clone();
+        let found = blocking(move || Ok(shard.query(request)?)).await?;
+        found
+            .into_iter()
+            .map(|p| match p.id {
+                PointId::Uuid(chunk_id) => Ok(VectorHit {
+                    chunk_id,
+                    score: p.score,
+                }),
+                other => Err(VectorError::Other(anyhow::anyhow!(
+                    "the Qdrant Edge shard holds a point whose id is not a chunk id: {other}"
+                ))),
+            })
+            .collect()
+    }
+
     async fn delete_where(&self, filter: Filter) -> Result<(), VectorError> {
         self.update(UpdateOperation::PointOperation(
             PointOperations::DeletePointsByFilter(filter),
@@ -218,20 +281,27 @@ impl VectorStore for EdgeVectorStore {
             return Ok(());
         }
         let n = points.len();
-        let structs = points
-            .into_iter()
-            .map(|p| {
-                PointStruct::new(
-                    PointId::Uuid(p.chunk_id),
-                    Vectors::new_named([(VECTOR, p.vector)]),
-                    json!({ SPACE: p.space_id.to_string(), DOCUMENT: p.document_id.to_string() }),
-                )
-                .into()
-            })
-            .collect();
-        self.update(UpdateOperation::PointOperation(
-            PointOperations::UpsertPoints(PointInsertOperations::PointsList(structs)),
-        ))
+        let (shard, bm25) = (self.shard.clone(), self.bm25.clone());
+        blocking(move || {
+            let structs = points
+                .into_iter()
+                .map(|p| {
+                    let sparse = Vector::from(bm25.embed_document(&p.text));
+                    PointStruct::new(
+                        PointId::Uuid(p.chunk_id),
+                        Vectors::new_named([
+                            (VECTOR, Vector::from(p.vector)),
+                            (SPARSE, sparse),
+                        ]),
+                        json!({ SPACE: p.space_id.to_string(), DOCUMENT: p.document_id.to_string() }),
+                    )
+                    .into()
+                })
+                .collect();
+            Ok(shard.update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(structs)),
+            ))?)
+        })
         .await?;
         self.optimize_when_due(n);
         Ok(())
@@ -242,27 +312,40 @@ impl VectorStore for EdgeVectorStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let request = QueryRequestBuilder::new(query.limit)
-            .query(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-                VectorInternal::Dense(query.vector),
-                VECTOR,
-            ))))
-            .filter(scope(query.space_id, query.document_id)?)
-            .build();
-        let shard = self.shard.clone();
-        let found = blocking(move || Ok(shard.query(request)?)).await?;
-        found
-            .into_iter()
-            .map(|p| match p.id {
-                PointId::Uuid(chunk_id) => Ok(VectorHit {
-                    chunk_id,
-                    score: p.score,
-                }),
-                other => Err(VectorError::Other(anyhow::anyhow!(
-                    "the Qdrant Edge shard holds a point whose id is not a chunk id: {other}"
-                ))),
-            })
-            .collect()
+        self.nearest(
+            VectorInternal::Dense(query.vector),
+            VECTOR,
+            scope(query.space_id, query.document_id)?,
+            query.limit,
+        )
+        .await
+    }
+
+    async fn keyword(
+        &self,
+        space_id: Uuid,
+        query: &str,
+        document_id: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Option<Vec<VectorHit>>, VectorError> {
+        let sparse = self.bm25.embed_query(query);
+        // Nothing but stop words: no passage can match.
+        if sparse.indices.is_empty() || limit == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let hits = self
+            .nearest(
+                VectorInternal::Sparse(sparse),
+                SPARSE,
+                scope(space_id, document_id)?,
+                limit,
+            )
+            .await?;
+        Ok(Some(hits))
+    }
+
+    fn needs_reindex(&self) -> bool {
+        self.needs_reindex
     }
 
     async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {

@@ -91,6 +91,7 @@ impl EmbeddedVectorStore {
                         space_id,
                         document_id: Uuid::parse_str(&document).ok()?,
                         vector: super::from_blob(&blob),
+                        text: String::new(),
                     })
                 })
                 // Vectors of another model's length are left behind: the space is re-embedded.
@@ -226,6 +227,7 @@ mod tests {
             space_id: space,
             document_id: document,
             vector: vector.to_vec(),
+            text: String::new(),
         }
     }
 

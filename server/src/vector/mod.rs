@@ -46,6 +46,8 @@ pub struct VectorPoint {
     pub space_id: Uuid,
     pub document_id: Uuid,
     pub vector: Vec<f32>,
+    /// The passage's text, for stores that keep their own keyword index (Qdrant Edge's BM25).
+    pub text: String,
 }
 
 /// A nearest-neighbour query within one space.
@@ -79,6 +81,22 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError>;
     /// Removes a space's points.
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError>;
+    /// Best keyword (BM25) matches for `query`, when the store keeps its own keyword index;
+    /// `None` leaves keyword search to the metadata store's full text.
+    async fn keyword(
+        &self,
+        _space_id: Uuid,
+        _query: &str,
+        _document_id: Option<Uuid>,
+        _limit: usize,
+    ) -> Result<Option<Vec<VectorHit>>, VectorError> {
+        Ok(None)
+    }
+    /// True when the store opened without data its index needs (a keyword side added to an
+    /// older shard), so every indexed space must be indexed again.
+    fn needs_reindex(&self) -> bool {
+        false
+    }
 }
 
 /// A model name made safe for a Qdrant collection or a directory: lowercase ASCII letters and

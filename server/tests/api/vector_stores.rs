@@ -47,6 +47,7 @@ fn fixture() -> Fixture {
             space_id,
             document_id,
             vector: vector(),
+            text: format!("passage {i}"),
         });
     }
     let queries = (0..5).map(|_| vector()).collect();
@@ -305,6 +306,160 @@ async fn a_qdrant_edge_shard_keeps_its_points_across_restarts_and_optimisation()
     assert!(
         matches!(&err, VectorError::Unavailable(m) if m.contains("another Kenning process")),
         "{err}"
+    );
+}
+
+fn passage(space: Uuid, document: Uuid, text: &str) -> VectorPoint {
+    VectorPoint {
+        chunk_id: Uuid::now_v7(),
+        space_id: space,
+        document_id: document,
+        vector: vec![0.5; DIMS],
+        text: text.into(),
+    }
+}
+
+async fn keyword(
+    store: &dyn VectorStore,
+    space: Uuid,
+    query: &str,
+    document: Option<Uuid>,
+) -> Vec<Uuid> {
+    store
+        .keyword(space, query, document, 10)
+        .await
+        .expect("keyword search")
+        .expect("Qdrant Edge keeps its own keyword index")
+        .into_iter()
+        .map(|h| h.chunk_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn qdrant_edge_keyword_search_is_bm25_over_one_space() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EdgeVectorStore::open(dir.path(), "m", DIMS)
+        .await
+        .expect("edge shard");
+    let (space, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let (manual, handbook) = (Uuid::now_v7(), Uuid::now_v7());
+    let gauge = passage(
+        space,
+        manual,
+        "The pump's pressure gauge reads high when the valve is shut.",
+    );
+    let pumps = passage(
+        space,
+        manual,
+        "Pumps are serviced every spring; pumps need oil.",
+    );
+    let leave = passage(
+        space,
+        handbook,
+        "Employees take their annual leave in agreed weeks.",
+    );
+    let elsewhere = passage(
+        other,
+        Uuid::now_v7(),
+        "The pressure of pumps in another space.",
+    );
+    store
+        .upsert(vec![
+            gauge.clone(),
+            pumps.clone(),
+            leave.clone(),
+            elsewhere.clone(),
+        ])
+        .await
+        .expect("upsert");
+
+    // Stemmed: "pumping" finds "pumps" and "pump's"; the passage that also says "pressure" and
+    // "gauge" ranks first; another space's passage never shows up.
+    let got = keyword(&store, space, "pumping pressure gauge", None).await;
+    assert_eq!(got, vec![gauge.chunk_id, pumps.chunk_id]);
+    // Term frequency counts: a passage saying "pumps" twice beats one saying it once.
+    let got = keyword(&store, space, "pumps", None).await;
+    assert_eq!(got, vec![pumps.chunk_id, gauge.chunk_id]);
+    assert_eq!(
+        keyword(&store, space, "leave", Some(handbook)).await,
+        vec![leave.chunk_id]
+    );
+    assert!(keyword(&store, space, "leave", Some(manual))
+        .await
+        .is_empty());
+    assert!(
+        keyword(&store, space, "the of when", None).await.is_empty(),
+        "stop words alone match nothing"
+    );
+    // Deleting a document takes its keyword side with it.
+    store.delete_document(space, manual).await.expect("delete");
+    assert!(keyword(&store, space, "pressure", None).await.is_empty());
+    assert_eq!(
+        keyword(&store, other, "pressure", None).await,
+        vec![elsewhere.chunk_id]
+    );
+}
+
+#[tokio::test]
+async fn an_older_qdrant_edge_shard_gains_a_keyword_side_and_asks_to_be_indexed_again() {
+    use qdrant_edge::{
+        Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, PointId,
+        PointInsertOperations, PointOperations, PointStruct, UpdateOperation, Vectors,
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = kenning::vector::edge_shard_dir(dir.path(), "m", DIMS);
+    {
+        // A dense-only shard with one passage, as the first Qdrant Edge backend made them.
+        std::fs::create_dir_all(&path).expect("shard dir");
+        let config = EdgeConfigBuilder::new()
+            .vector(
+                "dense",
+                EdgeVectorParamsBuilder::new(DIMS, Distance::Cosine).build(),
+            )
+            .build();
+        let shard = EdgeShard::new(&path, config).expect("old shard");
+        let point = PointStruct::new(
+            PointId::Uuid(Uuid::now_v7()),
+            Vectors::new_named([("dense", vec![0.5f32; DIMS])]),
+            serde_json::json!({ "space_id": Uuid::now_v7().to_string(), "document_id": Uuid::now_v7().to_string() }),
+        );
+        shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(
+                    vec![point.into()],
+                )),
+            ))
+            .expect("old passage");
+    }
+    let space = Uuid::now_v7();
+    {
+        let store = EdgeVectorStore::open(dir.path(), "m", DIMS)
+            .await
+            .expect("upgraded");
+        assert!(
+            store.needs_reindex(),
+            "its passages have no keyword side yet"
+        );
+        let p = passage(space, Uuid::now_v7(), "Valves open clockwise.");
+        store.upsert(vec![p.clone()]).await.expect("upsert");
+        assert_eq!(
+            keyword(&store, space, "valve", None).await,
+            vec![p.chunk_id]
+        );
+    }
+    let store = EdgeVectorStore::open(dir.path(), "m", DIMS)
+        .await
+        .expect("reopened");
+    assert!(
+        !store.needs_reindex(),
+        "asked once: the keyword side is there now"
+    );
+    let fresh = EdgeVectorStore::open(&dir.path().join("new"), "m", DIMS)
+        .await
+        .expect("new shard");
+    assert!(
+        !fresh.needs_reindex(),
+        "an empty shard has nothing to index again"
     );
 }
 
