@@ -223,10 +223,11 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_JOB_POLL_MS", default_value_t = 1_000)]
     pub job_poll_ms: u64,
 
-    /// Where passage vectors live: `auto` is pgvector with DATABASE_URL, else the embedded index
-    /// (exact scan while a space is small, HNSW from --points-graph-min passages); `qdrant` is a
-    /// Qdrant server at --qdrant-url; `edge` is Qdrant's engine in-process (DATA_DIR/edge, one
-    /// process only); `none` indexes for keyword search only.
+    /// Where passage and point vectors live: `auto` is pgvector with DATABASE_URL, else `edge`,
+    /// Qdrant's engine in this process (DATA_DIR/edge, BM25 sparse vectors for the keyword side;
+    /// one process per data directory); `embedded` is Kenning's own index in the embedded
+    /// database (exact scan while a space is small, HNSW from --points-graph-min points);
+    /// `qdrant` is a Qdrant server at --qdrant-url; `none` indexes for keyword search only.
     #[arg(long, env = "KENNING_VECTOR_STORE", value_enum, default_value_t = VectorBackend::Auto)]
     pub vector_store: VectorBackend,
 
@@ -265,8 +266,8 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_POINTS_EF_SEARCH", default_value_t = 128)]
     pub points_ef_search: usize,
 
-    /// Points a space needs before the embedded store builds it a search graph; smaller spaces
-    /// are scanned exactly.
+    /// Points a space needs before it gets a search graph (embedded engine, Qdrant Edge and
+    /// Qdrant server); smaller spaces are scanned exactly.
     #[arg(long, env = "KENNING_POINTS_GRAPH_MIN", default_value_t = 20_000)]
     pub points_graph_min: usize,
 
@@ -333,6 +334,7 @@ pub enum EmbedderKind {
 /// Vector store choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum VectorBackend {
+    /// Qdrant Edge with the embedded database, pgvector with PostgreSQL.
     Auto,
     /// In the embedded database, searched in memory: exactly, then by HNSW as a space grows.
     #[value(alias = "exact")]

@@ -16,7 +16,7 @@ use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
 use crate::limits::{self, Limits};
-use crate::points::{PgPointStore, PointStore, QdrantPointStore, SqlitePointStore};
+use crate::points::{EdgePointStore, PgPointStore, PointStore, QdrantPointStore, SqlitePointStore};
 use crate::redis_link::RedisLink;
 use crate::retrieve::Retriever;
 use crate::service::Service;
@@ -425,6 +425,45 @@ async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<dyn Embedder
     }
 }
 
+/// Points the embedded engine held before Qdrant Edge became the store are copied into Edge
+/// once, space by space, so no client's vectors are lost in the move; a marker in the points
+/// directory records that it was done. The rows stay in the database.
+async fn move_points_to_edge(
+    pool: &sqlx::SqlitePool,
+    edge: &EdgePointStore,
+    root: &Path,
+) -> anyhow::Result<()> {
+    let marker = root.join("kenning.moved");
+    if marker.exists() {
+        return Ok(());
+    }
+    let mut moved = 0;
+    for space in SqlitePointStore::spaces_with_points(pool)
+        .await
+        .context("listing the embedded engine's points")?
+    {
+        let points = SqlitePointStore::points_of(pool, space)
+            .await
+            .with_context(|| format!("reading the points of space {space}"))?;
+        for batch in points.chunks(crate::points::MAX_BATCH) {
+            edge.upsert(space, batch.to_vec())
+                .await
+                .with_context(|| format!("copying the points of space {space} to Qdrant Edge"))?;
+            moved += batch.len();
+        }
+    }
+    if moved > 0 {
+        tracing::info!(
+            points = moved,
+            "copied the embedded engine's points into Qdrant Edge"
+        );
+    }
+    std::fs::create_dir_all(root).context("making the points directory")?;
+    std::fs::write(&marker, b"the embedded engine's points were copied here\n")
+        .context("recording the points move")?;
+    Ok(())
+}
+
 /// Vectors of two models must never meet in one index: each space another model embedded loses
 /// its vectors and has its documents queued to be indexed again by this one (every space, when
 /// the vector store says its index must be rebuilt). The vectors go
@@ -456,7 +495,7 @@ async fn reembed_stale_spaces(
             tracing::warn!(
                 space = %space.name,
                 documents,
-                "the vector store's index is new; indexing the space again in the background"
+                "the vector store does not hold this space's passages yet; indexing them in the background"
             );
         } else {
             tracing::warn!(
@@ -466,6 +505,13 @@ async fn reembed_stale_spaces(
                 documents,
                 "space was embedded by another model; re-embedding it in the background"
             );
+        }
+    }
+    if rebuild {
+        if let Some(v) = vectors {
+            v.reindex_queued()
+                .await
+                .context("recording that the vector store's spaces are queued")?;
         }
     }
     Ok(())
@@ -524,10 +570,26 @@ impl Engine {
             }),
             _ => None,
         };
-        // On SQLite one points engine serves both the points API and passage vectors; with a
-        // Qdrant server, both live there.
+        // `auto` is Qdrant Edge beside the embedded database and pgvector beside PostgreSQL.
+        let backend = match (ingest.vector_store, &pool) {
+            (VectorBackend::Auto, Pool::Sqlite(_)) => VectorBackend::Edge,
+            (VectorBackend::Auto, Pool::Postgres(_)) => VectorBackend::Pgvector,
+            (chosen, _) => chosen,
+        };
+        // The points API lives where the passage vectors do: in Qdrant Edge shards, a Qdrant
+        // server, or the metadata database (on SQLite the same engine then serves passages).
         let (points, embedded_points): (Arc<dyn PointStore>, Option<Arc<SqlitePointStore>>) =
             match (&pool, &qdrant) {
+                (_, None) if backend == VectorBackend::Edge => {
+                    let root = store_config.data_dir.join("edge").join("points");
+                    let edge = EdgePointStore::open(&root, ingest.points_graph_min)
+                        .await
+                        .context("opening the points API's Qdrant Edge shards")?;
+                    if let Pool::Sqlite(pool) = &pool {
+                        move_points_to_edge(pool, &edge, &root).await?;
+                    }
+                    (Arc::new(edge), None)
+                }
                 (_, Some(settings)) => (
                     Arc::new(
                         QdrantPointStore::open(settings, ingest.points_graph_min)
@@ -559,9 +621,9 @@ impl Engine {
                     None,
                 ),
             };
-        let vectors: Option<Arc<dyn VectorStore>> = match (ingest.vector_store, pool) {
+        let vectors: Option<Arc<dyn VectorStore>> = match (backend, pool) {
             (VectorBackend::None, _) => None,
-            (VectorBackend::Auto | VectorBackend::Pgvector, Pool::Postgres(pool)) => {
+            (VectorBackend::Pgvector | VectorBackend::Auto, Pool::Postgres(pool)) => {
                 Some(Arc::new(
                     PgVectorStore::open(pool, dims, ingest.pgvector_ef_search)
                         .await
@@ -571,7 +633,7 @@ impl Engine {
             (VectorBackend::Pgvector, Pool::Sqlite(_)) => {
                 anyhow::bail!("--vector-store pgvector needs DATABASE_URL to point at PostgreSQL")
             }
-            (VectorBackend::Auto | VectorBackend::Embedded, Pool::Sqlite(pool)) => {
+            (VectorBackend::Embedded, Pool::Sqlite(pool)) => {
                 let engine = embedded_points
                     .clone()
                     .context("the embedded points engine is not open")?;
@@ -581,7 +643,7 @@ impl Engine {
                         .context("opening the embedded vector index")?,
                 ))
             }
-            (VectorBackend::Edge, _) => Some(Arc::new(
+            (VectorBackend::Edge | VectorBackend::Auto, _) => Some(Arc::new(
                 EdgeVectorStore::open(
                     &store_config.data_dir.join("edge"),
                     embedder.model_id(),

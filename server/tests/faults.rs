@@ -30,6 +30,8 @@ struct Site {
     dir: tempfile::TempDir,
     database_url: Option<String>,
     redis_url: Option<String>,
+    /// `KENNING_VECTOR_STORE` for every process, when not the default.
+    vector_store: Option<&'static str>,
 }
 
 impl Site {
@@ -42,7 +44,14 @@ impl Site {
             dir: tempfile::tempdir().expect("temp dir"),
             database_url,
             redis_url: None,
+            vector_store: None,
         }
+    }
+
+    /// Every process of this site keeps its vectors in `store` (`--vector-store`).
+    fn with_vector_store(mut self, store: &'static str) -> Self {
+        self.vector_store = Some(store);
+        self
     }
 
     /// Every process of this site shares rate limits and caches through this Redis.
@@ -109,6 +118,9 @@ impl Site {
         }
         if let Some(url) = &self.redis_url {
             cmd.env("REDIS_URL", url);
+        }
+        if let Some(store) = self.vector_store {
+            cmd.env("KENNING_VECTOR_STORE", store);
         }
         cmd
     }
@@ -209,12 +221,26 @@ macro_rules! count_on {
 /// Counts rows straight from the store: chunks, vectors, and vectors without a chunk.
 async fn index_counts(site: &Site) -> (i64, i64, i64) {
     match &site.database_url {
-        None => {
+        None if site.vector_store == Some("embedded") => {
             let path = site.data_dir().join("kenning.db");
             let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .expect("open sqlite");
             count_on!(c, SQLITE_COUNTS)
+        }
+        None => {
+            let path = site.data_dir().join("kenning.db");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("open sqlite");
+            let chunks: Vec<String> = sqlx::query_scalar("SELECT id FROM chunks")
+                .fetch_all(&mut c)
+                .await
+                .expect("chunk ids");
+            let chunks: BTreeSet<String> = chunks.into_iter().collect();
+            let vectors = edge_passage_ids(&site.data_dir().join("edge"));
+            let orphans = vectors.iter().filter(|v| !chunks.contains(*v)).count();
+            (chunks.len() as i64, vectors.len() as i64, orphans as i64)
         }
         Some(url) => {
             let mut c = sqlx::PgConnection::connect(url)
@@ -223,6 +249,37 @@ async fn index_counts(site: &Site) -> (i64, i64, i64) {
             count_on!(c, PG_COUNTS)
         }
     }
+}
+
+/// The ids of every passage vector in the Qdrant Edge shards under `root` (the points API's
+/// shards aside), read straight from the shard files; every process on them must be stopped.
+fn edge_passage_ids(root: &Path) -> Vec<String> {
+    use qdrant_edge::{EdgeShard, PointId, ScrollRequestBuilder};
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(root).expect("edge directory") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n == "points") || !path.is_dir() {
+            continue;
+        }
+        let shard = EdgeShard::load(&path, None).expect("open the shard");
+        let mut offset = None;
+        loop {
+            let mut request = ScrollRequestBuilder::new().limit(1000);
+            if let Some(o) = offset {
+                request = request.offset(o);
+            }
+            let (records, next) = shard.scroll(request.build()).expect("scroll");
+            ids.extend(records.into_iter().map(|r| match r.id {
+                PointId::Uuid(u) => u.to_string(),
+                other => panic!("a passage vector whose id is not a chunk id: {other}"),
+            }));
+            match next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+    }
+    ids
 }
 
 macro_rules! on_both_backends {
@@ -273,7 +330,12 @@ async fn a_server_killed_mid_ingestion_loses_no_document(backend: Backend) {
 /// Ingestion moved out to a `kenning worker` process: killing that process mid-job loses
 /// nothing either; the next worker takes the abandoned jobs over when their leases expire.
 async fn a_separate_worker_killed_mid_ingestion_loses_no_document(backend: Backend) {
-    let site = Site::new(backend).await;
+    // Qdrant Edge, the default on SQLite, serves one process: a separate worker on SQLite
+    // shares vectors through the embedded engine instead.
+    let site = match backend {
+        Backend::Sqlite => Site::new(backend).await.with_vector_store("embedded"),
+        Backend::Postgres => Site::new(backend).await,
+    };
     let server = site.start_serving(0);
     let space = server.create_space("Worker crash").await;
     let mut worker = site.start_worker();
@@ -412,6 +474,12 @@ async fn assert_every_note_indexed_once(
     assert_eq!(orphans, 0, "no vector without its passage");
 }
 
+/// `v` scaled to unit length.
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / norm).collect()
+}
+
 /// The vector a point id is always written with, so a point read back can be checked whole.
 fn vector_for(id: u64) -> Vec<f32> {
     let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -478,7 +546,13 @@ async fn a_server_killed_mid_upsert_keeps_every_acknowledged_point(backend: Back
             .await;
         assert_eq!(status, 200, "acknowledged point {id} survives the kill");
         let got: Vec<f32> = serde_json::from_value(point["vector"].clone()).expect("vector");
-        assert_eq!(got, vector_for(*id), "point {id} is whole");
+        // Qdrant Edge keeps cosine vectors at unit length; compare directions, element by element.
+        let (got, want) = (unit(&got), unit(&vector_for(*id)));
+        assert_eq!(got.len(), want.len(), "point {id} is whole");
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5),
+            "point {id} is whole: {got:?} vs {want:?}"
+        );
         assert_eq!(point["payload"]["n"], json!(id));
     }
     // The batch each writer had in flight at the kill is all there or not there at all.

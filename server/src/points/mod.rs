@@ -7,12 +7,14 @@
 //! Backends: `sqlite` keeps the rows durable in the embedded database and searches an in-memory
 //! copy of each space's vectors (exact scan, or an HNSW graph once a space is large);
 //! `postgres` keeps a pgvector table per dimension with an HNSW index; `qdrant` a Qdrant
-//! collection per space.
+//! collection per space; `edge` a Qdrant Edge shard per vector length in `DATA_DIR/edge/points`.
 
+mod edge;
 mod postgres;
 mod qdrant;
 mod sqlite;
 
+pub use edge::EdgePointStore;
 pub use postgres::PgPointStore;
 pub use qdrant::QdrantPointStore;
 pub use sqlite::SqlitePointStore;

@@ -383,6 +383,42 @@ impl SqlitePointStore {
         })
     }
 
+    /// Spaces with points in the database, for moving them to another store.
+    pub async fn spaces_with_points(pool: &SqlitePool) -> Result<Vec<Uuid>, PointError> {
+        let exists: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'points'",
+        )
+        .fetch_optional(pool)
+        .await?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT space_id FROM points")
+            .fetch_all(pool)
+            .await?;
+        ids.iter()
+            .map(|s| Uuid::parse_str(s).map_err(|e| PointError::Other(e.into())))
+            .collect()
+    }
+
+    /// Every point of a space as stored, for moving them to another store.
+    pub async fn points_of(pool: &SqlitePool, space: Uuid) -> Result<Vec<Point>, PointError> {
+        let rows: Vec<(String, Vec<u8>, String)> =
+            sqlx::query_as("SELECT id, vector, payload FROM points WHERE space_id = ? ORDER BY id")
+                .bind(space.to_string())
+                .fetch_all(pool)
+                .await?;
+        rows.into_iter()
+            .map(|(id, blob, payload)| {
+                Ok(Point {
+                    id: PointId::from_stored(id),
+                    vector: from_blob(&blob),
+                    payload: payload_from(&payload)?,
+                })
+            })
+            .collect()
+    }
+
     fn slot(&self, space: Uuid) -> Slot {
         let mut spaces = self.spaces.lock().unwrap_or_else(|p| p.into_inner());
         spaces.entry(space).or_default().clone()

@@ -18,6 +18,7 @@ use qdrant_edge::{
     PointStruct, QueryEnum, QueryRequestBuilder, ScoringQuery, SparseVectorConfig, UpdateOperation,
     Vector, VectorInternal, VectorNameConfig, VectorNameOperations, Vectors,
 };
+use qdrant_edge::{EdgeConfig, ScoredPoint, WithPayloadInterface};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,19 +38,10 @@ const OPTIMIZE_AFTER: usize = 5_000;
 
 /// Passage vectors in an embedded Qdrant Edge shard.
 pub struct EdgeVectorStore {
-    shard: Arc<EdgeShard>,
+    shard: Shard,
     dimensions: usize,
-    path: PathBuf,
-    /// Points written since the last optimisation began.
-    written: Arc<AtomicUsize>,
-    /// Whether an optimisation is running (one at a time).
-    optimizing: Arc<AtomicBool>,
     /// Turns passages and queries into BM25 sparse vectors, as Qdrant's server does.
     bm25: Arc<EdgeBm25>,
-    /// The shard held passages from before it had a keyword side.
-    needs_reindex: bool,
-    /// Held open with an exclusive lock: a second process on the same shard is refused.
-    _lock: std::fs::File,
 }
 
 impl From<OperationError> for VectorError {
@@ -66,22 +58,44 @@ pub fn shard_dir(root: &Path, model: &str, dimensions: usize) -> PathBuf {
     root.join(super::slug(&format!("{model}_{dimensions}")))
 }
 
-fn key(name: &str) -> Result<JsonPath, VectorError> {
+/// A payload key as Qdrant's path syntax reads it.
+pub(crate) fn key(name: &str) -> Result<JsonPath, VectorError> {
     name.parse()
-        .map_err(|()| VectorError::Other(anyhow::anyhow!("not a payload path: {name}")))
+        .map_err(|()| VectorError::Invalid(format!("not a payload path: {name:?}")))
+}
+
+/// A keyword payload index on `field` (the tenant key when `tenant`); creating one that exists
+/// is a no-op, so this also mends a shard without it.
+pub(crate) fn keyword_index(
+    shard: &EdgeShard,
+    field: &str,
+    tenant: bool,
+) -> Result<(), VectorError> {
+    let params = KeywordIndexParamsBuilder::new().is_tenant(tenant).build();
+    shard.update(UpdateOperation::FieldIndexOperation(
+        FieldIndexOperations::CreateIndex(CreateIndex {
+            field_name: key(field)?,
+            field_schema: Some(PayloadFieldSchema::FieldParams(
+                PayloadSchemaParams::Keyword(params),
+            )),
+        }),
+    ))?;
+    Ok(())
+}
+
+/// A condition that a keyword payload field equals `value`.
+pub(crate) fn equals(field: &str, value: String) -> Result<Condition, VectorError> {
+    Ok(Condition::Field(FieldCondition::new_match(
+        key(field)?,
+        Match::from(value),
+    )))
 }
 
 /// The filter every search and delete starts from: one space, optionally one document.
 fn scope(space: Uuid, document: Option<Uuid>) -> Result<Filter, VectorError> {
-    let equal = |field: &str, value: Uuid| -> Result<Condition, VectorError> {
-        Ok(Condition::Field(FieldCondition::new_match(
-            key(field)?,
-            Match::from(value.to_string()),
-        )))
-    };
-    let mut must = vec![equal(SPACE, space)?];
+    let mut must = vec![equals(SPACE, space.to_string())?];
     if let Some(d) = document {
-        must.push(equal(DOCUMENT, d)?);
+        must.push(equals(DOCUMENT, d.to_string())?);
     }
     Ok(Filter {
         must: Some(must),
@@ -89,7 +103,7 @@ fn scope(space: Uuid, document: Option<Uuid>) -> Result<Filter, VectorError> {
     })
 }
 
-/// Runs a call into the shard on the blocking pool: every Edge call is synchronous.
+/// Runs a call into a shard on the blocking pool: every Edge call is synchronous.
 async fn blocking<T, F>(f: F) -> Result<T, VectorError>
 where
     F: FnOnce() -> Result<T, VectorError> + Send + 'static,
@@ -100,13 +114,40 @@ where
         .map_err(|e| VectorError::Other(anyhow::anyhow!("Qdrant Edge task failed: {e}")))?
 }
 
-impl EdgeVectorStore {
-    /// Opens the model's shard under `root`, creating it and its payload indexes the first time.
-    /// A shard of another length is never reused: its directory name carries the length.
-    pub async fn open(root: &Path, model: &str, dimensions: usize) -> Result<Self, VectorError> {
-        let path = shard_dir(root, model, dimensions);
-        let dir = path.clone();
-        let (shard, lock, needs_reindex) = blocking(move || {
+/// One open Qdrant Edge shard: the engine, the lock that keeps other processes off its
+/// directory, and its background optimisation.
+pub(crate) struct Shard {
+    inner: Arc<EdgeShard>,
+    path: PathBuf,
+    /// Points written since the last optimisation began.
+    written: Arc<AtomicUsize>,
+    /// Points written that start another optimisation.
+    optimize_after: usize,
+    /// Whether an optimisation is running (one at a time).
+    optimizing: Arc<AtomicBool>,
+    /// Held open with an exclusive lock: a second process on the same shard is refused.
+    _lock: std::fs::File,
+}
+
+/// Marks a shard whose every indexed space has been queued for indexing into it.
+const INDEXED_MARKER: &str = "kenning.indexed";
+
+impl Shard {
+    /// Opens the shard in `dir`, or creates it with `config`; `prepare` then runs on it before
+    /// anyone else can (payload indexes, upgrades). The shard is optimised once in the
+    /// background, finishing what a stopped process left.
+    pub(crate) async fn open<T, P>(
+        dir: PathBuf,
+        config: EdgeConfig,
+        optimize_after: usize,
+        prepare: P,
+    ) -> Result<(Self, T), VectorError>
+    where
+        P: FnOnce(&EdgeShard) -> Result<T, VectorError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = dir.clone();
+        let (inner, lock, prepared) = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(anyhow::Error::new)?;
             let lock =
                 std::fs::File::create(dir.join("kenning.lock")).map_err(anyhow::Error::new)?;
@@ -123,45 +164,10 @@ impl EdgeVectorStore {
             let shard = if dir.join("edge_config.json").exists() {
                 EdgeShard::load(&dir, None)?
             } else {
-                let config = EdgeConfigBuilder::new()
-                    .vector(
-                        VECTOR,
-                        EdgeVectorParamsBuilder::new(dimensions, Distance::Cosine).build(),
-                    )
-                    .sparse_vector(
-                        SPARSE,
-                        EdgeSparseVectorParamsBuilder::new()
-                            .modifier(Modifier::Idf)
-                            .build(),
-                    )
-                    .build();
                 EdgeShard::new(&dir, config)?
             };
-            // A shard from before the keyword side gets it now; its passages need indexing again.
-            let needs_reindex = !shard.config().sparse_vectors.contains_key(SPARSE)
-                && shard.info()?.points_count > 0;
-            shard.update(UpdateOperation::VectorNameOperation(
-                VectorNameOperations::CreateVectorName(CreateVectorName {
-                    vector_name: SPARSE.into(),
-                    config: VectorNameConfig::sparse(SparseVectorConfig {
-                        modifier: Some(Modifier::Idf),
-                        datatype: None,
-                    }),
-                }),
-            ))?;
-            // Creating an index that exists is a no-op, so this also mends a shard without them.
-            for (field, tenant) in [(SPACE, true), (DOCUMENT, false)] {
-                let params = KeywordIndexParamsBuilder::new().is_tenant(tenant).build();
-                shard.update(UpdateOperation::FieldIndexOperation(
-                    FieldIndexOperations::CreateIndex(CreateIndex {
-                        field_name: key(field)?,
-                        field_schema: Some(PayloadFieldSchema::FieldParams(
-                            PayloadSchemaParams::Keyword(params),
-                        )),
-                    }),
-                ))?;
-            }
-            Ok((shard, lock, needs_reindex))
+            let prepared = prepare(&shard)?;
+            Ok((shard, lock, prepared))
         })
         .await
         .map_err(|e| match e {
@@ -171,41 +177,65 @@ impl EdgeVectorStore {
             ))),
             other => other,
         })?;
-        Ok(Self {
-            shard: Arc::new(shard),
-            dimensions,
+        let shard = Self {
+            inner: Arc::new(inner),
             path,
             written: Arc::new(AtomicUsize::new(0)),
+            optimize_after: optimize_after.max(1),
             optimizing: Arc::new(AtomicBool::new(false)),
-            bm25: Arc::new(
-                EdgeBm25::new(EdgeBm25Config::default())
-                    .map_err(|e| VectorError::Other(anyhow::anyhow!("BM25 settings: {e}")))?,
-            ),
-            needs_reindex,
             _lock: lock,
-        })
+        };
+        shard.optimize_in_background();
+        Ok((shard, prepared))
     }
 
     /// The shard's directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` on the shard on the blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VectorError>
+    where
+        F: FnOnce(&EdgeShard) -> Result<T, VectorError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let shard = self.inner.clone();
+        blocking(move || f(&shard)).await
+    }
+
+    /// Applies one update.
+    pub(crate) async fn update(&self, op: UpdateOperation) -> Result<(), VectorError> {
+        self.run(move |s| Ok(s.update(op)?)).await
     }
 
     /// Optimises the shard now (merging segments, building the HNSW graph once a segment is
     /// large); true when there was work to do.
-    pub async fn optimize(&self) -> Result<bool, VectorError> {
-        let shard = self.shard.clone();
-        blocking(move || Ok(shard.optimize()?)).await
+    pub(crate) async fn optimize(&self) -> Result<bool, VectorError> {
+        self.run(|s| Ok(s.optimize()?)).await
     }
 
-    /// Starts a background optimisation once enough has been written since the last one.
-    fn optimize_when_due(&self, written: usize) {
+    /// Whether a background optimisation is running.
+    pub(crate) fn optimizing(&self) -> bool {
+        self.optimizing.load(Ordering::Acquire)
+    }
+
+    /// Counts `written` points and starts a background optimisation once enough have been
+    /// written since the last one.
+    pub(crate) fn wrote(&self, written: usize) {
         let total = self.written.fetch_add(written, Ordering::Relaxed) + written;
-        if total < OPTIMIZE_AFTER || self.optimizing.swap(true, Ordering::AcqRel) {
+        if total >= self.optimize_after {
+            self.optimize_in_background();
+        }
+    }
+
+    /// Starts an optimisation unless one is running.
+    pub(crate) fn optimize_in_background(&self) {
+        if self.optimizing.swap(true, Ordering::AcqRel) {
             return;
         }
         self.written.store(0, Ordering::Relaxed);
-        let (shard, optimizing) = (self.shard.clone(), self.optimizing.clone());
+        let (shard, optimizing) = (self.inner.clone(), self.optimizing.clone());
         tokio::task::spawn_blocking(move || {
             // Searches and writes go on meanwhile: Edge serves them from proxies of the segments.
             if let Err(e) = shard.optimize() {
@@ -215,28 +245,111 @@ impl EdgeVectorStore {
         });
     }
 
-    async fn update(&self, op: UpdateOperation) -> Result<(), VectorError> {
-        let shard = self.shard.clone();
-        blocking(move || Ok(shard.update(op)?)).await
+    /// The `limit` points nearest `vector` (of the named vector `using`) that `filter` lets
+    /// through, with their payloads when `payload` is set.
+    pub(crate) async fn nearest(
+        &self,
+        vector: VectorInternal,
+        using: &str,
+        filter: Filter,
+        limit: usize,
+        payload: bool,
+    ) -> Result<Vec<ScoredPoint>, VectorError> {
+        let request = QueryRequestBuilder::new(limit)
+            .query(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+                vector, using,
+            ))))
+            .filter(filter)
+            .with_payload(WithPayloadInterface::Bool(payload))
+            .build();
+        self.run(move |s| Ok(s.query(request)?)).await
     }
 
-    /// The `limit` points of one vector nearest `vector` among those `filter` lets through.
-    async fn nearest(
+    /// Removes the points `filter` lets through.
+    pub(crate) async fn delete_where(&self, filter: Filter) -> Result<(), VectorError> {
+        self.update(UpdateOperation::PointOperation(
+            PointOperations::DeletePointsByFilter(filter),
+        ))
+        .await
+    }
+}
+
+impl EdgeVectorStore {
+    /// Opens the model's shard under `root`, creating it and its payload indexes the first time.
+    /// A shard of another length is never reused: its directory name carries the length.
+    pub async fn open(root: &Path, model: &str, dimensions: usize) -> Result<Self, VectorError> {
+        let config = EdgeConfigBuilder::new()
+            .vector(
+                VECTOR,
+                EdgeVectorParamsBuilder::new(dimensions, Distance::Cosine).build(),
+            )
+            .sparse_vector(
+                SPARSE,
+                EdgeSparseVectorParamsBuilder::new()
+                    .modifier(Modifier::Idf)
+                    .build(),
+            )
+            .build();
+        let (shard, ()) = Shard::open(
+            shard_dir(root, model, dimensions),
+            config,
+            OPTIMIZE_AFTER,
+            |shard| {
+                // A shard from before the keyword side gets it now, and its passages must be
+                // indexed again to fill it.
+                if !shard.config().sparse_vectors.contains_key(SPARSE) {
+                    let marker = shard.path().join(INDEXED_MARKER);
+                    if marker.exists() {
+                        std::fs::remove_file(marker).map_err(anyhow::Error::new)?;
+                    }
+                }
+                shard.update(UpdateOperation::VectorNameOperation(
+                    VectorNameOperations::CreateVectorName(CreateVectorName {
+                        vector_name: SPARSE.into(),
+                        config: VectorNameConfig::sparse(SparseVectorConfig {
+                            modifier: Some(Modifier::Idf),
+                            datatype: None,
+                        }),
+                    }),
+                ))?;
+                keyword_index(shard, SPACE, true)?;
+                keyword_index(shard, DOCUMENT, false)?;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(Self {
+            shard,
+            dimensions,
+            bm25: Arc::new(
+                EdgeBm25::new(EdgeBm25Config::default())
+                    .map_err(|e| VectorError::Other(anyhow::anyhow!("BM25 settings: {e}")))?,
+            ),
+        })
+    }
+
+    /// The shard's directory.
+    pub fn path(&self) -> &Path {
+        self.shard.path()
+    }
+
+    /// Optimises the shard now (merging segments, building the HNSW graph once a segment is
+    /// large); true when there was work to do.
+    pub async fn optimize(&self) -> Result<bool, VectorError> {
+        self.shard.optimize().await
+    }
+
+    /// The chunk hits of a query on one of the shard's vectors.
+    async fn hits(
         &self,
         vector: VectorInternal,
         using: &str,
         filter: Filter,
         limit: usize,
     ) -> Result<Vec<VectorHit>, VectorError> {
-        let request = QueryRequestBuilder::new(limit)
-            .query(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-                vector, using,
-            ))))
-            .filter(filter)
-            .build();
-        let shard = self.shard.clone();
-        let found = blocking(move || Ok(shard.query(request)?)).await?;
-        found
+        self.shard
+            .nearest(vector, using, filter, limit, false)
+            .await?
             .into_iter()
             .map(|p| match p.id {
                 PointId::Uuid(chunk_id) => Ok(VectorHit {
@@ -249,13 +362,6 @@ impl EdgeVectorStore {
             })
             .collect()
     }
-
-    async fn delete_where(&self, filter: Filter) -> Result<(), VectorError> {
-        self.update(UpdateOperation::PointOperation(
-            PointOperations::DeletePointsByFilter(filter),
-        ))
-        .await
-    }
 }
 
 #[async_trait::async_trait]
@@ -265,12 +371,12 @@ impl VectorStore for EdgeVectorStore {
     }
 
     async fn ping(&self) -> Result<(), VectorError> {
-        let shard = self.shard.clone();
-        blocking(move || {
-            shard.info()?;
-            Ok(())
-        })
-        .await
+        self.shard
+            .run(|s| {
+                s.info()?;
+                Ok(())
+            })
+            .await
     }
 
     async fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), VectorError> {
@@ -281,8 +387,8 @@ impl VectorStore for EdgeVectorStore {
             return Ok(());
         }
         let n = points.len();
-        let (shard, bm25) = (self.shard.clone(), self.bm25.clone());
-        blocking(move || {
+        let bm25 = self.bm25.clone();
+        self.shard.run(move |shard| {
             let structs = points
                 .into_iter()
                 .map(|p| {
@@ -303,7 +409,7 @@ impl VectorStore for EdgeVectorStore {
             ))?)
         })
         .await?;
-        self.optimize_when_due(n);
+        self.shard.wrote(n);
         Ok(())
     }
 
@@ -312,7 +418,7 @@ impl VectorStore for EdgeVectorStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        self.nearest(
+        self.hits(
             VectorInternal::Dense(query.vector),
             VECTOR,
             scope(query.space_id, query.document_id)?,
@@ -334,7 +440,7 @@ impl VectorStore for EdgeVectorStore {
             return Ok(Some(Vec::new()));
         }
         let hits = self
-            .nearest(
+            .hits(
                 VectorInternal::Sparse(sparse),
                 SPARSE,
                 scope(space_id, document_id)?,
@@ -345,15 +451,26 @@ impl VectorStore for EdgeVectorStore {
     }
 
     fn needs_reindex(&self) -> bool {
-        self.needs_reindex
+        !self.shard.path().join(INDEXED_MARKER).exists()
+    }
+
+    async fn reindex_queued(&self) -> Result<(), VectorError> {
+        let marker = self.shard.path().join(INDEXED_MARKER);
+        std::fs::write(
+            marker,
+            b"every space indexed before this shard was queued for it\n",
+        )
+        .map_err(|e| VectorError::Other(e.into()))
     }
 
     async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {
-        self.delete_where(scope(space_id, Some(document_id))?).await
+        self.shard
+            .delete_where(scope(space_id, Some(document_id))?)
+            .await
     }
 
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError> {
-        self.delete_where(scope(space_id, None)?).await
+        self.shard.delete_where(scope(space_id, None)?).await
     }
 }
 

@@ -4,7 +4,7 @@
 //! are joined back to chunk rows in the metadata store, so a vector whose chunk is gone can never
 //! surface.
 
-mod edge;
+pub(crate) mod edge;
 mod embedded;
 mod pgvector;
 pub(crate) mod qdrant;
@@ -92,10 +92,14 @@ pub trait VectorStore: Send + Sync + 'static {
     ) -> Result<Option<Vec<VectorHit>>, VectorError> {
         Ok(None)
     }
-    /// True when the store opened without data its index needs (a keyword side added to an
-    /// older shard), so every indexed space must be indexed again.
+    /// True when the store may lack passages of spaces already indexed (a new shard, or a
+    /// keyword side added to an older one), so every indexed space must be indexed again.
     fn needs_reindex(&self) -> bool {
         false
+    }
+    /// Records that every indexed space has been queued for indexing again.
+    async fn reindex_queued(&self) -> Result<(), VectorError> {
+        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@ async fn health_reports_each_dependency_healthy(backend: Backend) {
         .find(|c| c["name"] == "metadata_store")
         .expect("store check");
     let expected = match backend {
-        Backend::Sqlite | Backend::Qdrant | Backend::Edge => "sqlite",
+        Backend::Sqlite | Backend::Qdrant | Backend::Embedded => "sqlite",
         Backend::Postgres => "postgres",
     };
     assert_eq!(store["kind"], expected);

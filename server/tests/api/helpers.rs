@@ -11,12 +11,15 @@ use tokio::sync::oneshot;
 /// Which metadata store a test runs against.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
+    /// The defaults: SQLite metadata, passages and points in Qdrant Edge shards in the data
+    /// directory.
     Sqlite,
+    /// PostgreSQL metadata, passages and points in pgvector.
     Postgres,
     /// SQLite metadata, passages and points in the Qdrant at `QDRANT_URL`.
     Qdrant,
-    /// SQLite metadata, passage vectors in a Qdrant Edge shard in the data directory.
-    Edge,
+    /// SQLite metadata, passages and points in the embedded engine (`--vector-store embedded`).
+    Embedded,
 }
 
 /// A running server with its own data directory (and database, on PostgreSQL).
@@ -79,8 +82,8 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         Backend::Postgres => {
             config.store.database_url = Some(fresh_postgres_database().await.into());
         }
-        Backend::Edge => {
-            config.ingest.vector_store = kenning::config::VectorBackend::Edge;
+        Backend::Embedded => {
+            config.ingest.vector_store = kenning::config::VectorBackend::Embedded;
         }
         Backend::Qdrant => {
             config.ingest.vector_store = kenning::config::VectorBackend::Qdrant;

@@ -1,6 +1,7 @@
 //! Integration tests: every test starts a real server on port 0 with a fresh data directory and
-//! runs once on SQLite and once on PostgreSQL (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`);
-//! the vector tests also on a Qdrant server when `QDRANT_URL` is set.
+//! runs once on the defaults (SQLite, Qdrant Edge) and once on PostgreSQL with pgvector
+//! (`KENNING_TEST_POSTGRES_URL`, set by `scripts/test`); the vector tests also on the embedded
+//! engine, and on a Qdrant server when `QDRANT_URL` is set.
 
 mod helpers;
 #[path = "../common/postgres.rs"]
@@ -53,18 +54,26 @@ macro_rules! on_all_backends {
     };
 }
 
-/// `on_qdrant_edge::name` for each listed test: the embedded metadata store with passage vectors
-/// in a Qdrant Edge shard (`--vector-store edge`).
-macro_rules! on_qdrant_edge {
+/// `on_embedded::name` for each listed test: the embedded metadata store with passages and
+/// points in the embedded engine (`--vector-store embedded`) instead of the default Qdrant Edge.
+macro_rules! on_embedded_engine {
     ($($name:ident),* $(,)?) => {
-        mod on_qdrant_edge {
+        mod on_embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::helpers::Backend::Edge).await
+                    super::$name(crate::helpers::Backend::Embedded).await
                 }
             )*
         }
+    };
+}
+
+/// `on_all_backends!` and `on_embedded_engine!` for one list: every store vectors can live in.
+macro_rules! on_every_vector_store {
+    ($($name:ident),* $(,)?) => {
+        on_all_backends!($($name),*);
+        on_embedded_engine!($($name),*);
     };
 }
 

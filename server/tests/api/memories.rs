@@ -5,7 +5,7 @@
 use crate::helpers::{assert_error, spawn_app, Backend};
 use serde_json::json;
 
-on_all_backends!(
+on_every_vector_store!(
     memories_are_remembered_found_by_meaning_and_forgotten,
     bad_memories_are_refused_whole_with_a_json_error,
 );

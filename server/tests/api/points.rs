@@ -4,7 +4,7 @@
 use crate::helpers::{expect_error, spawn_app, spawn_app_with, Backend, Options, TestApp};
 use serde_json::{json, Value};
 
-on_all_backends!(
+on_every_vector_store!(
     points_round_trip_through_upsert_get_search_and_delete,
     search_order_matches_an_exact_cosine_ranking,
     filters_and_min_score_narrow_the_results,

@@ -7,7 +7,7 @@ use crate::helpers::{spawn_app, Backend};
 use serde_json::json;
 
 on_both_backends!(hybrid_retrieval_finds_what_either_side_finds,);
-on_qdrant_edge!(hybrid_retrieval_finds_what_either_side_finds,);
+on_embedded_engine!(hybrid_retrieval_finds_what_either_side_finds,);
 
 const DOCS: &[(&str, &str)] = &[
     ("leave.md", "# Leave\n\nEmployees receive twenty-five days of paid vacation per calendar year. Unused days carry over until March."),

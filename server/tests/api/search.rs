@@ -4,14 +4,7 @@
 use crate::helpers::{assert_error, spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
 
-// The same tests on every backend and on Qdrant Edge, from one list.
-macro_rules! search_tests {
-    ($($name:ident),* $(,)?) => {
-        on_all_backends!($($name),*);
-        on_qdrant_edge!($($name),*);
-    };
-}
-search_tests!(
+on_every_vector_store!(
     every_mode_finds_the_passage_that_answers,
     results_respect_limit_document_filter_and_min_score,
     a_cached_result_is_never_stale_after_a_change,

@@ -401,7 +401,7 @@ async fn qdrant_edge_keyword_search_is_bm25_over_one_space() {
 }
 
 #[tokio::test]
-async fn an_older_qdrant_edge_shard_gains_a_keyword_side_and_asks_to_be_indexed_again() {
+async fn new_and_older_qdrant_edge_shards_ask_once_for_every_space_to_be_indexed_again() {
     use qdrant_edge::{
         Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, PointId,
         PointInsertOperations, PointOperations, PointStruct, UpdateOperation, Vectors,
@@ -446,6 +446,7 @@ async fn an_older_qdrant_edge_shard_gains_a_keyword_side_and_asks_to_be_indexed_
             keyword(&store, space, "valve", None).await,
             vec![p.chunk_id]
         );
+        store.reindex_queued().await.expect("recorded");
     }
     let store = EdgeVectorStore::open(dir.path(), "m", DIMS)
         .await
@@ -454,13 +455,13 @@ async fn an_older_qdrant_edge_shard_gains_a_keyword_side_and_asks_to_be_indexed_
         !store.needs_reindex(),
         "asked once: the keyword side is there now"
     );
+    // A new shard asks too: spaces indexed before were indexed into another store.
     let fresh = EdgeVectorStore::open(&dir.path().join("new"), "m", DIMS)
         .await
         .expect("new shard");
-    assert!(
-        !fresh.needs_reindex(),
-        "an empty shard has nothing to index again"
-    );
+    assert!(fresh.needs_reindex());
+    fresh.reindex_queued().await.expect("recorded");
+    assert!(!fresh.needs_reindex());
 }
 
 #[tokio::test]
@@ -521,4 +522,70 @@ async fn an_unreachable_qdrant_is_reported_within_the_timeout() {
     assert!(matches!(err, VectorError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A data directory the embedded engine kept (the default before Qdrant Edge) served with the
+/// new default: its spaces are indexed again into Edge in the background and its points are
+/// copied over, so nothing indexed before is lost to search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_the_embedded_engine_moves_to_qdrant_edge_whole() {
+    use crate::helpers::{spawn_app, Backend};
+    use serde_json::json;
+    let app = spawn_app(Backend::Embedded).await;
+    let space = app.create_space("Before").await;
+    let text =
+        "# Boilers\n\nThe boiler's pilot light is relit with the red button under the cover.";
+    let (status, doc) = app
+        .upload(&space, "boiler.md", text.as_bytes().to_vec())
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    let id = doc["id"].as_str().expect("id").to_string();
+    assert_eq!(app.wait_for_ingestion(&space, &id).await["status"], "ready");
+    let points = format!("/api/v1/spaces/{space}/points");
+    let (status, body) = app
+        .put_json(
+            &points,
+            &json!({ "points": [
+                { "id": 1, "vector": [1.0, 0.0], "payload": { "k": "a" } },
+                { "id": 2, "vector": [0.0, 1.0] },
+            ] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The same data directory served with the defaults: Qdrant Edge.
+    let app = app.restart_with(|_| {}).await;
+    let (status, health) = app.get_json("/health/readiness").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(app.wait_for_ingestion(&space, &id).await["status"], "ready");
+    for mode in ["dense", "keyword", "hybrid"] {
+        let (status, found) = app
+            .post_json(
+                &format!("/api/v1/spaces/{space}/search"),
+                &json!({ "query": "how do I relight the boiler pilot light", "mode": mode }),
+            )
+            .await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(
+            found["results"][0]["filename"], "boiler.md",
+            "{mode}: {found}"
+        );
+        assert_eq!(
+            found["results"].as_array().map(Vec::len),
+            Some(1),
+            "{mode}: {found}"
+        );
+    }
+    let (status, point) = app.get_json(&format!("{points}/1")).await;
+    assert_eq!(status, 200, "{point}");
+    assert_eq!(
+        point,
+        json!({ "id": 1, "vector": [1.0, 0.0], "payload": { "k": "a" } })
+    );
+    let (_, info) = app.get_json(&points).await;
+    assert_eq!(info["points"], 2, "{info}");
+    assert!(
+        app.data_dir.join("edge/points/kenning.moved").exists(),
+        "the move is recorded, so a restart does not copy again"
+    );
 }
