@@ -393,6 +393,8 @@ impl PointStore for EdgePointStore {
             shard
                 .delete_where(space_filter(space, &Map::new())?)
                 .await?;
+            // A whole space's points are worth vacuuming now rather than at the next large write.
+            shard.optimize_in_background();
         }
         self.dimensions.invalidate(&space).await;
         Ok(())

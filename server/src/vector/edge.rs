@@ -114,6 +114,14 @@ where
         .map_err(|e| VectorError::Other(anyhow::anyhow!("Qdrant Edge task failed: {e}")))?
 }
 
+/// Optimises a shard, then flushes its segments so its write-ahead log can drop what they now
+/// hold: Edge flushes only when asked, and an unflushed log grows with every write.
+fn optimize_and_flush(shard: &EdgeShard) -> Result<bool, VectorError> {
+    let optimized = shard.optimize()?;
+    shard.flush()?;
+    Ok(optimized)
+}
+
 /// One open Qdrant Edge shard: the engine, the lock that keeps other processes off its
 /// directory, and its background optimisation.
 pub(crate) struct Shard {
@@ -212,7 +220,7 @@ impl Shard {
     /// Optimises the shard now (merging segments, building the HNSW graph once a segment is
     /// large); true when there was work to do.
     pub(crate) async fn optimize(&self) -> Result<bool, VectorError> {
-        self.run(|s| Ok(s.optimize()?)).await
+        self.run(optimize_and_flush).await
     }
 
     /// Whether a background optimisation is running.
@@ -238,7 +246,7 @@ impl Shard {
         let (shard, optimizing) = (self.inner.clone(), self.optimizing.clone());
         tokio::task::spawn_blocking(move || {
             // Searches and writes go on meanwhile: Edge serves them from proxies of the segments.
-            if let Err(e) = shard.optimize() {
+            if let Err(e) = optimize_and_flush(&shard) {
                 tracing::warn!(error = %e, "optimising the Qdrant Edge shard failed");
             }
             optimizing.store(false, Ordering::Release);
@@ -470,7 +478,10 @@ impl VectorStore for EdgeVectorStore {
     }
 
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError> {
-        self.shard.delete_where(scope(space_id, None)?).await
+        self.shard.delete_where(scope(space_id, None)?).await?;
+        // A whole space's passages are worth vacuuming now rather than at the next large write.
+        self.shard.optimize_in_background();
+        Ok(())
     }
 }
 
