@@ -164,6 +164,16 @@ pub struct IngestCommand {
     #[arg(long, env = "KENNING_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_upload_bytes: u64,
 
+    /// Send the files through the Kenning running at this address (its API; its workers index
+    /// them) instead of opening the data directory here: for a data directory a running server
+    /// holds, as Qdrant Edge serves one process.
+    #[arg(long, env = "KENNING_URL")]
+    pub url: Option<String>,
+
+    /// API key for --url, when that server requires sign-in (`--auth password`).
+    #[arg(long, env = "KENNING_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub api_key: Option<SecretString>,
+
     #[command(flatten)]
     pub store: StoreConfig,
 

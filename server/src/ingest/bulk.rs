@@ -1,11 +1,14 @@
 //! `kenning ingest <path> --space <name>`: uploads a file or a folder's files into a space
 //! through the same service as the API, runs workers in this process until every accepted
-//! document is ready or failed, and shows progress bars and a summary.
+//! document is ready or failed, and shows progress bars and a summary. With `--url` the files
+//! go through a running Kenning's API instead (whose workers index them), for a data directory
+//! that server holds.
 
 use crate::config::IngestCommand;
 use crate::retrieve::Retriever;
 use crate::service::{Service, ServiceError};
 use crate::startup::{spawn_workers, Engine};
+use app::api::Document;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,37 +75,267 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Where a bulk ingestion sends its files: the data directory opened in this process, with
+/// workers of its own, or a running Kenning's API.
+enum Target {
+    Local {
+        /// Boxed: the service is large beside the remote client.
+        service: Box<Service>,
+        space_id: String,
+        stop: CancellationToken,
+        workers: Vec<tokio::task::JoinHandle<()>>,
+    },
+    Remote(Remote),
+}
+
+/// What became of one file's upload.
+enum Uploaded {
+    /// Accepted as a new document, with its id.
+    New(String),
+    /// The space already holds the same content.
+    Duplicate,
+}
+
+impl Target {
+    async fn open(cmd: &IngestCommand) -> anyhow::Result<Self> {
+        if let Some(url) = &cmd.url {
+            return Ok(Self::Remote(
+                Remote::connect(url, cmd.api_key.as_ref(), &cmd.space).await?,
+            ));
+        }
+        let engine = Engine::open(&cmd.store, &cmd.ingest).await?;
+        tokio::fs::create_dir_all(&cmd.store.data_dir).await?;
+        let wake = Arc::new(Notify::new());
+        let service = Service::new(
+            engine.store.clone(),
+            engine.vectors.clone(),
+            Arc::new(Retriever::new(
+                engine.store.clone(),
+                engine.vectors.clone(),
+                engine.embedder.clone(),
+                Default::default(),
+            )),
+            cmd.store.data_dir.clone(),
+            cmd.max_upload_bytes,
+            cmd.ingest.job_max_attempts,
+            wake.clone(),
+        );
+        let space_id = find_or_create_space(&service, &cmd.space).await?;
+        let stop = CancellationToken::new();
+        let workers = spawn_workers(
+            &engine,
+            cmd.store.data_dir.clone(),
+            &cmd.ingest,
+            cmd.ingest.ingest_workers.max(1),
+            wake,
+            stop.clone(),
+        )?;
+        Ok(Self::Local {
+            service: Box::new(service),
+            space_id,
+            stop,
+            workers,
+        })
+    }
+
+    /// Uploads one file; `Err` is why it was refused.
+    async fn upload(&self, path: &Path) -> Result<Uploaded, String> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot read: {e}"))?;
+        match self {
+            Self::Local {
+                service, space_id, ..
+            } => {
+                let u = service
+                    .upload_document(
+                        space_id,
+                        name.as_deref(),
+                        None,
+                        tokio_util::io::ReaderStream::new(file),
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        ServiceError::Internal(_) => e.to_detail().message,
+                        other => other.to_string(),
+                    })?;
+                Ok(if u.created {
+                    Uploaded::New(u.document.id)
+                } else {
+                    Uploaded::Duplicate
+                })
+            }
+            Self::Remote(r) => r.upload(name.unwrap_or_default(), file).await,
+        }
+    }
+
+    /// A document's state on its way into the index.
+    async fn document(&self, id: &str) -> anyhow::Result<Document> {
+        match self {
+            Self::Local {
+                service, space_id, ..
+            } => service
+                .get_document(space_id, id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+            Self::Remote(r) => r.document(id).await,
+        }
+    }
+
+    /// Stops this process's workers once every document has settled.
+    async fn finish(self) {
+        if let Self::Local { stop, workers, .. } = self {
+            stop.cancel();
+            for w in workers {
+                let _ = w.await;
+            }
+        }
+    }
+}
+
+/// A running Kenning's API, for `kenning ingest --url`.
+struct Remote {
+    http: reqwest::Client,
+    base: String,
+    space_id: String,
+}
+
+impl Remote {
+    /// Connects with the API key, if any, and finds the space by name or creates it.
+    async fn connect(
+        url: &str,
+        token: Option<&secrecy::SecretString>,
+        space: &str,
+    ) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
+                    .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(REMOTE_TIMEOUT_SECS))
+            .build()?;
+        let mut remote = Self {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            space_id: String::new(),
+        };
+        remote.space_id = remote.find_or_create_space(space).await?;
+        Ok(remote)
+    }
+
+    /// The body of a successful answer, or the server's own error message.
+    async fn ok(r: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        if r.status().is_success() {
+            return Ok(r);
+        }
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        let message = body["error"]["message"]
+            .as_str()
+            .or_else(|| body["message"].as_str())
+            .unwrap_or("no error message");
+        anyhow::bail!("{status}: {message}")
+    }
+
+    async fn find_or_create_space(&self, name: &str) -> anyhow::Result<String> {
+        let mut offset = 0;
+        loop {
+            let page: app::api::Page<app::api::Space> = Self::ok(
+                self.http
+                    .get(format!("{}/api/v1/spaces", self.base))
+                    .query(&[("limit", "100"), ("offset", &offset.to_string())])
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("no Kenning answers at {}: {e}", self.base))?,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("listing spaces at {}: {e}", self.base))?
+            .json()
+            .await?;
+            if let Some(s) = page.items.iter().find(|s| s.name == name) {
+                return Ok(s.id.clone());
+            }
+            offset += page.items.len() as i64;
+            if page.items.is_empty() || offset >= page.total {
+                break;
+            }
+        }
+        let space: app::api::Space = Self::ok(
+            self.http
+                .post(format!("{}/api/v1/spaces", self.base))
+                .json(&serde_json::json!({ "name": name, "description": "" }))
+                .send()
+                .await?,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating space {name:?}: {e}"))?
+        .json()
+        .await?;
+        Ok(space.id)
+    }
+
+    async fn upload(&self, name: String, file: tokio::fs::File) -> Result<Uploaded, String> {
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::stream(body).file_name(name),
+        );
+        let sent = self
+            .http
+            .post(format!(
+                "{}/api/v1/spaces/{}/documents",
+                self.base, self.space_id
+            ))
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| format!("upload failed: {e}"))?;
+        let status = sent.status();
+        let doc: Document = Self::ok(sent)
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| format!("unreadable answer: {e}"))?;
+        Ok(if status == reqwest::StatusCode::ACCEPTED {
+            Uploaded::New(doc.id)
+        } else {
+            Uploaded::Duplicate
+        })
+    }
+
+    async fn document(&self, id: &str) -> anyhow::Result<Document> {
+        Ok(Self::ok(
+            self.http
+                .get(format!(
+                    "{}/api/v1/spaces/{}/documents/{id}",
+                    self.base, self.space_id
+                ))
+                .send()
+                .await?,
+        )
+        .await?
+        .json()
+        .await?)
+    }
+}
+
+/// Longest wait for one request to a running Kenning (an upload of the largest file included).
+const REMOTE_TIMEOUT_SECS: u64 = 300;
+
 /// Runs a bulk ingestion; `show_progress` draws bars on stderr.
 pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let files = collect_files(&cmd.path)?;
-    let engine = Engine::open(&cmd.store, &cmd.ingest).await?;
-    tokio::fs::create_dir_all(&cmd.store.data_dir).await?;
-    let wake = Arc::new(Notify::new());
-    let service = Service::new(
-        engine.store.clone(),
-        engine.vectors.clone(),
-        Arc::new(Retriever::new(
-            engine.store.clone(),
-            engine.vectors.clone(),
-            engine.embedder.clone(),
-            Default::default(),
-        )),
-        cmd.store.data_dir.clone(),
-        cmd.max_upload_bytes,
-        cmd.ingest.job_max_attempts,
-        wake.clone(),
-    );
-    let space_id = find_or_create_space(&service, &cmd.space).await?;
-    let stop = CancellationToken::new();
-    let workers = spawn_workers(
-        &engine,
-        cmd.store.data_dir.clone(),
-        &cmd.ingest,
-        cmd.ingest.ingest_workers.max(1),
-        wake,
-        stop.clone(),
-    )?;
+    let target = Target::open(cmd).await?;
 
     let bar = |len: usize, msg: &'static str| {
         let b = ProgressBar::new(len as u64).with_message(msg);
@@ -126,25 +359,9 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
     let mut accepted: Vec<(PathBuf, String)> = Vec::new();
     let uploading = bar(files.len(), "uploading");
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let result = match tokio::fs::File::open(path).await {
-            Ok(file) => service
-                .upload_document(
-                    &space_id,
-                    name.as_deref(),
-                    None,
-                    tokio_util::io::ReaderStream::new(file),
-                )
-                .await
-                .map_err(|e| match e {
-                    ServiceError::Internal(_) => e.to_detail().message,
-                    other => other.to_string(),
-                }),
-            Err(e) => Err(format!("cannot read: {e}")),
-        };
-        match result {
-            Ok(u) if u.created => accepted.push((path.clone(), u.document.id)),
-            Ok(_) => summary.duplicates += 1,
+        match target.upload(path).await {
+            Ok(Uploaded::New(id)) => accepted.push((path.clone(), id)),
+            Ok(Uploaded::Duplicate) => summary.duplicates += 1,
             Err(why) => summary.skipped.push((path.clone(), why)),
         }
         uploading.inc(1);
@@ -156,10 +373,7 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
     while !waiting.is_empty() {
         let mut still = Vec::new();
         for (path, id) in waiting {
-            let doc = service
-                .get_document(&space_id, &id)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let doc = target.document(&id).await?;
             match doc.status.as_str() {
                 "ready" => {
                     summary.ready += 1;
@@ -188,10 +402,7 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
         }
     }
     indexing.finish_with_message("");
-    stop.cancel();
-    for w in workers {
-        let _ = w.await;
-    }
+    target.finish().await;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

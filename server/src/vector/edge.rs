@@ -163,7 +163,8 @@ impl Shard {
                 return Err(match e {
                     std::fs::TryLockError::WouldBlock => VectorError::Unavailable(format!(
                         "the Qdrant Edge shard in {} is open in another Kenning process; \
-                         stop it first (edge serves one process: use in-process workers)",
+                         stop it first, or send work through it (`kenning ingest --url`): \
+                         edge serves one process, so use in-process workers",
                         dir.display()
                     )),
                     std::fs::TryLockError::Error(e) => VectorError::Other(e.into()),

@@ -1,12 +1,15 @@
-//! `kenning ingest`: a folder into a space, with a truthful summary.
+//! `kenning ingest`: a folder into a space, with a truthful summary, in this process or through
+//! a running server's API.
 
+use crate::helpers::{spawn_app, Backend};
 use clap::Parser;
-use kenning::config::{Cli, Command};
+use kenning::config::{Cli, Command, IngestCommand};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
-#[tokio::test]
-async fn a_folder_is_ingested_into_a_new_space_with_a_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let docs = dir.path().join("docs");
+/// Five files to ingest (two good, one copy, one unsupported, one broken) and one hidden.
+fn folder(dir: &Path) -> PathBuf {
+    let docs = dir.join("docs");
     std::fs::create_dir_all(docs.join("nested")).unwrap();
     std::fs::create_dir_all(docs.join(".hidden")).unwrap();
     std::fs::write(docs.join("a.md"), "# A\n\nAlpha passage about invoices.\n").unwrap();
@@ -15,10 +18,13 @@ async fn a_folder_is_ingested_into_a_new_space_with_a_summary() {
     std::fs::write(docs.join("image.png"), [0x89u8, 0x50, 0x4e, 0x47, 0, 0, 0]).unwrap();
     std::fs::write(docs.join("broken.pdf"), "%PDF-1.4 not a pdf").unwrap();
     std::fs::write(docs.join(".hidden/secret.md"), "# hidden").unwrap();
+    docs
+}
 
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let data = dir.path().join("data");
-    let cli = Cli::parse_from([
+/// `kenning ingest <docs> --space Imported --data-dir <data>` and any further arguments.
+fn command(docs: &Path, data: &Path, more: &[&str]) -> IngestCommand {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut args: Vec<&OsStr> = vec![
         "kenning".as_ref(),
         "ingest".as_ref(),
         docs.as_os_str(),
@@ -30,14 +36,16 @@ async fn a_folder_is_ingested_into_a_new_space_with_a_summary() {
         models.as_os_str(),
         "--job-poll-ms".as_ref(),
         "50".as_ref(),
-    ] as [&std::ffi::OsStr; 11]);
-    let Command::Ingest(cmd) = cli.command else {
+    ];
+    args.extend(more.iter().map(|a| OsStr::new(*a)));
+    let Command::Ingest(cmd) = Cli::parse_from(args).command else {
         panic!("expected ingest")
     };
-    let summary = kenning::ingest::bulk::run(&cmd, false)
-        .await
-        .expect("bulk ingestion runs");
+    cmd
+}
 
+/// The summary of the folder's first ingestion, wherever it ran.
+fn assert_first_summary(summary: &kenning::ingest::bulk::Summary) {
     assert_eq!(summary.files, 5, "hidden folders are skipped: {summary:?}");
     assert_eq!(summary.ready, 2, "{summary}");
     assert_eq!(
@@ -49,9 +57,76 @@ async fn a_folder_is_ingested_into_a_new_space_with_a_summary() {
     assert_eq!(summary.failed.len(), 1, "{summary}");
     assert!(summary.failed[0].1.contains("PDF"), "{summary}");
     assert!(summary.passages >= 2);
+}
+
+#[tokio::test]
+async fn a_folder_is_ingested_into_a_new_space_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = command(&folder(dir.path()), &dir.path().join("data"), &[]);
+    let summary = kenning::ingest::bulk::run(&cmd, false)
+        .await
+        .expect("bulk ingestion runs");
+    assert_first_summary(&summary);
 
     // Running it again finds the same space and adds nothing.
     let again = kenning::ingest::bulk::run(&cmd, false).await.unwrap();
     assert_eq!(again.ready, 0);
     assert_eq!(again.duplicates, 4, "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_goes_through_a_running_server_that_holds_the_data_directory() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = folder(dir.path());
+
+    // The server holds the data directory's Qdrant Edge shard: a second process is refused,
+    // and told how to go through the server instead.
+    let local = command(&docs, &app.data_dir, &[]);
+    let Err(err) = kenning::ingest::bulk::run(&local, false).await else {
+        panic!("a second process opened the server's data directory");
+    };
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("another Kenning process") && err.contains("--url"),
+        "{err}"
+    );
+
+    let remote = command(&docs, dir.path(), &["--url", &app.address]);
+    let summary = kenning::ingest::bulk::run(&remote, false)
+        .await
+        .expect("ingestion through the server runs");
+    assert_first_summary(&summary);
+
+    // The server's own search finds what went in, in the space the command made.
+    let (_, spaces) = app.get_json("/api/v1/spaces").await;
+    let space = spaces["items"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "Imported"))
+        .expect("the space was made")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, found) = app
+        .post_json(
+            &format!("/api/v1/spaces/{space}/search"),
+            &serde_json::json!({ "query": "laptops" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["results"][0]["filename"], "b.txt", "{found}");
+
+    let again = kenning::ingest::bulk::run(&remote, false).await.unwrap();
+    assert_eq!(again.ready, 0);
+    assert_eq!(
+        again.duplicates, 4,
+        "the same space is found again: {again}"
+    );
+
+    // A server that is not there is a clear error, not a hang.
+    let nowhere = command(&docs, dir.path(), &["--url", "http://127.0.0.1:9"]);
+    let Err(err) = kenning::ingest::bulk::run(&nowhere, false).await else {
+        panic!("ingested into nothing");
+    };
+    assert!(format!("{err:#}").contains("no Kenning answers"), "{err:#}");
 }
