@@ -580,7 +580,8 @@ impl Engine {
         // server, or the metadata database (on SQLite the same engine then serves passages).
         let (points, embedded_points): (Arc<dyn PointStore>, Option<Arc<SqlitePointStore>>) =
             match (&pool, &qdrant) {
-                (_, None) if backend == VectorBackend::Edge => {
+                // On PostgreSQL points stay in pgvector, where they were before Edge existed.
+                (Pool::Sqlite(_), None) if backend == VectorBackend::Edge => {
                     let root = store_config.data_dir.join("edge").join("points");
                     let edge = EdgePointStore::open(&root, ingest.points_graph_min)
                         .await

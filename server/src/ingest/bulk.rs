@@ -328,6 +328,9 @@ impl Remote {
     }
 }
 
+/// Failed looks in a row at one document's progress before it is reported as failed.
+const MAX_MISSED_LOOKS: u32 = 5;
+
 /// Longest wait for one request to a running Kenning (an upload of the largest file included).
 const REMOTE_TIMEOUT_SECS: u64 = 300;
 
@@ -369,11 +372,27 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
     uploading.finish();
 
     let indexing = bar(accepted.len(), "indexing");
-    let mut waiting = accepted;
+    let mut waiting: Vec<(PathBuf, String, u32)> =
+        accepted.into_iter().map(|(p, id)| (p, id, 0)).collect();
     while !waiting.is_empty() {
         let mut still = Vec::new();
-        for (path, id) in waiting {
-            let doc = target.document(&id).await?;
+        for (path, id, misses) in waiting {
+            // A look that fails (a timeout, a busy server) is tried again; a document that
+            // cannot be read several times in a row is reported with the reason, not waited on.
+            let doc = match target.document(&id).await {
+                Ok(doc) => doc,
+                Err(e) if misses + 1 >= MAX_MISSED_LOOKS => {
+                    summary
+                        .failed
+                        .push((path, format!("its progress could not be read: {e:#}")));
+                    indexing.inc(1);
+                    continue;
+                }
+                Err(_) => {
+                    still.push((path, id, misses + 1));
+                    continue;
+                }
+            };
             match doc.status.as_str() {
                 "ready" => {
                     summary.ready += 1;
@@ -392,7 +411,7 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
                         path.display(),
                         doc.phase.unwrap_or_default()
                     ));
-                    still.push((path, id));
+                    still.push((path, id, 0));
                 }
             }
         }

@@ -1,17 +1,19 @@
-//! Points in Qdrant Edge: one shard per vector length in `DATA_DIR/edge/points`, holding the
-//! points of every space with that length. A point is stored under a UUID derived from its space
-//! and its own id (so two spaces may use the same id), with the space as the indexed tenant key,
-//! the client's id and the client's payload kept beside it; filters on a payload key read
-//! `payload.<key>`. A space's length is the length of the shard its points are in. The shard is
-//! optimised in the background after large writes, which is when it builds its HNSW graph for
-//! segments past the graph minimum; smaller ones are searched exactly. Cosine vectors are kept
-//! at unit length, so `get` returns a point's vector normalised, as Qdrant's server does.
+//! Points in Qdrant Edge: one shard per vector length in `DATA_DIR/edge/points` (at most
+//! [`MAX_LENGTHS`]), holding the points of every space with that length. A point is stored under
+//! a UUID derived from its space and its own id (so two spaces may use the same id), with the
+//! space as the indexed tenant key, the client's id and the client's payload kept beside it;
+//! filters on a payload key read `payload."<key>"`. A space's length is the length of the shard
+//! its points are in, so it is fixed while the space has points. The shard is optimised in the
+//! background after large writes, which is when it builds an HNSW graph for each segment past
+//! the threshold (half the graph minimum's worth of vectors, over every space of that length);
+//! smaller segments are searched exactly. Cosine vectors are kept at unit length, so `get`
+//! returns a point's vector normalised, as Qdrant's server does.
 
 use super::{
     unknown_filter_key, validate_batch, validate_query, validate_vector, Point, PointError,
     PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
-use crate::vector::edge::{keyword_index, Shard};
+use crate::vector::edge::{keyword_index, search_threads, Shard};
 use crate::vector::VectorError;
 use qdrant_edge::{
     CountRequestBuilder, Distance, EdgeConfigBuilder, EdgeOptimizersConfig,
@@ -39,6 +41,9 @@ const KNOWN_SPACES: u64 = 10_000;
 const OPTIMIZE_AFTER: usize = 5_000;
 /// Segments a shard aims for: searched in parallel, each indexed on its own.
 const SEGMENTS: usize = 2;
+/// Most vector lengths kept at once: each is a shard with its own threads and log, so a
+/// client cannot make thousands by sending points of every length.
+pub const MAX_LENGTHS: usize = 16;
 
 impl From<VectorError> for PointError {
     fn from(e: VectorError) -> Self {
@@ -74,16 +79,27 @@ fn filter(value: Value) -> Result<Filter, PointError> {
     })
 }
 
+/// The path of a client's payload key: quoted, so a key with dots, brackets or spaces is one
+/// key as on the other stores, not a path into nested values. Quotes and backslashes cannot be
+/// quoted in Qdrant's path syntax, so keys holding them are refused.
+fn payload_path(key: &str) -> Result<String, PointError> {
+    if key.contains(['"', '\\']) {
+        return Err(PointError::Invalid(
+            "invalid_filter",
+            format!("filter keys may not contain quotes or backslashes: {key:?}"),
+        ));
+    }
+    Ok(format!("{PAYLOAD}.\"{key}\""))
+}
+
 /// The space's points, narrowed by the client's filter: strings and booleans match exactly,
-/// whole numbers by integer match, other numbers by a one-value range.
+/// numbers by a one-value range (so 1 matches a stored 1.0, as on the other stores).
 fn space_filter(space: Uuid, query: &Map<String, Value>) -> Result<Filter, PointError> {
     let mut must = vec![json!({ "key": SPACE, "match": { "value": space.to_string() } })];
     for (key, value) in query {
-        let path = format!("{PAYLOAD}.{key}");
+        let path = payload_path(key)?;
         must.push(match value {
-            Value::Number(n) if n.as_i64().is_none() => {
-                json!({ "key": path, "range": { "gte": n, "lte": n } })
-            }
+            Value::Number(n) => json!({ "key": path, "range": { "gte": n, "lte": n } }),
             other => json!({ "key": path, "match": { "value": other } }),
         });
     }
@@ -111,8 +127,8 @@ fn unpack(
 }
 
 impl EdgePointStore {
-    /// Opens the shards under `root` (made on first use); spaces of `graph_min` points or more
-    /// get a graph.
+    /// Opens the shards under `root` (made on first use); a shard's segments get a graph once
+    /// each holds about half of `graph_min` points' vectors.
     pub async fn open(root: &Path, graph_min: usize) -> Result<Self, PointError> {
         let store = Self {
             root: root.to_path_buf(),
@@ -150,6 +166,17 @@ impl EdgePointStore {
         if let Some(s) = shards.get(&dims) {
             return Ok(s.clone());
         }
+        if shards.len() >= MAX_LENGTHS {
+            let mut kept: Vec<usize> = shards.keys().copied().collect();
+            kept.sort_unstable();
+            return Err(PointError::Invalid(
+                "too_many_lengths",
+                format!(
+                    "this server keeps points of at most {MAX_LENGTHS} vector lengths and has \
+                     {kept:?}; send vectors of one of those lengths"
+                ),
+            ));
+        }
         // Edge indexes each segment past its threshold (kilobytes of vectors); with two
         // segments each indexes at half the graph minimum, as on the Qdrant server backend.
         let threshold_kb = (self.graph_min.saturating_mul(dims) * 4 / 1024 / SEGMENTS).max(1);
@@ -163,10 +190,13 @@ impl EdgePointStore {
                 indexing_threshold: Some(threshold_kb),
                 ..EdgeOptimizersConfig::default()
             })
+            .max_search_threads(search_threads())
             .build();
         let (shard, ()) = Shard::open(
             self.root.join(format!("d{dims}")),
             config,
+            // A changed --points-graph-min reaches shards made before it.
+            true,
             self.graph_min.min(OPTIMIZE_AFTER),
             |s| keyword_index(s, SPACE, true),
         )
@@ -322,7 +352,7 @@ impl PointStore for EdgePointStore {
             for key in query.filter.keys() {
                 let has_key = filter(json!({
                     "must": [{ "key": SPACE, "match": { "value": space.to_string() } }],
-                    "must_not": [{ "is_empty": { "key": format!("{PAYLOAD}.{key}") } }],
+                    "must_not": [{ "is_empty": { "key": payload_path(key)? } }],
                 }))?;
                 if Self::count(&shard, has_key).await? > 0 {
                     present.push(key.clone());
@@ -354,6 +384,7 @@ impl PointStore for EdgePointStore {
                 },
             ))
             .await?;
+        shard.wrote(1);
         Ok(true)
     }
 
@@ -423,5 +454,48 @@ mod tests {
         let f = space_filter(Uuid::now_v7(), &query).expect("filter");
         assert_eq!(f.must.as_ref().map(Vec::len), Some(5));
         assert!(space_filter(Uuid::now_v7(), &Map::new()).is_ok());
+        assert_eq!(
+            payload_path("a.b [0]").expect("quoted"),
+            r#"payload."a.b [0]""#
+        );
+        let quote: Map<String, Value> = serde_json::from_str(r#"{"a\"b": 1}"#).expect("json");
+        assert!(matches!(
+            space_filter(Uuid::now_v7(), &quote),
+            Err(PointError::Invalid("invalid_filter", _))
+        ));
+    }
+
+    #[tokio::test]
+    async fn points_of_too_many_lengths_are_refused_clearly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EdgePointStore::open(dir.path(), 100).await.expect("store");
+        let point = |dims: usize| Point {
+            id: PointId::parse("1").expect("id"),
+            vector: vec![1.0; dims],
+            payload: Map::new(),
+        };
+        for dims in 1..=MAX_LENGTHS {
+            store
+                .upsert(Uuid::now_v7(), vec![point(dims)])
+                .await
+                .expect("a length within the cap");
+        }
+        let err = store
+            .upsert(Uuid::now_v7(), vec![point(MAX_LENGTHS + 1)])
+            .await
+            .expect_err("one length too many");
+        assert!(
+            matches!(err, PointError::Invalid("too_many_lengths", _)),
+            "{err}"
+        );
+        // Lengths already kept still take points, after a restart too.
+        drop(store);
+        let store = EdgePointStore::open(dir.path(), 100)
+            .await
+            .expect("reopened");
+        store
+            .upsert(Uuid::now_v7(), vec![point(3)])
+            .await
+            .expect("a kept length");
     }
 }

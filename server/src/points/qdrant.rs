@@ -72,36 +72,46 @@ fn to_json(payload: HashMap<String, QdrantValue>) -> Map<String, Value> {
         .collect()
 }
 
-/// Payload equality on scalars: strings and booleans match exactly, whole numbers by integer
-/// match, other numbers by a one-value range.
-fn filter(query: &Map<String, Value>) -> Option<Filter> {
+/// Payload equality on scalars: strings and booleans match exactly, numbers by a one-value
+/// range (so 1 matches a stored 1.0, as on the other stores). Keys are quoted, so a key with
+/// dots, brackets or spaces is one key, not a path into nested values.
+fn filter(query: &Map<String, Value>) -> Result<Option<Filter>, PointError> {
     if query.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let conditions: Vec<Condition> = query
-        .iter()
-        .map(|(key, value)| match value {
-            Value::String(s) => Condition::matches(key.clone(), s.clone()),
-            Value::Bool(b) => Condition::matches(key.clone(), *b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Condition::matches(key.clone(), i),
-                None => {
-                    let x = n.as_f64();
-                    Condition::range(
-                        key.clone(),
-                        Range {
-                            gte: x,
-                            lte: x,
-                            ..Range::default()
-                        },
-                    )
-                }
-            },
+    let mut conditions = Vec::with_capacity(query.len());
+    for (key, value) in query {
+        let key = quoted(key)?;
+        conditions.push(match value {
+            Value::String(s) => Condition::matches(key, s.clone()),
+            Value::Bool(b) => Condition::matches(key, *b),
+            Value::Number(n) => {
+                let x = n.as_f64();
+                Condition::range(
+                    key,
+                    Range {
+                        gte: x,
+                        lte: x,
+                        ..Range::default()
+                    },
+                )
+            }
             // validate_query lets only scalars through.
-            other => Condition::matches(key.clone(), other.to_string()),
-        })
-        .collect();
-    Some(Filter::must(conditions))
+            other => Condition::matches(key, other.to_string()),
+        });
+    }
+    Ok(Some(Filter::must(conditions)))
+}
+
+/// A payload key in Qdrant's path syntax, quoted; quotes and backslashes cannot be quoted.
+fn quoted(key: &str) -> Result<String, PointError> {
+    if key.contains(['"', '\\']) {
+        return Err(PointError::Invalid(
+            "invalid_filter",
+            format!("filter keys may not contain quotes or backslashes: {key:?}"),
+        ));
+    }
+    Ok(format!("\"{key}\""))
 }
 
 impl QdrantPointStore {
@@ -215,7 +225,7 @@ impl PointStore for QdrantPointStore {
             .query(query.vector.clone())
             .limit(query.limit as u64)
             .with_payload(true);
-        if let Some(f) = filter(&query.filter) {
+        if let Some(f) = filter(&query.filter)? {
             request = request.filter(f);
         }
         let response = self.client.query(request).await?;
@@ -241,7 +251,7 @@ impl PointStore for QdrantPointStore {
                     .client
                     .count(
                         CountPointsBuilder::new(self.collection(space))
-                            .filter(Filter::must_not([Condition::is_empty(key.clone())]))
+                            .filter(Filter::must_not([Condition::is_empty(quoted(key)?)]))
                             .exact(true),
                     )
                     .await?;
@@ -371,11 +381,13 @@ mod tests {
     }
 
     #[test]
-    fn filters_keep_whole_numbers_apart_from_fractions() {
+    fn filters_quote_keys_and_refuse_what_cannot_be_quoted() {
         let query: Map<String, Value> =
             serde_json::from_str(r#"{"n": 3, "x": 2.5, "tag": "a", "ok": true}"#).expect("json");
-        let f = filter(&query).expect("filter");
+        let f = filter(&query).expect("valid").expect("filter");
         assert_eq!(f.must.len(), 4);
-        assert!(filter(&Map::new()).is_none());
+        assert!(filter(&Map::new()).expect("valid").is_none());
+        let bad: Map<String, Value> = serde_json::from_str(r#"{"a\"b": 1}"#).expect("json");
+        assert!(filter(&bad).is_err());
     }
 }

@@ -125,7 +125,7 @@ fn optimize_and_flush(shard: &EdgeShard) -> Result<bool, VectorError> {
 /// One open Qdrant Edge shard: the engine, the lock that keeps other processes off its
 /// directory, and its background optimisation.
 pub(crate) struct Shard {
-    inner: Arc<EdgeShard>,
+    inner: Arc<Held>,
     path: PathBuf,
     /// Points written since the last optimisation began.
     written: Arc<AtomicUsize>,
@@ -133,20 +133,53 @@ pub(crate) struct Shard {
     optimize_after: usize,
     /// Whether an optimisation is running (one at a time).
     optimizing: Arc<AtomicBool>,
+}
+
+/// An open shard with the lock on its directory: whoever still holds the shard (a background
+/// optimisation finishing after the store is gone) holds the lock too.
+struct Held {
+    shard: EdgeShard,
     /// Held open with an exclusive lock: a second process on the same shard is refused.
     _lock: std::fs::File,
 }
+
+impl std::ops::Deref for Held {
+    type Target = EdgeShard;
+    fn deref(&self) -> &EdgeShard {
+        &self.shard
+    }
+}
+
+/// Clears the running flag when an optimisation ends, even by a panic, so the next one can start.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Search threads per shard: one per core. Edge's own default is four per core, per shard,
+/// meant for data read from disk; these shards are searched in memory.
+pub(crate) fn search_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How long opening a shard waits for its lock before reporting it held by another process.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Marks a shard whose every indexed space has been queued for indexing into it.
 const INDEXED_MARKER: &str = "kenning.indexed";
 
 impl Shard {
     /// Opens the shard in `dir`, or creates it with `config`; `prepare` then runs on it before
-    /// anyone else can (payload indexes, upgrades). The shard is optimised once in the
-    /// background, finishing what a stopped process left.
+    /// anyone else can (payload indexes, upgrades). With `retune`, an existing shard takes the
+    /// tunables of `config` (optimiser thresholds, search threads) over the ones it was made
+    /// with. The shard is optimised once in the background, finishing what a stopped process left.
     pub(crate) async fn open<T, P>(
         dir: PathBuf,
         config: EdgeConfig,
+        retune: bool,
         optimize_after: usize,
         prepare: P,
     ) -> Result<(Self, T), VectorError>
@@ -159,7 +192,16 @@ impl Shard {
             std::fs::create_dir_all(&dir).map_err(anyhow::Error::new)?;
             let lock =
                 std::fs::File::create(dir.join("kenning.lock")).map_err(anyhow::Error::new)?;
-            if let Err(e) = lock.try_lock() {
+            // A store closed a moment ago may still be finishing a background optimisation,
+            // which holds the lock until it is done: wait a little before calling it taken.
+            let mut waited = std::time::Duration::ZERO;
+            let mut locked = lock.try_lock();
+            while matches!(locked, Err(std::fs::TryLockError::WouldBlock)) && waited < LOCK_WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                waited += std::time::Duration::from_millis(100);
+                locked = lock.try_lock();
+            }
+            if let Err(e) = locked {
                 return Err(match e {
                     std::fs::TryLockError::WouldBlock => VectorError::Unavailable(format!(
                         "the Qdrant Edge shard in {} is open in another Kenning process; \
@@ -171,7 +213,7 @@ impl Shard {
                 });
             }
             let shard = if dir.join("edge_config.json").exists() {
-                EdgeShard::load(&dir, None)?
+                EdgeShard::load(&dir, retune.then_some(config))?
             } else {
                 EdgeShard::new(&dir, config)?
             };
@@ -187,12 +229,14 @@ impl Shard {
             other => other,
         })?;
         let shard = Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(Held {
+                shard: inner,
+                _lock: lock,
+            }),
             path,
             written: Arc::new(AtomicUsize::new(0)),
             optimize_after: optimize_after.max(1),
             optimizing: Arc::new(AtomicBool::new(false)),
-            _lock: lock,
         };
         shard.optimize_in_background();
         Ok((shard, prepared))
@@ -229,8 +273,8 @@ impl Shard {
         self.optimizing.load(Ordering::Acquire)
     }
 
-    /// Counts `written` points and starts a background optimisation once enough have been
-    /// written since the last one.
+    /// Counts `written` points (written or deleted) and starts a background optimisation, which
+    /// also flushes the write-ahead log, once enough have changed since the last one.
     pub(crate) fn wrote(&self, written: usize) {
         let total = self.written.fetch_add(written, Ordering::Relaxed) + written;
         if total >= self.optimize_after {
@@ -244,13 +288,13 @@ impl Shard {
             return;
         }
         self.written.store(0, Ordering::Relaxed);
-        let (shard, optimizing) = (self.inner.clone(), self.optimizing.clone());
+        let (shard, running) = (self.inner.clone(), Running(self.optimizing.clone()));
         tokio::task::spawn_blocking(move || {
+            let _running = running;
             // Searches and writes go on meanwhile: Edge serves them from proxies of the segments.
             if let Err(e) = optimize_and_flush(&shard) {
                 tracing::warn!(error = %e, "optimising the Qdrant Edge shard failed");
             }
-            optimizing.store(false, Ordering::Release);
         });
     }
 
@@ -298,10 +342,14 @@ impl EdgeVectorStore {
                     .modifier(Modifier::Idf)
                     .build(),
             )
+            .max_search_threads(search_threads())
             .build();
         let (shard, ()) = Shard::open(
             shard_dir(root, model, dimensions),
             config,
+            // Loaded as saved: a shard from before the keyword side must not be validated
+            // against a configuration that already has it.
+            false,
             OPTIMIZE_AFTER,
             |shard| {
                 // A shard from before the keyword side gets it now, and its passages must be

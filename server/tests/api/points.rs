@@ -212,6 +212,32 @@ async fn filters_and_min_score_narrow_the_results(backend: Backend) {
     )
     .await;
     assert_eq!(ids(&found), [json!(2)], "numbers compare by value");
+    // Keys are keys, whatever they hold: a dot or a space is not a path into nested values.
+    let (status, _) = upsert(
+        &app,
+        &space,
+        json!([
+            { "id": 5, "vector": [0.5, 0.5], "payload": { "a.b": "x", "user id": 7, "w": 1.0 } },
+            { "id": 6, "vector": [0.5, 0.5], "payload": { "a": { "b": "x" }, "w": 2 } },
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (filter, want) in [
+        (json!({ "a.b": "x" }), json!(5)),
+        (json!({ "user id": 7 }), json!(5)),
+        (json!({ "w": 1 }), json!(5)),
+        (json!({ "w": 2.0 }), json!(6)),
+    ] {
+        let (status, found) = search(
+            &app,
+            &space,
+            json!({ "vector": [1.0, 0.0], "filter": filter }),
+        )
+        .await;
+        assert_eq!(status, 200, "{filter}: {found}");
+        assert_eq!(ids(&found), [want], "{filter}: {found}");
+    }
     let (status, found) = search(
         &app,
         &space,
