@@ -581,14 +581,12 @@ impl Engine {
         let (points, embedded_points): (Arc<dyn PointStore>, Option<Arc<SqlitePointStore>>) =
             match (&pool, &qdrant) {
                 // On PostgreSQL points stay in pgvector, where they were before Edge existed.
-                (Pool::Sqlite(_), None) if backend == VectorBackend::Edge => {
+                (Pool::Sqlite(pool), None) if backend == VectorBackend::Edge => {
                     let root = store_config.data_dir.join("edge").join("points");
                     let edge = EdgePointStore::open(&root, ingest.points_graph_min)
                         .await
                         .context("opening the points API's Qdrant Edge shards")?;
-                    if let Pool::Sqlite(pool) = &pool {
-                        move_points_to_edge(pool, &edge, &root).await?;
-                    }
+                    move_points_to_edge(pool, &edge, &root).await?;
                     (Arc::new(edge), None)
                 }
                 (_, Some(settings)) => (

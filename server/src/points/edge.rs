@@ -10,8 +10,8 @@
 //! returns a point's vector normalised, as Qdrant's server does.
 
 use super::{
-    unknown_filter_key, validate_batch, validate_query, validate_vector, Point, PointError,
-    PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
+    quoted_key, ranked, unknown_filter_key, validate_batch, validate_query, validate_vector, Point,
+    PointError, PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
 use crate::vector::edge::{keyword_index, search_threads, Shard};
 use crate::vector::VectorError;
@@ -79,23 +79,20 @@ fn filter(value: Value) -> Result<Filter, PointError> {
     })
 }
 
-/// The path of a client's payload key: quoted, so a key with dots, brackets or spaces is one
-/// key as on the other stores, not a path into nested values. Quotes and backslashes cannot be
-/// quoted in Qdrant's path syntax, so keys holding them are refused.
+/// The path of a client's payload key, under the payload it is kept in.
 fn payload_path(key: &str) -> Result<String, PointError> {
-    if key.contains(['"', '\\']) {
-        return Err(PointError::Invalid(
-            "invalid_filter",
-            format!("filter keys may not contain quotes or backslashes: {key:?}"),
-        ));
-    }
-    Ok(format!("{PAYLOAD}.\"{key}\""))
+    Ok(format!("{PAYLOAD}.{}", quoted_key(key)?))
+}
+
+/// The condition that a point belongs to `space`.
+fn in_space(space: Uuid) -> Value {
+    json!({ "key": SPACE, "match": { "value": space.to_string() } })
 }
 
 /// The space's points, narrowed by the client's filter: strings and booleans match exactly,
 /// numbers by a one-value range (so 1 matches a stored 1.0, as on the other stores).
 fn space_filter(space: Uuid, query: &Map<String, Value>) -> Result<Filter, PointError> {
-    let mut must = vec![json!({ "key": SPACE, "match": { "value": space.to_string() } })];
+    let mut must = vec![in_space(space)];
     for (key, value) in query {
         let path = payload_path(key)?;
         must.push(match value {
@@ -333,25 +330,25 @@ impl PointStore for EdgePointStore {
             )
             .await?;
         // min_score is applied here, so a score equal to it is kept as on the other stores.
-        let min = query.min_score.unwrap_or(f32::NEG_INFINITY);
-        let mut hits = found
-            .into_iter()
-            .filter(|p| p.score >= min)
-            .map(|p| {
-                let (id, payload) = unpack(p.payload)?;
-                Ok(ScoredPoint {
-                    id,
-                    score: p.score,
-                    payload,
+        let hits = ranked(
+            found
+                .into_iter()
+                .map(|p| {
+                    let (id, payload) = unpack(p.payload)?;
+                    Ok(ScoredPoint {
+                        id,
+                        score: p.score,
+                        payload,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, PointError>>()?;
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+                .collect::<Result<Vec<_>, PointError>>()?,
+            query.min_score,
+        );
         if hits.is_empty() && !query.filter.is_empty() {
             let mut present = Vec::new();
             for key in query.filter.keys() {
                 let has_key = filter(json!({
-                    "must": [{ "key": SPACE, "match": { "value": space.to_string() } }],
+                    "must": [in_space(space)],
                     "must_not": [{ "is_empty": { "key": payload_path(key)? } }],
                 }))?;
                 if Self::count(&shard, has_key).await? > 0 {

@@ -292,6 +292,28 @@ pub fn validate_query(query: &PointQuery) -> Result<(), PointError> {
 /// The error for a filter naming a payload key that no point of the space has: such a filter
 /// can never match, and is almost always a misspelt key, so it is refused rather than answered
 /// with nothing (asked only when a filtered search found nothing, so it costs no hit a thing).
+/// A backend's hits as every store returns them: `min_score` applied (a score equal to it
+/// stays), best first, ties in id order.
+pub(crate) fn ranked(mut hits: Vec<ScoredPoint>, min_score: Option<f32>) -> Vec<ScoredPoint> {
+    let min = min_score.unwrap_or(f32::NEG_INFINITY);
+    hits.retain(|p| p.score >= min);
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    hits
+}
+
+/// A payload key in Qdrant's path syntax (Edge and server alike), quoted, so a key with dots,
+/// brackets or spaces is one key as on the other stores, not a path into nested values. Quotes
+/// and backslashes cannot be quoted there, so keys holding them are refused.
+pub(crate) fn quoted_key(key: &str) -> Result<String, PointError> {
+    if key.contains(['"', '\\']) {
+        return Err(PointError::Invalid(
+            "invalid_filter",
+            format!("filter keys may not contain quotes or backslashes: {key:?}"),
+        ));
+    }
+    Ok(format!("\"{key}\""))
+}
+
 pub fn unknown_filter_key(
     filter: &Map<String, Value>,
     mut has_key: impl FnMut(&str) -> bool,

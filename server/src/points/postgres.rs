@@ -3,7 +3,7 @@
 //! payload is `jsonb`; filters are containment (`@>`) on scalar values, which is equality.
 
 use super::{
-    unknown_filter_key, validate_batch, validate_query, validate_vector, Point, PointError,
+    ranked, unknown_filter_key, validate_batch, validate_query, validate_vector, Point, PointError,
     PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
 use crate::vector::{hnsw_search_transaction, literal};
@@ -176,18 +176,17 @@ impl PointStore for PgPointStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let min = query.min_score.unwrap_or(f32::NEG_INFINITY);
-        let mut hits: Vec<ScoredPoint> = rows
-            .into_iter()
-            .map(|(id, score, payload)| ScoredPoint {
-                id: PointId::from_stored(id),
-                score: score as f32,
-                payload: object(&payload),
-            })
-            .filter(|p| p.score >= min)
-            .collect();
         // A secondary ORDER BY key would stop PostgreSQL using the HNSW index; ties are ordered here.
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        let hits = ranked(
+            rows.into_iter()
+                .map(|(id, score, payload)| ScoredPoint {
+                    id: PointId::from_stored(id),
+                    score: score as f32,
+                    payload: object(&payload),
+                })
+                .collect(),
+            query.min_score,
+        );
         if hits.is_empty() && !query.filter.is_empty() {
             let keys: Vec<String> = query.filter.keys().cloned().collect();
             let present: Vec<String> = sqlx::query_scalar(&format!(

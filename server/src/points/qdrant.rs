@@ -7,8 +7,8 @@
 //! returns a point's vector normalised.
 
 use super::{
-    unknown_filter_key, validate_batch, validate_query, validate_vector, Point, PointError,
-    PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
+    quoted_key, ranked, unknown_filter_key, validate_batch, validate_query, validate_vector, Point,
+    PointError, PointId, PointQuery, PointStore, PointsInfo, ScoredPoint,
 };
 use crate::vector::qdrant::{connect, has_code, QdrantSettings};
 use crate::vector::VectorError;
@@ -81,7 +81,7 @@ fn filter(query: &Map<String, Value>) -> Result<Option<Filter>, PointError> {
     }
     let mut conditions = Vec::with_capacity(query.len());
     for (key, value) in query {
-        let key = quoted(key)?;
+        let key = quoted_key(key)?;
         conditions.push(match value {
             Value::String(s) => Condition::matches(key, s.clone()),
             Value::Bool(b) => Condition::matches(key, *b),
@@ -101,17 +101,6 @@ fn filter(query: &Map<String, Value>) -> Result<Option<Filter>, PointError> {
         });
     }
     Ok(Some(Filter::must(conditions)))
-}
-
-/// A payload key in Qdrant's path syntax, quoted; quotes and backslashes cannot be quoted.
-fn quoted(key: &str) -> Result<String, PointError> {
-    if key.contains(['"', '\\']) {
-        return Err(PointError::Invalid(
-            "invalid_filter",
-            format!("filter keys may not contain quotes or backslashes: {key:?}"),
-        ));
-    }
-    Ok(format!("\"{key}\""))
 }
 
 impl QdrantPointStore {
@@ -230,20 +219,20 @@ impl PointStore for QdrantPointStore {
         }
         let response = self.client.query(request).await?;
         // min_score is applied here: Qdrant's threshold leaves out scores equal to it.
-        let min = query.min_score.unwrap_or(f32::NEG_INFINITY);
-        let mut hits = response
-            .result
-            .into_iter()
-            .filter(|p| p.score >= min)
-            .map(|p| {
-                Ok(ScoredPoint {
-                    id: from_qdrant(p.id)?,
-                    score: p.score,
-                    payload: to_json(p.payload),
+        let hits = ranked(
+            response
+                .result
+                .into_iter()
+                .map(|p| {
+                    Ok(ScoredPoint {
+                        id: from_qdrant(p.id)?,
+                        score: p.score,
+                        payload: to_json(p.payload),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, PointError>>()?;
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+                .collect::<Result<Vec<_>, PointError>>()?,
+            query.min_score,
+        );
         if hits.is_empty() && !query.filter.is_empty() {
             let mut present = Vec::new();
             for key in query.filter.keys() {
@@ -251,7 +240,7 @@ impl PointStore for QdrantPointStore {
                     .client
                     .count(
                         CountPointsBuilder::new(self.collection(space))
-                            .filter(Filter::must_not([Condition::is_empty(quoted(key)?)]))
+                            .filter(Filter::must_not([Condition::is_empty(quoted_key(key)?)]))
                             .exact(true),
                     )
                     .await?;

@@ -59,7 +59,7 @@ pub fn shard_dir(root: &Path, model: &str, dimensions: usize) -> PathBuf {
 }
 
 /// A payload key as Qdrant's path syntax reads it.
-pub(crate) fn key(name: &str) -> Result<JsonPath, VectorError> {
+fn key(name: &str) -> Result<JsonPath, VectorError> {
     name.parse()
         .map_err(|()| VectorError::Invalid(format!("not a payload path: {name:?}")))
 }
@@ -84,7 +84,7 @@ pub(crate) fn keyword_index(
 }
 
 /// A condition that a keyword payload field equals `value`.
-pub(crate) fn equals(field: &str, value: String) -> Result<Condition, VectorError> {
+fn equals(field: &str, value: String) -> Result<Condition, VectorError> {
     Ok(Condition::Field(FieldCondition::new_match(
         key(field)?,
         Match::from(value),
