@@ -635,6 +635,9 @@ pub struct LoginRequest {
     /// Where the browser goes after a form sign-in (a path on this site).
     #[serde(default)]
     pub next: Option<String>,
+    /// Creating the first account from another machine: the setup token from Kenning's log.
+    #[serde(default)]
+    pub setup_token: Option<String>,
 }
 
 /// Request body for an admin to create an account.
@@ -672,6 +675,18 @@ pub struct CreatedApiKey {
     pub info: ApiKey,
     /// Send as `Authorization: Bearer <key>`.
     pub key: String,
+}
+
+/// Request body to change the signed-in account's password.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChangePasswordRequest {
+    /// The password in use now.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 1024))]
+    pub current_password: String,
+    /// The new password, 8 to 1,024 characters.
+    #[cfg_attr(feature = "ssr", schema(min_length = 8, max_length = 1024))]
+    pub new_password: String,
 }
 
 /// Request body to create an API key.

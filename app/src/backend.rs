@@ -113,16 +113,20 @@ pub trait Backend: Send + Sync + 'static {
         limit: i64,
         offset: i64,
     ) -> Result<Page<Chunk>, ErrorDetail>;
-    /// A space's conversations, most recently active first.
+    /// The caller's conversations in a space, most recently active first. A conversation is
+    /// private to whoever started it, so other members' (even an admin's) are never listed.
     async fn list_conversations(
         &self,
+        caller: &Caller,
         space_id: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Page<Conversation>, ErrorDetail>;
-    /// A conversation's turns, oldest first.
+    /// The turns of one of the caller's conversations, oldest first; another caller's
+    /// conversation is not found.
     async fn list_messages(
         &self,
+        caller: &Caller,
         space_id: &str,
         conversation_id: &str,
         limit: i64,
@@ -148,6 +152,9 @@ pub struct Caller {
     pub email: String,
     /// Admins (and the single user) may reach every space and manage accounts.
     pub is_admin: bool,
+    /// Signed in by an API key rather than a session: such a caller may not manage keys, so a
+    /// leaked key cannot mint others that outlive its revocation.
+    pub via_key: bool,
 }
 
 impl Caller {
@@ -157,6 +164,7 @@ impl Caller {
             user_id: None,
             email: String::new(),
             is_admin: true,
+            via_key: false,
         }
     }
 }

@@ -805,6 +805,12 @@ impl LazyRoute for LoginPage {
                                             autocomplete=if setup { "new-password" } else { "current-password" }
                                             id="login-password"/>
                                     </label>
+                                    {setup.then(|| view! {
+                                        <label>"Setup token"
+                                            <input type="password" name="setup_token" autocomplete="off" id="login-setup-token"/>
+                                        </label>
+                                        <p class="muted">"From another machine: the token Kenning printed in its log at start. Not needed on the server's own machine."</p>
+                                    })}
                                     <input type="hidden" name="next" value=next()/>
                                     <button type="submit" id="login-submit">{button}</button>
                                 </form>

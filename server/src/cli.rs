@@ -100,7 +100,7 @@ async fn create_user(cmd: crate::config::CreateUserCommand) -> anyhow::Result<()
     };
     let store = store::connect(&cmd.store).await?;
     store.migrate().await?;
-    let auth = crate::auth::Auth::new(store, true, std::time::Duration::from_secs(3600))?;
+    let auth = crate::auth::Auth::new(store, true, std::time::Duration::from_secs(3600), 0, None)?;
     let user = auth
         .create_user(&cmd.email, &password, &cmd.display_name, cmd.admin, false)
         .await

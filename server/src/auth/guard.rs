@@ -3,14 +3,15 @@
 //! in, admin, or a role in the space the path names. Server functions name their space in the
 //! body, so they check it themselves (`app::server_fns::in_space`).
 
-use super::{Auth, Caller};
+use super::{single_user_refusal, Auth, Caller};
 use crate::http::ApiError;
 use crate::service::ServiceError;
 use app::api::Role;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -69,30 +70,50 @@ fn access<'a>(method: &Method, path: &'a str) -> Access<'a> {
     }
 }
 
-/// The role a route under `/api/v1/spaces/{id}/` needs: reading, searching and asking are for
-/// viewers; changing documents, points and conversations for editors; renaming, deleting and
-/// sharing the space for owners.
+/// The role a route under `/api/v1/spaces/{id}/` needs: reading, searching, asking and keeping
+/// one's own conversations are for viewers; changing documents and points for editors;
+/// renaming, deleting and sharing the space for owners.
 fn space_role(method: &Method, tail: &str) -> Role {
     let read = matches!(*method, Method::GET | Method::HEAD);
     let tail = tail.trim_end_matches('/');
     if tail.is_empty() || tail == "members" || tail.starts_with("members/") {
         return if read { Role::Viewer } else { Role::Owner };
     }
-    if read || matches!(tail, "search" | "chat" | "points/search") {
+    // Conversations belong to whoever started them (the service checks that), so any member
+    // may rename or delete their own.
+    if read
+        || matches!(tail, "search" | "chat" | "points/search")
+        || tail.starts_with("conversations/")
+    {
         Role::Viewer
     } else {
         Role::Editor
     }
 }
 
-/// The middleware: resolve, check, pass the caller on.
+/// The middleware: resolve, check, pass the caller on. In single-user mode every request must
+/// come from this machine and name it (see `local`), or nothing is served at all.
 pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+    if !auth.required() {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        if let Some(reason) = single_user_refusal(peer, req.headers(), req.uri(), auth.port()) {
+            tracing::warn!(path = %req.uri().path(), ?peer, "single-user request from elsewhere refused");
+            return ApiError::new(StatusCode::FORBIDDEN, "not_this_machine", reason)
+                .into_response();
+        }
+    }
+    let path = req.uri().path().to_string();
+    let access = access(req.method(), &path);
     let caller = match auth.resolve(req.headers()).await {
         Ok(caller) => caller,
+        // A public route needs no credentials, so stale ones do not stop it (a probe, sign-in).
+        Err(_) if access == Access::Public => None,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let path = req.uri().path().to_string();
-    let refusal = match (access(req.method(), &path), &caller) {
+    let refusal = match (access, &caller) {
         (Access::Public, _) => None,
         (Access::Page, None) => return to_sign_in(&req),
         (Access::Page, Some(_)) => None,
@@ -181,6 +202,8 @@ mod tests {
             (Method::GET, "/chat"),
             (Method::POST, "/points/search"),
             (Method::GET, "/members"),
+            (Method::DELETE, "/conversations/c"),
+            (Method::PATCH, "/conversations/c"),
         ] {
             let path = format!("/api/v1/spaces/{SPACE}{tail}");
             assert_eq!(
@@ -198,7 +221,6 @@ mod tests {
             (Method::DELETE, "/documents/x", Role::Editor),
             (Method::PUT, "/points", Role::Editor),
             (Method::DELETE, "/points/7", Role::Editor),
-            (Method::DELETE, "/conversations/c", Role::Editor),
             (Method::PATCH, "", Role::Owner),
             (Method::DELETE, "", Role::Owner),
             (Method::PUT, "/members", Role::Owner),

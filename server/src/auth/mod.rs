@@ -2,12 +2,15 @@
 //! cookie, hashed API keys, per-space roles, and the middleware (`guard`) that resolves every
 //! request's caller and refuses what their role does not allow.
 
+mod failures;
 mod guard;
+mod local;
 pub mod password;
 
 pub use app::backend::Caller;
 pub(crate) use guard::encode as percent_encode;
 pub use guard::guard;
+pub use local::{from_this_machine, single_user_refusal};
 
 use crate::domain::PageRequest;
 use crate::service::ServiceError;
@@ -64,21 +67,45 @@ pub struct Auth {
     required: bool,
     session_ttl: Duration,
     decoy: String,
+    /// The port Kenning is bound to: single-user mode answers only to loopback hosts on it.
+    port: u16,
+    /// The digest of the one-time token that creates the first account from another machine.
+    setup_token: Option<String>,
+    failures: failures::Failures,
 }
 
 impl Auth {
-    /// `required` false is single-user mode: every request acts as the one local user.
+    /// `required` false is single-user mode: every request acts as the one local user, and only
+    /// from this machine on `port`. `setup_token`, when set, lets the first account be created
+    /// from elsewhere; without it only this machine may create it.
     pub fn new(
         store: Arc<dyn MetadataStore>,
         required: bool,
         session_ttl: Duration,
+        port: u16,
+        setup_token: Option<&str>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             store,
             required,
             session_ttl,
             decoy: password::decoy()?,
+            port,
+            setup_token: setup_token
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| digest(t.trim())),
+            failures: failures::Failures::new(),
         })
+    }
+
+    /// The port single-user mode answers on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A fresh random setup token, for a networked server that has no account yet.
+    pub fn new_setup_token() -> anyhow::Result<String> {
+        random_hex(16).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Whether requests need credentials (false: single-user mode).
@@ -97,11 +124,10 @@ impl Auth {
         if !self.required {
             return Ok(Some(Caller::single_user()));
         }
-        if let Some(value) = headers.get(AUTHORIZATION) {
-            let key = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
+        // Only the Bearer scheme carries Kenning's keys; another scheme (a proxy's `Basic`
+        // credentials, say) is not for us and is ignored rather than refused.
+        if let Some(value) = headers.get(AUTHORIZATION).filter(|v| bearer(v).is_some()) {
+            let key = bearer(value)
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .ok_or_else(|| {
@@ -116,7 +142,7 @@ impl Auth {
                 .await
                 .map_err(|e| ServiceError::from_store(e, "user"))?;
             return match user {
-                Some(user) => Ok(Some(caller_of(&user))),
+                Some(user) => Ok(Some(caller_of(&user, true))),
                 None => Err(ServiceError::Unauthenticated(
                     "invalid_api_key",
                     "The API key is unknown or has been revoked.".into(),
@@ -131,12 +157,19 @@ impl Auth {
             .session_user(&digest(token), now_ms())
             .await
             .map_err(|e| ServiceError::from_store(e, "user"))?;
-        Ok(user.as_ref().map(caller_of))
+        Ok(user.as_ref().map(|u| caller_of(u, false)))
     }
 
     /// Checks an email and password and opens a session; the same error, after the same
     /// work, whether the email is unknown or the password wrong.
+    /// After a few failures an account's next attempts wait longer and longer, whichever
+    /// address they come from, so spreading guesses over many addresses gains nothing.
     pub async fn login(&self, email: &str, password: &str) -> Result<(User, String), ServiceError> {
+        if let Some(wait) = self.failures.wait(email).await {
+            return Err(ServiceError::TooManyAttempts {
+                wait_secs: wait.as_secs().max(1),
+            });
+        }
         let record = if password.chars().count() > MAX_PASSWORD_CHARS {
             None
         } else {
@@ -152,18 +185,55 @@ impl Auth {
         let matches = password::verify(password, &stored).await;
         match record {
             Some(r) if matches && r.password_hash.is_some() => {
+                self.failures.forget(email).await;
                 let token = self.open_session(&r.user).await?;
                 Ok((r.user, token))
             }
-            _ => Err(ServiceError::Unauthenticated(
-                "invalid_credentials",
-                "Wrong email or password.".into(),
-            )),
+            _ => {
+                self.failures.record(email).await;
+                Err(ServiceError::Unauthenticated(
+                    "invalid_credentials",
+                    "Wrong email or password.".into(),
+                ))
+            }
         }
     }
 
-    /// Creates the first account, as admin, and signs it in; refused once any account exists.
-    pub async fn setup(&self, email: &str, password: &str) -> Result<(User, String), ServiceError> {
+    /// Creates the first account, as admin, and signs it in; refused once any account exists
+    /// (checked before any hashing), and unless the request came from this machine or carries
+    /// the setup token: on a networked server the first visitor must not become the admin.
+    pub async fn setup(
+        &self,
+        email: &str,
+        password: &str,
+        token: Option<&str>,
+        from_this_machine: bool,
+    ) -> Result<(User, String), ServiceError> {
+        let exists = self
+            .store
+            .count_users()
+            .await
+            .map_err(|e| ServiceError::from_store(e, "user"))?
+            > 0;
+        if exists {
+            return Err(ServiceError::Conflict(
+                "Kenning has its admin account already; sign in instead.".into(),
+            ));
+        }
+        let token_ok = match (
+            token.map(str::trim).filter(|t| !t.is_empty()),
+            &self.setup_token,
+        ) {
+            (Some(given), Some(expected)) => digest(given) == *expected,
+            _ => false,
+        };
+        if !token_ok && !from_this_machine {
+            return Err(ServiceError::Forbidden(
+                "Creating the first account from another machine needs the setup token that \
+                 Kenning printed in its log at start (or KENNING_SETUP_TOKEN)."
+                    .into(),
+            ));
+        }
         let user = self
             .create_user(email, password, "", true, true)
             .await
@@ -241,6 +311,68 @@ impl Auth {
         Ok(token)
     }
 
+    /// Changes the caller's password, checked against the current one (a stolen session alone
+    /// cannot change it), then ends every session of the account and opens a fresh one, whose
+    /// token is returned. Only from a session: a key cannot change its owner's password.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        current: &str,
+        new: &str,
+    ) -> Result<String, ServiceError> {
+        let user_id = key_manager(caller)?;
+        if let Some(wait) = self.failures.wait(&caller.email).await {
+            return Err(ServiceError::TooManyAttempts {
+                wait_secs: wait.as_secs().max(1),
+            });
+        }
+        let record = self
+            .store
+            .find_user_by_email(&caller.email)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "user"))?
+            .filter(|r| r.user.id == user_id.to_string())
+            .ok_or(ServiceError::NotFound("user"))?;
+        let stored = record
+            .password_hash
+            .clone()
+            .unwrap_or_else(|| self.decoy.clone());
+        let within = current.chars().count() <= MAX_PASSWORD_CHARS;
+        if !(within && password::verify(current, &stored).await && record.password_hash.is_some()) {
+            self.failures.record(&caller.email).await;
+            return Err(ServiceError::Unauthenticated(
+                "invalid_credentials",
+                "The current password is wrong.".into(),
+            ));
+        }
+        let count = new.chars().count();
+        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&count) {
+            return Err(invalid(
+                "invalid_password",
+                format!(
+                    "A password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."
+                ),
+            ));
+        }
+        let hash = password::hash(new).await?;
+        self.store
+            .set_password_hash(user_id, &hash)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "user"))?;
+        self.sign_out_everywhere(caller).await?;
+        self.open_session(&record.user).await
+    }
+
+    /// Ends every session of the caller's account, on every device; API keys stay valid (they
+    /// are revoked one by one).
+    pub async fn sign_out_everywhere(&self, caller: &Caller) -> Result<u64, ServiceError> {
+        let user_id = caller_account(caller)?;
+        self.store
+            .delete_sessions_of(user_id)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "user"))
+    }
+
     /// Ends the session the request's cookie names, if any.
     pub async fn logout(&self, headers: &HeaderMap) -> Result<(), ServiceError> {
         if let Some(token) = session_token(headers) {
@@ -290,7 +422,7 @@ impl Auth {
         caller: &Caller,
         name: &str,
     ) -> Result<CreatedApiKey, ServiceError> {
-        let user_id = caller_account(caller)?;
+        let user_id = key_manager(caller)?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(invalid(
@@ -316,7 +448,7 @@ impl Auth {
     /// The caller's API keys.
     pub async fn list_keys(&self, caller: &Caller) -> Result<Vec<ApiKey>, ServiceError> {
         self.store
-            .list_api_keys(caller_account(caller)?)
+            .list_api_keys(key_manager(caller)?)
             .await
             .map_err(|e| ServiceError::from_store(e, "API key"))
     }
@@ -325,7 +457,7 @@ impl Auth {
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
         let id = Uuid::parse_str(id).map_err(|_| ServiceError::NotFound("API key"))?;
         self.store
-            .revoke_api_key(caller_account(caller)?, id)
+            .revoke_api_key(key_manager(caller)?, id)
             .await
             .map_err(|e| ServiceError::from_store(e, "API key"))
     }
@@ -442,15 +574,34 @@ pub fn caller_account(caller: &Caller) -> Result<Uuid, ServiceError> {
         })
 }
 
+/// The account of a caller managing API keys: only from a session, never with a key.
+fn key_manager(caller: &Caller) -> Result<Uuid, ServiceError> {
+    if caller.via_key {
+        return Err(ServiceError::Forbidden(
+            "API keys are managed from a signed-in session, not with an API key.".into(),
+        ));
+    }
+    caller_account(caller)
+}
+
+/// The key in an `Authorization: Bearer <key>` value (the scheme in any case), if that is its
+/// scheme.
+fn bearer(value: &HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+}
+
 fn account_id(id: &str) -> Result<Uuid, ServiceError> {
     Uuid::parse_str(id).map_err(|_| ServiceError::NotFound("user"))
 }
 
-fn caller_of(user: &User) -> Caller {
+fn caller_of(user: &User, via_key: bool) -> Caller {
     Caller {
         user_id: Some(user.id.clone()),
         email: user.email.clone(),
         is_admin: user.is_admin,
+        via_key,
     }
 }
 

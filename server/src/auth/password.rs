@@ -2,10 +2,23 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use std::sync::OnceLock;
+use tokio::sync::Semaphore;
+
+/// Password hashes computed at once: each takes about 19 MiB and a core for a while, so a burst
+/// of sign-ins waits its turn instead of exhausting memory and starving every other request.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Semaphore::new(cores.clamp(1, 4))
+    })
+}
 
 /// Hashes a password into a PHC string (`$argon2id$…`) with a fresh random salt.
 pub async fn hash(password: &str) -> anyhow::Result<String> {
     let password = password.to_owned();
+    let _slot = hashing_slots().acquire().await?;
     tokio::task::spawn_blocking(move || hash_now(&password)).await?
 }
 
@@ -24,6 +37,9 @@ fn hash_now(password: &str) -> anyhow::Result<String> {
 pub async fn verify(password: &str, phc: &str) -> bool {
     let password = password.to_owned();
     let phc = phc.to_owned();
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&phc)
             .map(|parsed| {

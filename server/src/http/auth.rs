@@ -10,14 +10,15 @@ use super::{ApiError, AppState};
 use crate::auth::{self, Caller};
 use crate::service::ServiceError;
 use app::api::{
-    ApiKey, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey, LoginRequest, Member, Page,
-    SessionInfo, SetMemberRequest, User,
+    ApiKey, ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
+    LoginRequest, Member, Page, SessionInfo, SetMemberRequest, User,
 };
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Form, Json, Router};
+use std::net::SocketAddr;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -25,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/setup", post(setup))
         .route("/auth/logout", post(logout))
+        .route("/auth/logout-everywhere", post(logout_everywhere))
+        .route("/auth/password", post(change_password))
         .route("/auth/session", get(session))
         .route("/auth/keys", get(list_keys).post(create_key))
         .route("/auth/keys/{key_id}", delete(revoke_key))
@@ -67,9 +70,18 @@ async fn credentials(req: Request) -> Result<Credentials, ApiError> {
 }
 
 /// Where a form sends the browser afterwards: a path on this site only, never another site.
+/// Browsers drop tabs and newlines from a URL and read `\\` as `/`, so `/\t/evil.example`
+/// would become `//evil.example`: any whitespace or control character refuses the path.
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            p
+        }
         _ => "/",
     }
 }
@@ -140,6 +152,11 @@ pub(super) async fn login(State(state): State<AppState>, req: Request) -> Respon
 #[tracing::instrument(skip(state, req))]
 pub(super) async fn setup(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let local = auth::from_this_machine(peer, &headers);
     let creds = match credentials(req).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -152,7 +169,12 @@ pub(super) async fn setup(State(state): State<AppState>, req: Request) -> Respon
     }
     match state
         .auth
-        .setup(&creds.body.email, &creds.body.password)
+        .setup(
+            &creds.body.email,
+            &creds.body.password,
+            creds.body.setup_token.as_deref(),
+            local,
+        )
         .await
     {
         Ok((user, token)) => signed_in(&state, &headers, &creds, StatusCode::CREATED, user, &token),
@@ -178,6 +200,50 @@ pub(super) async fn logout(
     response
         .headers_mut()
         .append(header::SET_COOKIE, auth::clear_session_cookie());
+    Ok(response)
+}
+
+/// Ends every session of the caller's account, on every device (API keys stay valid), and
+/// clears this browser's cookie.
+#[utoipa::path(post, operation_id = "auth_logout_everywhere", path = "/api/v1/auth/logout-everywhere", tag = "auth",
+    responses((status = 204, description = "Every session of the account ended"), Errors))]
+#[tracing::instrument(skip(state, caller))]
+pub(super) async fn logout_everywhere(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    state.auth.sign_out_everywhere(&caller).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, auth::clear_session_cookie());
+    Ok(response)
+}
+
+/// Changes the signed-in account's password (from a session, with the current password); every
+/// other session ends, and this browser gets a fresh one.
+#[utoipa::path(post, operation_id = "auth_password", path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,
+    responses((status = 204, description = "Changed; every other session ended, a new session cookie set"), Errors))]
+#[tracing::instrument(skip(state, caller, headers, body))]
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<Response, ApiError> {
+    let token = state
+        .auth
+        .change_password(&caller, &body.current_password, &body.new_password)
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        auth::session_cookie(
+            &token,
+            state.auth.session_ttl(),
+            auth::came_over_tls(&headers),
+        ),
+    );
     Ok(response)
 }
 
@@ -307,4 +373,28 @@ pub(super) async fn remove_member(
     let space = space_id(&id)?;
     state.auth.remove_member(space, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_plain_paths_on_this_site_are_followed_after_sign_in() {
+        assert_eq!(local_path(Some("/spaces?x=1")), "/spaces?x=1");
+        for evil in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "/ /evil.example",
+            "/\u{0}/x",
+            "",
+        ] {
+            assert_eq!(local_path(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }

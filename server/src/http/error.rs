@@ -11,6 +11,8 @@ use axum::Json;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: ErrorDetail,
+    /// Seconds the client should wait before trying again, when the refusal says so.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
                 code: code.to_string(),
                 message: message.into(),
             },
+            retry_after: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -69,9 +73,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let retry_after = match &e {
+            ServiceError::TooManyAttempts { wait_secs } => Some(*wait_secs),
+            _ => None,
+        };
         Self {
             status,
             detail: e.to_detail(),
+            retry_after,
         }
     }
 }
@@ -79,7 +88,10 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Shed work says when to come back, as a 429 does.
-        let retry = (self.detail.code == "overloaded").then_some([(header::RETRY_AFTER, "5")]);
+        let wait = self
+            .retry_after
+            .or((self.detail.code == "overloaded").then_some(5));
+        let retry = wait.map(|w| [(header::RETRY_AFTER, w.max(1).to_string())]);
         (self.status, retry, Json(ErrorBody { error: self.detail })).into_response()
     }
 }

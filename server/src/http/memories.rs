@@ -315,6 +315,7 @@ mod tests {
             user_id: Some("0192f1a0-0000-7000-8000-000000000001".into()),
             email: "alice@example.com".into(),
             is_admin: false,
+            via_key: false,
         };
         let bob = Caller {
             user_id: Some("0192f1a0-0000-7000-8000-000000000002".into()),

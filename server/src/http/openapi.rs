@@ -95,6 +95,8 @@ pub enum Errors {
         super::auth::login,
         super::auth::setup,
         super::auth::logout,
+        super::auth::logout_everywhere,
+        super::auth::change_password,
         super::auth::session,
         super::auth::list_keys,
         super::auth::create_key,
