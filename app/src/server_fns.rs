@@ -182,25 +182,28 @@ pub async fn list_chunks(
         .map_err(to_fn_error)
 }
 
-/// A space's conversations for the chat page's sidebar.
+/// The caller's conversations in a space, for the chat page's sidebar (nobody else's: a
+/// conversation is private to whoever started it).
 #[server]
 pub async fn list_conversations(space_id: String) -> Result<Page<Conversation>, ServerFnError> {
+    let caller = signed_in()?;
     in_space(&space_id, crate::api::Role::Viewer)
         .await?
-        .list_conversations(&space_id, 50, 0)
+        .list_conversations(&caller, &space_id, 50, 0)
         .await
         .map_err(to_fn_error)
 }
 
-/// A conversation's turns, oldest first (the latest 200).
+/// The turns of one of the caller's conversations, oldest first (the latest 200).
 #[server]
 pub async fn list_messages(
     space_id: String,
     conversation_id: String,
 ) -> Result<Page<Message>, ServerFnError> {
+    let caller = signed_in()?;
     in_space(&space_id, crate::api::Role::Viewer)
         .await?
-        .list_messages(&space_id, &conversation_id, 200, 0)
+        .list_messages(&caller, &space_id, &conversation_id, 200, 0)
         .await
         .map_err(to_fn_error)
 }

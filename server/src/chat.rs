@@ -2,12 +2,13 @@
 //! remember the conversation. The stream is a sequence of events — `sources`, `token`…, then
 //! `done` or `error` — which the HTTP layer sends as Server-Sent Events.
 
+use crate::auth::Caller;
 use crate::cache::TieredCache;
 use crate::domain::{parse_id, InvalidInput};
 use crate::generate::{Chain, Prompt};
 use crate::redis_link::RedisLink;
 use crate::retrieve::{Retriever, Search};
-use crate::service::{search_error, ServiceError};
+use crate::service::{owner_of, search_error, ServiceError};
 use crate::store::{MetadataStore, NewMessage};
 use app::api::{
     ChatRequest, Citation, DoneEvent, ErrorDetail, SearchHit, SearchRequest, SourcesEvent, Timings,
@@ -157,12 +158,28 @@ impl Chat {
     /// Checks the request, retrieves the sources and returns the answer's event stream. Bad
     /// input fails here, before any event, so the client gets a 4xx; failures after the first
     /// event arrive as an `error` event.
-    pub async fn ask(&self, space_id: &str, req: ChatRequest) -> Result<Asked, ServiceError> {
+    ///
+    /// The conversation belongs to `caller`: a new one is stored under them, and
+    /// `conversation_id` may only name one of theirs — anybody else's is refused exactly as an
+    /// id that names nothing, so its existence is not revealed.
+    pub async fn ask(
+        &self,
+        caller: &Caller,
+        space_id: &str,
+        req: ChatRequest,
+    ) -> Result<Asked, ServiceError> {
         let started = Instant::now();
         let space = parse_id(space_id).ok_or(ServiceError::NotFound("space"))?;
+        let owner = owner_of(caller)?;
         let question = req.question.trim().to_string();
         if question.is_empty() {
             return Err(invalid("empty_question", "The question must not be empty."));
+        }
+        if question.contains('\0') {
+            return Err(invalid(
+                "invalid_question",
+                "The question may not contain NUL characters (U+0000).",
+            ));
         }
         if question.chars().count() > MAX_QUESTION_CHARS {
             return Err(invalid(
@@ -190,6 +207,8 @@ impl Chat {
             Some(raw) => {
                 // A body naming no conversation of this space is bad input (400), not a
                 // missing resource at the URL: the space itself exists.
+                // Another caller's conversation is answered the same way: to this caller it
+                // does not exist.
                 let unknown = || {
                     ServiceError::from(crate::domain::InvalidInput::new(
                         "conversation_not_found",
@@ -197,8 +216,9 @@ impl Chat {
                     ))
                 };
                 let id = parse_id(raw).ok_or_else(unknown)?;
+                // The ownership check `previous_question` and the turns appended below rely on.
                 self.store
-                    .get_conversation(space, id)
+                    .get_conversation(space, owner, id)
                     .await
                     .map_err(|e| match e {
                         crate::store::StoreError::NotFound => unknown(),
@@ -233,7 +253,7 @@ impl Chat {
                 let id = Uuid::now_v7();
                 let title: String = question.chars().take(80).collect();
                 self.store
-                    .create_conversation(id, space, &title)
+                    .create_conversation(id, space, owner, &title)
                     .await
                     .map_err(|e| ServiceError::from_store(e, "space"))?;
                 id
@@ -302,7 +322,8 @@ impl Chat {
 }
 
 impl Chat {
-    /// The last question asked in a conversation, if any.
+    /// The last question asked in a conversation, if any. Messages are keyed by conversation
+    /// alone, so this is only for a conversation `ask` has just found under the caller.
     async fn previous_question(&self, conversation: Uuid) -> Result<Option<String>, ServiceError> {
         let first = crate::domain::PageRequest {
             limit: 1,

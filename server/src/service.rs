@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// A caller whose role does not allow the action.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many failed attempts at one thing (signing in to one account); 429 with the wait.
+    #[error("Too many failed attempts; try again in {wait_secs} s.")]
+    TooManyAttempts { wait_secs: u64 },
     #[error("The file is larger than the limit of {limit} bytes.")]
     TooLarge { limit: u64 },
     #[error("{0}")]
@@ -70,6 +73,7 @@ impl ServiceError {
             ServiceError::Conflict(_) => "conflict",
             ServiceError::Unauthenticated(code, _) => code,
             ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::TooManyAttempts { .. } => "too_many_attempts",
             ServiceError::Overloaded(_) => "overloaded",
             ServiceError::TooLarge { .. } => "file_too_large",
             ServiceError::UnsupportedMedia(_) => "unsupported_media_type",
@@ -111,6 +115,7 @@ impl ServiceError {
             StoreError::NotFound => ServiceError::NotFound(what),
             StoreError::Conflict(m) => ServiceError::Conflict(m),
             StoreError::Unavailable(m) => ServiceError::Unavailable(m),
+            StoreError::Invalid(m) => InvalidInput::new("invalid_text", m).into(),
             StoreError::Other(e) => ServiceError::Internal(e),
         }
     }
@@ -676,33 +681,40 @@ impl Service {
             .map_err(|e| ServiceError::from_store(e, "audit"))
     }
 
-    /// A space's conversations, most recently active first.
+    /// The caller's conversations in a space, most recently active first: a conversation is
+    /// private to whoever started it, so other members (admins included) never see it here.
     pub async fn list_conversations(
         &self,
+        caller: &crate::auth::Caller,
         space_id: &str,
         page: PageRequest,
     ) -> Result<Page<Conversation>, ServiceError> {
         let space = Self::space_id(space_id)?;
+        let owner = owner_of(caller)?;
         self.store
             .get_space(space)
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))?;
         self.store
-            .list_conversations(space, page)
+            .list_conversations(space, owner, page)
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))
     }
 
-    /// A conversation's messages, oldest first.
+    /// The messages of one of the caller's conversations, oldest first; another caller's
+    /// conversation is not found.
     pub async fn list_messages(
         &self,
+        caller: &crate::auth::Caller,
         space_id: &str,
         conversation_id: &str,
         page: PageRequest,
     ) -> Result<Page<Message>, ServiceError> {
         let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
+        let owner = owner_of(caller)?;
+        // Messages are keyed by conversation alone: this lookup is the ownership check.
         self.store
-            .get_conversation(space, id)
+            .get_conversation(space, owner, id)
             .await
             .map_err(|e| ServiceError::from_store(e, "conversation"))?;
         self.store
@@ -711,14 +723,17 @@ impl Service {
             .map_err(|e| ServiceError::from_store(e, "conversation"))
     }
 
-    /// Renames a conversation; titles are 1–200 characters.
+    /// Renames one of the caller's conversations; titles are 1–200 characters. Another
+    /// caller's conversation is not found, whatever the caller's role in the space.
     pub async fn rename_conversation(
         &self,
+        caller: &crate::auth::Caller,
         space_id: &str,
         conversation_id: &str,
         title: &str,
     ) -> Result<Conversation, ServiceError> {
         let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
+        let owner = owner_of(caller)?;
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 200 {
             return Err(ServiceError::Invalid(InvalidInput {
@@ -727,20 +742,23 @@ impl Service {
             }));
         }
         self.store
-            .rename_conversation(space, id, title)
+            .rename_conversation(space, owner, id, title)
             .await
             .map_err(|e| ServiceError::from_store(e, "conversation"))
     }
 
-    /// Deletes a conversation with its messages.
+    /// Deletes one of the caller's conversations with its messages. Another caller's
+    /// conversation is not found, whatever the caller's role in the space.
     pub async fn delete_conversation(
         &self,
+        caller: &crate::auth::Caller,
         space_id: &str,
         conversation_id: &str,
     ) -> Result<(), ServiceError> {
         let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
+        let owner = owner_of(caller)?;
         self.store
-            .delete_conversation(space, id)
+            .delete_conversation(space, owner, id)
             .await
             .map_err(|e| ServiceError::from_store(e, "conversation"))
     }
@@ -815,6 +833,19 @@ pub(crate) fn search_error(e: SearchError) -> ServiceError {
         SearchError::Store(s) => ServiceError::from_store(s, "space"),
         SearchError::Unavailable(m) => ServiceError::Unavailable(m),
     }
+}
+
+/// Whose conversations a caller may see: their account, or `None` in single-user mode, which
+/// owns the conversations stored without an owner. Unlike `auth::caller_account`, single-user
+/// mode is not an error here, because it has conversations too. An account id that is not a
+/// UUID cannot own any conversation, so the conversation is not found (never a 500, and never
+/// the owner-less conversations of single-user mode).
+pub fn owner_of(caller: &crate::auth::Caller) -> Result<Option<Uuid>, ServiceError> {
+    caller
+        .user_id
+        .as_deref()
+        .map(|id| Uuid::parse_str(id).map_err(|_| ServiceError::NotFound("conversation")))
+        .transpose()
 }
 
 /// Deletes a file when an upload is abandoned part-way, whatever the reason.
@@ -1052,19 +1083,21 @@ impl app::backend::Backend for Service {
 
     async fn list_conversations(
         &self,
+        caller: &crate::auth::Caller,
         space_id: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Page<Conversation>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        Service::list_conversations(self, space_id, page)
+        Service::list_conversations(self, caller, space_id, page)
             .await
             .map_err(|e| e.to_detail())
     }
 
     async fn list_messages(
         &self,
+        caller: &crate::auth::Caller,
         space_id: &str,
         conversation_id: &str,
         limit: i64,
@@ -1072,7 +1105,7 @@ impl app::backend::Backend for Service {
     ) -> Result<Page<Message>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        Service::list_messages(self, space_id, conversation_id, page)
+        Service::list_messages(self, caller, space_id, conversation_id, page)
             .await
             .map_err(|e| e.to_detail())
     }

@@ -1,11 +1,12 @@
 //! `/api/v1/spaces/{id}/chat`: answers as Server-Sent Events (`sources`, `token`…, `done` or
 //! `error`), by POST with a JSON body or by GET with query parameters (for `EventSource`); and
-//! the space's conversations.
+//! the caller's conversations in the space (each is private to whoever started it).
 
 use super::extract::{ApiJson, ApiQuery};
 use super::openapi::Errors;
 use super::spaces::PageQuery;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::chat::ChatEvent;
 use app::api::{ChatRequest, Conversation, Message, Page, SearchMode};
 use axum::extract::{Path, State};
@@ -13,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -71,21 +72,23 @@ pub(super) struct AnswerEvent {
 #[utoipa::path(post, operation_id = "chat_ask_post", path = "/api/v1/spaces/{id}/chat", tag = "chat", params(("id" = String, Path, description = "Space id")),
     request_body = ChatRequest,
     responses((status = 200, description = "Server-Sent Events: `sources` (a SourcesEvent), `token` (a TokenEvent) per piece of text, then `done` (a DoneEvent) or `error` (an ErrorDetail); each data line is JSON", content_type = "text/event-stream", body = AnswerEvent), Errors))]
-#[tracing::instrument(skip(state, req), fields(space = %id))]
+#[tracing::instrument(skip(state, caller, req), fields(space = %id))]
 pub(super) async fn ask_post(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    answer(state, id, req).await
+    answer(state, caller, id, req).await
 }
 
 /// Asks a question by query string, for `EventSource`; the answer streams as Server-Sent Events.
 #[utoipa::path(get, operation_id = "chat_ask_get", path = "/api/v1/spaces/{id}/chat", tag = "chat", params(("id" = String, Path, description = "Space id"), AskQuery),
     responses((status = 200, description = "Server-Sent Events: `sources` (a SourcesEvent), `token` (a TokenEvent) per piece of text, then `done` (a DoneEvent) or `error` (an ErrorDetail); each data line is JSON", content_type = "text/event-stream", body = AnswerEvent), Errors))]
-#[tracing::instrument(skip(state, q), fields(space = %id))]
+#[tracing::instrument(skip(state, caller, q), fields(space = %id))]
 pub(super) async fn ask_get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<AskQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -97,15 +100,17 @@ pub(super) async fn ask_get(
         min_score: q.min_score,
         regenerate: q.regenerate,
     };
-    answer(state, id, req).await
+    answer(state, caller, id, req).await
 }
 
+/// Answers for `caller`, who owns the conversation the answer is stored in.
 async fn answer(
     state: AppState,
+    caller: Caller,
     id: String,
     req: ChatRequest,
 ) -> Result<impl IntoResponse, ApiError> {
-    let asked = state.chat.ask(&id, req).await?;
+    let asked = state.chat.ask(&caller, &id, req).await?;
     Ok(sse(asked.events))
 }
 
@@ -118,45 +123,55 @@ pub fn sse(
     Sse::new(frames).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// Lists a space's conversations, most recent first.
+/// Lists the caller's conversations in a space, most recent first; other members' are private
+/// to them and never listed.
 #[utoipa::path(get, operation_id = "chat_conversations", path = "/api/v1/spaces/{id}/conversations", tag = "chat", params(("id" = String, Path, description = "Space id"), PageQuery),
-    responses((status = 200, description = "A page of conversations", body = Page<Conversation>), Errors))]
+    responses((status = 200, description = "A page of the caller's conversations", body = Page<Conversation>), Errors))]
 pub(super) async fn conversations(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     Ok(Json(
-        state.service.list_conversations(&id, q.parse()?).await?,
+        state
+            .service
+            .list_conversations(&caller, &id, q.parse()?)
+            .await?,
     ))
 }
 
-/// A conversation's turns in order, with the citations of each answer.
+/// The turns of one of the caller's conversations in order, with the citations of each
+/// answer; another member's conversation is not found (the service checks the owner before
+/// reading any message).
 #[utoipa::path(get, operation_id = "chat_messages", path = "/api/v1/spaces/{id}/conversations/{conversation_id}/messages", tag = "chat", params(("id" = String, Path, description = "Space id"), ("conversation_id" = String, Path, description = "Conversation id"), PageQuery),
     responses((status = 200, description = "A page of messages", body = Page<Message>), Errors))]
 pub(super) async fn messages(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, conversation_id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Message>>, ApiError> {
     Ok(Json(
         state
             .service
-            .list_messages(&id, &conversation_id, q.parse()?)
+            .list_messages(&caller, &id, &conversation_id, q.parse()?)
             .await?,
     ))
 }
 
-/// Deletes a conversation with its messages.
+/// Deletes one of the caller's conversations with its messages; another member's is not
+/// found, whatever the caller's role in the space.
 #[utoipa::path(delete, operation_id = "chat_delete_conversation", path = "/api/v1/spaces/{id}/conversations/{conversation_id}", tag = "chat", params(("id" = String, Path, description = "Space id"), ("conversation_id" = String, Path, description = "Conversation id")),
     responses((status = 204, description = "Deleted"), Errors))]
 pub(super) async fn delete_conversation(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, conversation_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .service
-        .delete_conversation(&id, &conversation_id)
+        .delete_conversation(&caller, &id, &conversation_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -169,19 +184,21 @@ pub(super) struct RenameConversation {
     title: String,
 }
 
-/// Renames a conversation.
+/// Renames one of the caller's conversations; another member's is not found, whatever the
+/// caller's role in the space.
 #[utoipa::path(patch, operation_id = "chat_rename_conversation", path = "/api/v1/spaces/{id}/conversations/{conversation_id}", tag = "chat", params(("id" = String, Path, description = "Space id"), ("conversation_id" = String, Path, description = "Conversation id")),
     request_body = RenameConversation,
     responses((status = 200, description = "The renamed conversation", body = Conversation), Errors))]
 pub(super) async fn rename_conversation(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((id, conversation_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RenameConversation>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(
         state
             .service
-            .rename_conversation(&id, &conversation_id, &body.title)
+            .rename_conversation(&caller, &id, &conversation_id, &body.title)
             .await?,
     ))
 }

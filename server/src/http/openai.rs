@@ -167,9 +167,11 @@ async fn completions(
         ),
         other => other.into(),
     })?;
+    // Each call is stored as a conversation of the caller's own, private like the chat API's.
     let asked = state
         .chat
         .ask(
+            &caller,
             &space.id,
             ChatRequest {
                 question,

@@ -40,6 +40,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
+    /// Text the database cannot hold (a NUL character on PostgreSQL): the client's input, a 400.
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -58,6 +61,13 @@ impl From<sqlx::Error> for StoreError {
                 if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
             {
                 StoreError::Unavailable(db.message().to_string())
+            }
+            // PostgreSQL refuses NUL in text (22021) and `\u0000` in JSON (22P05): bad input
+            // that got past the edge, not a server failure.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                StoreError::Invalid("Text may not contain NUL characters (U+0000).".to_string())
             }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -286,37 +296,65 @@ pub trait MetadataStore: Send + Sync + 'static {
         previous_model: &str,
         max_attempts: i32,
     ) -> Result<usize, StoreError>;
-    /// Starts a conversation in a space.
+    /// Starts a conversation in a space, owned by `owner`: the account that asked, or `None` in
+    /// single-user mode, which has no accounts.
+    ///
+    /// A conversation is private to whoever started it — its title is their question — so the
+    /// conversation calls below all take the owner and treat another owner's conversation as
+    /// one that does not exist, whatever the caller's role in the space (admins included).
+    /// `None` matches only rows without an owner: conversations of single-user mode, and
+    /// those written before conversations recorded their owner, which are thus visible in
+    /// single-user mode only (as are the ones of a deleted account, whose id the database
+    /// clears).
     async fn create_conversation(
         &self,
         id: Uuid,
         space_id: Uuid,
+        owner: Option<Uuid>,
         title: &str,
     ) -> Result<Conversation, StoreError>;
-    /// One conversation of a space.
-    async fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError>;
-    /// A space's conversations, most recently active first.
+    /// One of `owner`'s conversations in a space; `NotFound` for anybody else's.
+    async fn get_conversation(
+        &self,
+        space_id: Uuid,
+        owner: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<Conversation, StoreError>;
+    /// `owner`'s conversations in a space, most recently active first; nobody else's.
     async fn list_conversations(
         &self,
         space_id: Uuid,
+        owner: Option<Uuid>,
         page: PageRequest,
     ) -> Result<Page<Conversation>, StoreError>;
-    /// Renames a conversation.
+    /// Renames one of `owner`'s conversations; `NotFound` for anybody else's.
     async fn rename_conversation(
         &self,
         space_id: Uuid,
+        owner: Option<Uuid>,
         id: Uuid,
         title: &str,
     ) -> Result<Conversation, StoreError>;
-    /// Deletes a conversation with its messages.
-    async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError>;
+    /// Deletes one of `owner`'s conversations with its messages; `NotFound` for anybody else's.
+    async fn delete_conversation(
+        &self,
+        space_id: Uuid,
+        owner: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<(), StoreError>;
     /// Appends a turn and marks the conversation active now.
+    ///
+    /// Keyed by the conversation alone: callers must have found the conversation with
+    /// `get_conversation` under the caller as owner first (or just created it).
     async fn add_message(
         &self,
         conversation_id: Uuid,
         message: &NewMessage,
     ) -> Result<(), StoreError>;
     /// A conversation's turns, oldest first.
+    ///
+    /// Keyed by the conversation alone, like `add_message`: check ownership with
+    /// `get_conversation` before.
     async fn list_messages(
         &self,
         conversation_id: Uuid,
@@ -326,6 +364,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
     /// The audit log, newest first.
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
+    /// Deletes audit entries older than `before` (retention); returns how many went.
+    async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Accounts there are; none means the first one becomes the admin.
     async fn count_users(&self) -> Result<i64, StoreError>;
@@ -352,6 +392,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
     /// Drops sessions that expired, so the table stays bounded.
     async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError>;
+    /// Ends every session of an account (sign out everywhere, or after a password change).
+    async fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError>;
+    /// Replaces an account's password hash; `NotFound` when there is no such account.
+    async fn set_password_hash(&self, user_id: Uuid, password_hash: &str)
+        -> Result<(), StoreError>;
     /// Stores an API key by its hash.
     async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError>;
     /// The account of a key that is not revoked; records when it was used.

@@ -667,28 +667,37 @@ impl MetadataStore for PostgresStore {
         &self,
         id: Uuid,
         space_id: Uuid,
+        owner: Option<Uuid>,
         title: &str,
     ) -> Result<Conversation, StoreError> {
         let now = Utc::now();
         sqlx::query(
-            "INSERT INTO conversations (id, space_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO conversations (id, space_id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(space_id)
+        .bind(owner)
         .bind(title)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
         .await?;
-        self.get_conversation(space_id, id).await
+        self.get_conversation(space_id, owner, id).await
     }
 
-    async fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError> {
+    // `IS NOT DISTINCT FROM` rather than `=`: it matches a NULL owner (single-user mode) to NULL.
+    async fn get_conversation(
+        &self,
+        space_id: Uuid,
+        owner: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<Conversation, StoreError> {
         let row: ConversationRow = sqlx::query_as(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND space_id = $2"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND space_id = $2 AND user_id IS NOT DISTINCT FROM $3"
         ))
         .bind(id)
         .bind(space_id)
+        .bind(owner)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -697,17 +706,21 @@ impl MetadataStore for PostgresStore {
     async fn list_conversations(
         &self,
         space_id: Uuid,
+        owner: Option<Uuid>,
         page: PageRequest,
     ) -> Result<Page<Conversation>, StoreError> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE space_id = $1")
-                .bind(space_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE space_id = $1 AND user_id IS NOT DISTINCT FROM $2",
+        )
+        .bind(space_id)
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
         let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = $1 AND user_id IS NOT DISTINCT FROM $2 ORDER BY updated_at DESC, id DESC LIMIT $3 OFFSET $4"
         ))
         .bind(space_id)
+        .bind(owner)
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)
@@ -718,28 +731,39 @@ impl MetadataStore for PostgresStore {
     async fn rename_conversation(
         &self,
         space_id: Uuid,
+        owner: Option<Uuid>,
         id: Uuid,
         title: &str,
     ) -> Result<Conversation, StoreError> {
-        let result =
-            sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND space_id = $3")
-                .bind(title)
-                .bind(id)
-                .bind(space_id)
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query(
+            "UPDATE conversations SET title = $1 WHERE id = $2 AND space_id = $3 AND user_id IS NOT DISTINCT FROM $4",
+        )
+        .bind(title)
+        .bind(id)
+        .bind(space_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.get_conversation(space_id, id).await
+        self.get_conversation(space_id, owner, id).await
     }
 
-    async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError> {
-        let result = sqlx::query("DELETE FROM conversations WHERE id = $1 AND space_id = $2")
-            .bind(id)
-            .bind(space_id)
-            .execute(&self.pool)
-            .await?;
+    async fn delete_conversation(
+        &self,
+        space_id: Uuid,
+        owner: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM conversations WHERE id = $1 AND space_id = $2 AND user_id IS NOT DISTINCT FROM $3",
+        )
+        .bind(id)
+        .bind(space_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -789,6 +813,14 @@ impl MetadataStore for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
@@ -914,6 +946,30 @@ impl MetadataStore for PostgresStore {
         Ok(())
     }
 
+    async fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
             .bind(now_ms)
@@ -951,10 +1007,18 @@ impl MetadataStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         if row.is_some() {
-            sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1")
-                .bind(key_hash)
-                .execute(&self.pool)
-                .await?;
+            // At most one write a minute per key, and a failed write (a busy or read-only
+            // database) never refuses the request it only records.
+            if let Err(e) = sqlx::query(
+                "UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 \
+                 AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
+            )
+            .bind(key_hash)
+            .execute(&self.pool)
+            .await
+            {
+                tracing::warn!(error = %e, "recording an API key's last use failed");
+            }
         }
         Ok(row.map(Into::into))
     }

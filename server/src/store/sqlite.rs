@@ -706,28 +706,37 @@ impl MetadataStore for SqliteStore {
         &self,
         id: Uuid,
         space_id: Uuid,
+        owner: Option<Uuid>,
         title: &str,
     ) -> Result<Conversation, StoreError> {
         let now = now();
         sqlx::query(
-            "INSERT INTO conversations (id, space_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO conversations (id, space_id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
         .bind(space_id.to_string())
+        .bind(owner.map(|o| o.to_string()))
         .bind(title)
         .bind(&now)
         .bind(&now)
         .execute(&self.pool)
         .await?;
-        self.get_conversation(space_id, id).await
+        self.get_conversation(space_id, owner, id).await
     }
 
-    async fn get_conversation(&self, space_id: Uuid, id: Uuid) -> Result<Conversation, StoreError> {
+    // `user_id IS ?` rather than `=`: it matches a NULL owner (single-user mode) to NULL.
+    async fn get_conversation(
+        &self,
+        space_id: Uuid,
+        owner: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<Conversation, StoreError> {
         let row: ConversationRow = sqlx::query_as(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND space_id = ?"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND space_id = ? AND user_id IS ?"
         ))
         .bind(id.to_string())
         .bind(space_id.to_string())
+        .bind(owner.map(|o| o.to_string()))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -736,17 +745,22 @@ impl MetadataStore for SqliteStore {
     async fn list_conversations(
         &self,
         space_id: Uuid,
+        owner: Option<Uuid>,
         page: PageRequest,
     ) -> Result<Page<Conversation>, StoreError> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE space_id = ?")
-                .bind(space_id.to_string())
-                .fetch_one(&self.pool)
-                .await?;
+        let owner = owner.map(|o| o.to_string());
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE space_id = ? AND user_id IS ?",
+        )
+        .bind(space_id.to_string())
+        .bind(owner.clone())
+        .fetch_one(&self.pool)
+        .await?;
         let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = ? ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = ? AND user_id IS ? ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
         ))
         .bind(space_id.to_string())
+        .bind(owner)
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)
@@ -757,28 +771,38 @@ impl MetadataStore for SqliteStore {
     async fn rename_conversation(
         &self,
         space_id: Uuid,
+        owner: Option<Uuid>,
         id: Uuid,
         title: &str,
     ) -> Result<Conversation, StoreError> {
-        let result =
-            sqlx::query("UPDATE conversations SET title = ? WHERE id = ? AND space_id = ?")
-                .bind(title)
-                .bind(id.to_string())
-                .bind(space_id.to_string())
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query(
+            "UPDATE conversations SET title = ? WHERE id = ? AND space_id = ? AND user_id IS ?",
+        )
+        .bind(title)
+        .bind(id.to_string())
+        .bind(space_id.to_string())
+        .bind(owner.map(|o| o.to_string()))
+        .execute(&self.pool)
+        .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.get_conversation(space_id, id).await
+        self.get_conversation(space_id, owner, id).await
     }
 
-    async fn delete_conversation(&self, space_id: Uuid, id: Uuid) -> Result<(), StoreError> {
-        let result = sqlx::query("DELETE FROM conversations WHERE id = ? AND space_id = ?")
-            .bind(id.to_string())
-            .bind(space_id.to_string())
-            .execute(&self.pool)
-            .await?;
+    async fn delete_conversation(
+        &self,
+        space_id: Uuid,
+        owner: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("DELETE FROM conversations WHERE id = ? AND space_id = ? AND user_id IS ?")
+                .bind(id.to_string())
+                .bind(space_id.to_string())
+                .bind(owner.map(|o| o.to_string()))
+                .execute(&self.pool)
+                .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -828,6 +852,14 @@ impl MetadataStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(format_time(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
@@ -957,6 +989,30 @@ impl MetadataStore for SqliteStore {
         Ok(())
     }
 
+    async fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
             .bind(now_ms)
@@ -995,11 +1051,21 @@ impl MetadataStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         if row.is_some() {
-            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?")
-                .bind(now())
-                .bind(key_hash)
-                .execute(&self.pool)
-                .await?;
+            // At most one write a minute per key, and a failed write (a busy or read-only
+            // database) never refuses the request it only records.
+            let stale = format_time(Utc::now() - chrono::Duration::seconds(60));
+            if let Err(e) = sqlx::query(
+                "UPDATE api_keys SET last_used_at = ? WHERE key_hash = ? \
+                 AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(now())
+            .bind(key_hash)
+            .bind(stale)
+            .execute(&self.pool)
+            .await
+            {
+                tracing::warn!(error = %e, "recording an API key's last use failed");
+            }
         }
         Ok(row.map(Into::into))
     }

@@ -3,7 +3,10 @@
 //! delete another space's data through any endpoint — REST, OpenAI-compatible, server
 //! functions and pages alike — while members get exactly what their role allows.
 
-use crate::helpers::{assert_error, parse_sse, spawn_app_with, Backend, Options, TestApp};
+use crate::helpers::{
+    assert_error, no_redirects, parse_sse, session_cookie, spawn_app_with, Backend, Options,
+    TestApp,
+};
 use app::server_fns::{GetSpace, ListConversations, ListDocuments, SearchSpace};
 use kenning::auth::AuthMode;
 use leptos::server_fn::ServerFn;
@@ -38,15 +41,6 @@ async fn spawn_with_accounts(backend: Backend) -> TestApp {
         },
     )
     .await
-}
-
-/// A client that shows redirects instead of following them.
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 /// Credentials a request carries: a session cookie or an API key.
@@ -147,16 +141,6 @@ impl<'a> As<'a> {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
-}
-
-/// The `name=value` part of a response's session cookie.
-fn session_cookie(r: &reqwest::Response) -> Option<String> {
-    r.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("kenning_session=") && !v.starts_with("kenning_session=;"))
-        .map(|v| v.split(';').next().unwrap_or_default().to_string())
 }
 
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
@@ -1022,4 +1006,193 @@ async fn memories_belong_to_their_caller_alone(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(stranger.status(), 401);
+}
+
+on_both_backends!(conversations_belong_to_the_member_who_started_them);
+
+/// Asks a question in a space as `who`; the id of the conversation the answer went into.
+async fn asked(who: &As<'_>, space: &str, body: Value) -> String {
+    let r = who
+        .req(Method::POST, &format!("/api/v1/spaces/{space}/chat"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = parse_sse(&r.text().await.unwrap());
+    let done = events.iter().find(|e| e.event == "done").expect("answered");
+    done.data["conversation_id"]
+        .as_str()
+        .expect("the answer names its conversation")
+        .to_string()
+}
+
+/// A conversation belongs to the member who started it — its title is their question. To every
+/// other member (a viewer, an editor, even an admin) it does not exist: it is not listed, its
+/// messages are not found, and it cannot be continued, renamed or deleted.
+async fn conversations_belong_to_the_member_who_started_them(backend: Backend) {
+    let app = spawn_with_accounts(backend).await;
+    let admin = set_up_admin(&app).await;
+    let ann = account(&app, &admin, "ann@example.org").await;
+    let ben = account(&app, &admin, "ben@example.org").await;
+    let cat = account(&app, &admin, "cat@example.org").await;
+
+    // Ann's space, shared with Ben as viewer and Cat as editor.
+    let (status, space) = ann
+        .post("/api/v1/spaces", json!({ "name": "Team handbook" }))
+        .await;
+    assert_eq!(status, 201, "{space}");
+    let s = space["id"].as_str().unwrap().to_string();
+    for (email, role) in [("ben@example.org", "viewer"), ("cat@example.org", "editor")] {
+        let (status, body) = ann
+            .send(
+                Method::PUT,
+                &format!("/api/v1/spaces/{s}/members"),
+                Some(json!({ "email": email, "role": role })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, doc) = ann
+        .upload(
+            &s,
+            "pay.md",
+            "# Pay\n\nSalary reviews happen every March.\n",
+        )
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    ann.wait_ready(&s, doc["id"].as_str().unwrap()).await;
+
+    // Ann asks a private question; it becomes her conversation's title.
+    let private = "Will my salary review in March be affected by my sick leave?";
+    let c = asked(&ann, &s, json!({ "question": private })).await;
+    let conversations = format!("/api/v1/spaces/{s}/conversations");
+    let one = format!("{conversations}/{c}");
+    let messages = format!("{one}/messages");
+    let chat = format!("/api/v1/spaces/{s}/chat");
+
+    // To the viewer, the editor and the admin it is not there.
+    let others = [(&ben, "viewer"), (&cat, "editor"), (&admin, "admin")];
+    for (who, name) in others {
+        let (status, list) = who.get(&conversations).await;
+        assert_eq!(status, 200, "{name}: {list}");
+        assert_eq!(list["total"], 0, "{name}: {list}");
+        assert!(
+            !list.to_string().contains(private) && !list.to_string().contains(&c),
+            "the {name} sees Ann's conversation: {list}"
+        );
+        let (status, body) = who.get(&messages).await;
+        assert_eq!(status, 404, "{name}: {body}");
+        assert_error(&body, "conversation_not_found");
+        assert!(!body.to_string().contains("salary"), "{name}: {body}");
+    }
+
+    // Continuing it is refused exactly as continuing a conversation that never existed.
+    let (status, unknown) = ben
+        .post(
+            &chat,
+            json!({ "question": "What else?", "conversation_id": "00000000-0000-7000-8000-000000000000" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{unknown}");
+    assert_error(&unknown, "conversation_not_found");
+    for (who, name) in others {
+        let (status, body) = who
+            .post(
+                &chat,
+                json!({ "question": "What else?", "conversation_id": c }),
+            )
+            .await;
+        assert_eq!(
+            (status, &body),
+            (400, &unknown),
+            "the {name} continued Ann's conversation"
+        );
+        let (status, body) = who
+            .get(&format!(
+                "{chat}?question=What%20else%3F&conversation_id={c}"
+            ))
+            .await;
+        assert_eq!(
+            (status, &body),
+            (400, &unknown),
+            "the {name} continued Ann's conversation by GET"
+        );
+    }
+
+    // The editor may rename and delete conversations, but not Ann's: it is not found.
+    let (status, body) = cat
+        .send(Method::PATCH, &one, Some(json!({ "title": "Taken over" })))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "conversation_not_found");
+    let (status, body) = cat.send(Method::DELETE, &one, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "conversation_not_found");
+
+    // The UI's server functions show the viewer no more than the API does.
+    let (status, text) = ben
+        .server_fn(ListConversations::PATH, &[("space_id", s.as_str())])
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        !text.contains(private) && !text.contains(&c),
+        "listed: {text}"
+    );
+    let (status, text) = ben
+        .server_fn(
+            app::server_fns::ListMessages::PATH,
+            &[("space_id", s.as_str()), ("conversation_id", c.as_str())],
+        )
+        .await;
+    assert!(status >= 400, "{status} {text}");
+    assert!(!text.contains(private), "read: {text}");
+
+    // The viewer's own conversation is his alone, and Ann's list holds only hers.
+    let mine = asked(&ben, &s, json!({ "question": "When are salary reviews?" })).await;
+    let (_, list) = ben.get(&conversations).await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["items"][0]["id"], mine.as_str(), "{list}");
+    let (_, list) = ann.get(&conversations).await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["items"][0]["id"], c.as_str(), "{list}");
+    assert_eq!(list["items"][0]["title"], private, "{list}");
+
+    // Ann's conversation came through untouched: she reads, continues, renames and deletes it.
+    let (status, turns) = ann.get(&messages).await;
+    assert_eq!(status, 200, "{turns}");
+    assert_eq!(turns["items"][0]["role"], "user", "{turns}");
+    assert_eq!(turns["items"][0]["content"], private, "{turns}");
+    let (status, text) = ann
+        .server_fn(ListConversations::PATH, &[("space_id", s.as_str())])
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(&c),
+        "Ann's sidebar lists her conversation: {text}"
+    );
+    let again = asked(
+        &ann,
+        &s,
+        json!({ "question": "And if I was away in March?", "conversation_id": c }),
+    )
+    .await;
+    assert_eq!(again, c, "the follow-up went into the same conversation");
+    let (status, renamed) = ann
+        .send(
+            Method::PATCH,
+            &one,
+            Some(json!({ "title": "Pay questions" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["title"], "Pay questions");
+    let (status, body) = ann.send(Method::DELETE, &one, None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = ann.get(&messages).await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "conversation_not_found");
+    // Deleting hers left Ben's alone.
+    let (_, list) = ben.get(&conversations).await;
+    assert_eq!(list["total"], 1, "{list}");
 }

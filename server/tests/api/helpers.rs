@@ -392,3 +392,22 @@ pub fn expect_error(status: u16, body: &Value, want_status: u16, code: &str) {
     assert_eq!(status, want_status, "unexpected status for {body}");
     assert_error(body, code);
 }
+
+/// A client that shows redirects instead of following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// The `name=value` part of a response's session cookie.
+pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("kenning_session=") && !v.starts_with("kenning_session=;"))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
