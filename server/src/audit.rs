@@ -2,6 +2,8 @@
 //! points writes), refused ones included, with when, from where and how it ended. Entries are
 //! written by one background task from a bounded queue, so a slow database never holds up the
 //! request that caused them; if the queue is full the entry is counted as dropped and logged.
+//! Strangers cannot fill it: refusals of requests without an account are sampled, targets are
+//! ids parsed from the path (never raw segments), and entries past the retention are deleted.
 
 use crate::limits::Limits;
 use crate::store::{MetadataStore, NewAudit};
@@ -9,34 +11,85 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Entries waiting to be written at most.
 const QUEUE: usize = 1_024;
+/// Refusals of requests without an account recorded per minute at most, all such callers
+/// together; the rest are only counted.
+const ANONYMOUS_REFUSALS_PER_MINUTE: u32 = 60;
+/// How often entries past the retention are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Where the middleware hands entries to the writer.
 pub struct Audit {
     tx: mpsc::Sender<NewAudit>,
     limits: Arc<Limits>,
+    anonymous: DefaultDirectRateLimiter,
 }
 
 impl Audit {
-    /// Starts the writer task on the current runtime; it ends when the sender is dropped.
-    pub fn start(store: Arc<dyn MetadataStore>, limits: Arc<Limits>) -> Arc<Self> {
+    /// Starts the writer task on the current runtime; it ends when the sender is dropped. Every
+    /// hour it deletes entries older than `retention` (`None` keeps them all).
+    pub fn start(
+        store: Arc<dyn MetadataStore>,
+        limits: Arc<Limits>,
+        retention: Option<Duration>,
+    ) -> Arc<Self> {
         let (tx, mut rx) = mpsc::channel::<NewAudit>(QUEUE);
         tokio::spawn(async move {
-            while let Some(entry) = rx.recv().await {
-                if let Err(e) = store.record_audit(&entry).await {
-                    crate::metrics::global().record_audit_dropped();
-                    tracing::warn!(error = %e, action = %entry.action, "audit entry not written");
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    entry = rx.recv() => {
+                        let Some(entry) = entry else { break };
+                        if let Err(e) = store.record_audit(&entry).await {
+                            crate::metrics::global().record_audit_dropped();
+                            tracing::warn!(error = %e, action = %entry.action, "audit entry not written");
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        let Some(keep) = retention.and_then(|r| chrono::Duration::from_std(r).ok()) else {
+                            continue;
+                        };
+                        match store.delete_audit_before(chrono::Utc::now() - keep).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(entries = n, "audit entries past the retention deleted"),
+                            Err(e) => tracing::warn!(error = %e, "deleting old audit entries failed"),
+                        }
+                    }
                 }
             }
         });
-        Arc::new(Self { tx, limits })
+        let quota = Quota::per_minute(
+            NonZeroU32::new(ANONYMOUS_REFUSALS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+        );
+        Arc::new(Self {
+            tx,
+            limits,
+            anonymous: RateLimiter::direct(quota),
+        })
     }
+}
+
+/// A target id as the route names it, kept only when it is an id (a UUID, or a point id of up
+/// to 64 letters, digits, `-` and `_`); anything else is not worth a row.
+fn target_id(segment: &str) -> Option<String> {
+    if let Ok(id) = uuid::Uuid::parse_str(segment) {
+        return Some(id.to_string());
+    }
+    let plain = !segment.is_empty()
+        && segment.len() <= 64
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then(|| segment.to_string())
 }
 
 /// What a request changes, if anything worth auditing: `(action, target type, target id)`.
@@ -68,7 +121,7 @@ fn classify(
             return Some((action, None, None));
         };
         let position = route.split('/').position(|segment| segment == param)?;
-        let id = path.split('/').nth(position).map(str::to_owned);
+        let id = path.split('/').nth(position).and_then(target_id);
         return Some((action, Some(kind), id));
     }
     if route.starts_with("/v1/") {
@@ -108,10 +161,13 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         .map(str::to_owned);
     let response = next.run(req).await;
     // Known once the sign-in layer inside has run; it leaves the caller on the response.
-    let actor = response
-        .extensions()
-        .get::<crate::auth::Caller>()
-        .and_then(|c| c.user_id.clone());
+    let caller = response.extensions().get::<crate::auth::Caller>();
+    let actor = caller.and_then(|c| c.user_id.clone());
+    // A stranger's refused attempt: worth a sample, not a row each (nothing else bounds them).
+    if caller.is_none() && response.status().is_client_error() && audit.anonymous.check().is_err() {
+        crate::metrics::global().record_audit_dropped();
+        return response;
+    }
     let entry = NewAudit {
         actor,
         action,
@@ -159,6 +215,22 @@ mod tests {
                 Some("d1".into())
             ))
         );
+        // A huge or odd segment is no id: the entry keeps its action, not the text.
+        let long = "x".repeat(60_000);
+        assert_eq!(
+            c(
+                Method::DELETE,
+                "/api/v1/spaces/{id}/documents/{document_id}",
+                &format!("/api/v1/spaces/{space}/documents/{long}")
+            )
+            .and_then(|(_, _, id)| id),
+            None
+        );
+        assert_eq!(
+            target_id("{0190F5A2-7C1E-7000-8000-000000000000}").as_deref(),
+            Some(space)
+        );
+        assert_eq!(target_id("a b"), None);
         assert_eq!(
             c(Method::POST, "/api/v1/spaces", "/api/v1/spaces"),
             Some(("POST /api/v1/spaces".into(), None, None))

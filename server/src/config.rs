@@ -560,6 +560,12 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Connections served at once from one client address (an IPv6 /64 counts as one address),
+    /// so a single host cannot take every slot; more from it are closed at once. Behind a
+    /// reverse proxy every connection comes from the proxy: raise it, or set 0 for no cap.
+    #[arg(long, env = "KENNING_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KENNING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -593,6 +599,16 @@ pub struct ServeConfig {
     /// Hours a sign-in session lasts.
     #[arg(long, env = "KENNING_SESSION_TTL_HOURS", default_value_t = 168)]
     pub session_ttl_hours: u64,
+
+    /// The one-time token that creates the first (admin) account from another machine, with
+    /// `--auth password`. Unset: Kenning makes one at start and prints it in its log. From this
+    /// machine (a loopback peer, no proxy) no token is needed.
+    #[arg(long, env = "KENNING_SETUP_TOKEN", hide_env_values = true)]
+    pub setup_token: Option<secrecy::SecretString>,
+
+    /// Days the audit log keeps an entry; older ones are deleted hourly (0 keeps them all).
+    #[arg(long, env = "KENNING_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u64,
 }
 
 /// Rate limits per client address and route class, and the answer concurrency cap. A rate is
@@ -637,6 +653,20 @@ pub struct LimitsConfig {
     /// instead of waiting in a queue.
     #[arg(long, env = "KENNING_MAX_CONCURRENT_CHATS", default_value_t = 32)]
     pub max_concurrent_chats: usize,
+
+    /// Answers one account (or, without one, one client address) may stream at once; more get
+    /// 429 at once. 0: no cap per caller.
+    #[arg(
+        long,
+        env = "KENNING_MAX_CONCURRENT_CHATS_PER_CALLER",
+        default_value_t = 8
+    )]
+    pub max_concurrent_chats_per_caller: usize,
+
+    /// Seconds an answer waits for a client that has stopped reading it before it is abandoned,
+    /// so its slot and the model go to someone else.
+    #[arg(long, env = "KENNING_ANSWER_STALL_SECS", default_value_t = 30)]
+    pub answer_stall_secs: u64,
 
     /// Redis URL (redis://host:6379/0). When set, rate limits and caches (search results, query
     /// embeddings, answers) are shared by every instance using it; while Redis is unreachable

@@ -31,13 +31,15 @@ impl Csrf {
     pub fn check(
         &self,
         method: &Method,
+        path: &str,
         uri_authority: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<(), String> {
-        if matches!(
+        let safe = matches!(
             *method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        ) {
+        );
+        if safe && !asks_a_question(path) {
             return Ok(());
         }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -69,6 +71,12 @@ impl Csrf {
     }
 }
 
+/// A question by GET (for `EventSource`) is not safe despite its method: it starts a
+/// conversation and spends model time, so another site must not be able to send one.
+fn asks_a_question(path: &str) -> bool {
+    path.starts_with("/api/v1/spaces/") && path.trim_end_matches('/').ends_with("/chat")
+}
+
 fn normalise(origin: &str) -> String {
     origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
@@ -79,7 +87,12 @@ pub async fn guard(State(csrf): State<Arc<Csrf>>, req: Request, next: Next) -> R
         .uri()
         .authority()
         .map(|a| a.as_str().to_ascii_lowercase());
-    if let Err(reason) = csrf.check(req.method(), authority.as_deref(), req.headers()) {
+    if let Err(reason) = csrf.check(
+        req.method(),
+        req.uri().path(),
+        authority.as_deref(),
+        req.headers(),
+    ) {
         tracing::warn!(method = %req.method(), path = %req.uri().path(), "cross-site request refused");
         return ApiError::new(StatusCode::FORBIDDEN, "cross_site_request", reason).into_response();
     }
@@ -106,42 +119,78 @@ mod tests {
             ("host", "kenning.local:3000"),
             ("origin", "http://kenning.local:3000"),
         ];
-        assert!(csrf.check(&post, None, &headers(&own)).is_ok());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&own))
+            .is_ok());
         let evil = [
             ("host", "kenning.local:3000"),
             ("origin", "https://evil.example"),
         ];
-        assert!(csrf.check(&post, None, &headers(&evil)).is_err());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&evil))
+            .is_err());
         assert!(
-            csrf.check(&Method::GET, None, &headers(&evil)).is_ok(),
+            csrf.check(&Method::GET, "/api/v1/spaces", None, &headers(&evil))
+                .is_ok(),
             "reads pass"
         );
         // A sandboxed frame or a redirect chain sends `Origin: null`.
         let null = [("host", "kenning.local:3000"), ("origin", "null")];
-        assert!(csrf.check(&Method::DELETE, None, &headers(&null)).is_err());
+        assert!(csrf
+            .check(&Method::DELETE, "/api/v1/spaces", None, &headers(&null))
+            .is_err());
         let allowed = [
             ("host", "kenning.local:3000"),
             ("origin", "https://front.example"),
         ];
-        assert!(csrf.check(&post, None, &headers(&allowed)).is_ok());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&allowed))
+            .is_ok());
         // Another port is another origin.
         let port = [
             ("host", "kenning.local:3000"),
             ("origin", "http://kenning.local:4000"),
         ];
-        assert!(csrf.check(&post, None, &headers(&port)).is_err());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&port))
+            .is_err());
         // HTTP/2: no Host header, the authority is in the URI.
         let h2 = [("origin", "https://kenning.local")];
         assert!(csrf
-            .check(&post, Some("kenning.local"), &headers(&h2))
+            .check(
+                &post,
+                "/api/v1/spaces",
+                Some("kenning.local"),
+                &headers(&h2)
+            )
             .is_ok());
         // Without Origin, the fetch metadata decides; without either it is not a browser.
         let cross = [("sec-fetch-site", "cross-site")];
-        assert!(csrf.check(&post, None, &headers(&cross)).is_err());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&cross))
+            .is_err());
         let sibling = [("sec-fetch-site", "same-site")];
-        assert!(csrf.check(&post, None, &headers(&sibling)).is_err());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&sibling))
+            .is_err());
         let same = [("sec-fetch-site", "same-origin")];
-        assert!(csrf.check(&post, None, &headers(&same)).is_ok());
-        assert!(csrf.check(&post, None, &HeaderMap::new()).is_ok());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &headers(&same))
+            .is_ok());
+        assert!(csrf
+            .check(&post, "/api/v1/spaces", None, &HeaderMap::new())
+            .is_ok());
+        // A question by GET is a change too.
+        let chat = "/api/v1/spaces/0191c1f0-0000-7000-8000-000000000000/chat";
+        assert!(csrf
+            .check(&Method::GET, chat, None, &headers(&evil))
+            .is_err());
+        assert!(csrf
+            .check(&Method::GET, chat, None, &headers(&cross))
+            .is_err());
+        assert!(csrf
+            .check(&Method::GET, chat, None, &headers(&same))
+            .is_ok());
+        assert!(csrf.check(&Method::GET, chat, None, &headers(&own)).is_ok());
     }
 }

@@ -8,6 +8,34 @@ use std::time::{Duration, Instant};
 /// How long one probe may take before it counts as unhealthy.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a finished report is reused. Concurrent `/health` requests share the probe run in
+/// flight (so a burst of them cannot load the dependencies: the endpoint is public); a request
+/// after it ends sees a fresh one, so a dependency that just failed shows at once.
+const REPORT_TTL: Duration = Duration::from_millis(1);
+
+/// One shared report: concurrent callers wait for the same probe run instead of each starting one.
+pub struct HealthCache {
+    report: moka::future::Cache<(), HealthReport>,
+}
+
+impl Default for HealthCache {
+    fn default() -> Self {
+        Self {
+            report: moka::future::Cache::builder()
+                .max_capacity(1)
+                .time_to_live(REPORT_TTL)
+                .build(),
+        }
+    }
+}
+
+impl HealthCache {
+    /// The current report: the run in flight if there is one, else a fresh one.
+    pub async fn report(&self, service: &Service) -> HealthReport {
+        self.report.get_with((), report(service)).await
+    }
+}
+
 /// Probes every dependency concurrently; the overall status is the worst of them.
 pub async fn report(service: &Service) -> HealthReport {
     let (store, disk, vectors, redis) = tokio::join!(
@@ -60,7 +88,10 @@ async fn check_store(service: &Service) -> DependencyHealth {
 
 async fn check_data_dir(service: &Service) -> DependencyHealth {
     let started = Instant::now();
-    let probe = service.data_dir().join(".health-probe");
+    // A name of its own per probe: two probes writing and removing one file raced each other.
+    let probe = service
+        .data_dir()
+        .join(format!(".health-probe-{}", uuid::Uuid::new_v4().simple()));
     let result = tokio::time::timeout(PROBE_TIMEOUT, async {
         tokio::fs::write(&probe, b"ok").await?;
         tokio::fs::remove_file(&probe).await

@@ -129,15 +129,24 @@ impl Application {
         if let Some(link) = redis {
             service = service.with_redis(link);
         }
+        // Bound before the sign-in layer is built: single-user mode answers only on this port.
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        let required = config.auth.requires_sign_in(config.addr)?;
+        let setup_token = setup_token(&config, engine.store.as_ref(), required, addr).await?;
         let auth = Arc::new(crate::auth::Auth::new(
             engine.store.clone(),
-            config.auth.requires_sign_in(config.addr)?,
+            required,
             Duration::from_secs(config.session_ttl_hours.max(1) * 3600),
+            addr.port(),
+            setup_token.as_deref(),
         )?);
         if auth.required() {
             tracing::info!("sign-in required: accounts, sessions and API keys");
         } else {
-            tracing::warn!("single-user mode: no sign-in (loopback only)");
+            tracing::warn!("single-user mode: no sign-in (this machine only)");
         }
         let service = Arc::new(
             service
@@ -154,11 +163,6 @@ impl Application {
             stop_workers.clone(),
         )?;
 
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
-        let addr = listener.local_addr()?;
-
         let leptos_options = LeptosOptions::builder()
             .output_name("kenning")
             .site_root(config.site_root.to_string_lossy().into_owned())
@@ -172,9 +176,12 @@ impl Application {
             embedder: engine.embedder.clone(),
             points: engine.points.clone(),
             auth: auth.clone(),
+            health: Arc::default(),
             leptos_options: leptos_options.clone(),
         };
-        let audit = crate::audit::Audit::start(engine.store.clone(), limits.clone());
+        let retention = (config.audit_retention_days > 0)
+            .then(|| Duration::from_secs(config.audit_retention_days.saturating_mul(86_400)));
+        let audit = crate::audit::Audit::start(engine.store.clone(), limits.clone(), retention);
         let router = routes(state, &config, limits, audit, auth);
 
         Ok(Self {
@@ -186,6 +193,7 @@ impl Application {
                 header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
                 max_header_bytes: config.max_header_bytes,
                 max_connections: config.max_connections,
+                max_connections_per_ip: config.max_connections_per_ip,
             },
             workers,
             stop_workers,
@@ -240,6 +248,29 @@ impl Application {
             }
         }
     }
+}
+
+/// The token that creates the first account from another machine: the configured one, or, on a
+/// networked server with no account yet, a fresh one printed in the log for the operator.
+async fn setup_token(
+    config: &ServeConfig,
+    store: &dyn MetadataStore,
+    required: bool,
+    addr: SocketAddr,
+) -> anyhow::Result<Option<String>> {
+    if let Some(token) = &config.setup_token {
+        return Ok(Some(token.expose_secret().to_string()));
+    }
+    if !required || store.count_users().await.context("counting accounts")? > 0 {
+        return Ok(None);
+    }
+    let token = crate::auth::Auth::new_setup_token()?;
+    tracing::warn!(
+        setup_token = %token,
+        "no account exists yet: open http://{addr}/login to create the admin account; from another \
+         machine enter this setup token there (it works until the first account exists)"
+    );
+    Ok(Some(token))
 }
 
 /// The UI's routes, generated once per process: generating them suppresses resource loads
@@ -327,6 +358,7 @@ fn routes(
             Duration::from_millis(config.slow_request_ms),
             track_http,
         ))
+        .layer(axum::middleware::from_fn(crate::http::security_headers))
         .layer(middleware)
 }
 
@@ -525,6 +557,11 @@ fn build_limits(l: &LimitsConfig, redis: Option<Arc<RedisLink>>) -> Limits {
         l.rate_limit_upload,
         l.rate_limit_other,
         l.max_concurrent_chats,
+    )
+    .with_answer_caps(
+        l.max_concurrent_chats,
+        l.max_concurrent_chats_per_caller,
+        Duration::from_secs(l.answer_stall_secs.max(1)),
     )
     .with_trusted_proxies(l.trusted_proxies.clone())
     .with_space_limit(l.rate_limit_space)

@@ -11,9 +11,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
+/// Everything but uploads: JSON-sized bodies and the ordinary time limit.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/spaces/{id}/documents", get(list).post(upload))
+        .route("/spaces/{id}/documents", get(list))
         .route(
             "/spaces/{id}/documents/{document_id}",
             get(read).delete(remove),
@@ -21,8 +22,14 @@ pub fn router() -> Router<AppState> {
         .route("/spaces/{id}/documents/{document_id}/chunks", get(chunks))
         .route("/spaces/{id}/jobs/{job_id}", get(job))
         .route("/spaces/{id}/search", axum::routing::post(search))
-        // The service enforces the configured file limit byte by byte; this only lifts axum's
-        // 2 MB default for multipart so that limit can apply. See `startup` for the outer cap.
+}
+
+/// Uploads alone: the only route whose body may exceed the JSON limit and whose time limit is
+/// the upload's. The service enforces the configured file limit byte by byte; this only lifts
+/// axum's default so that limit can apply. See `startup` for the outer cap.
+pub fn upload_router() -> Router<AppState> {
+    Router::new()
+        .route("/spaces/{id}/documents", axum::routing::post(upload))
         .layer(DefaultBodyLimit::disable())
 }
 

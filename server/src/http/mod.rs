@@ -5,6 +5,7 @@ mod chat;
 mod documents;
 mod error;
 mod extract;
+mod headers;
 mod memories;
 mod openai;
 pub mod openapi;
@@ -13,6 +14,7 @@ mod points;
 mod spaces;
 
 pub use error::ApiError;
+pub use headers::security_headers;
 
 use crate::chat::Chat;
 use crate::embed::Embedder;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub points: Arc<dyn PointStore>,
     /// Sign-in, keys and roles.
     pub auth: Arc<crate::auth::Auth>,
+    /// The shared `/health` report.
+    pub health: Arc<crate::health::HealthCache>,
     pub leptos_options: LeptosOptions,
 }
 
@@ -63,7 +67,8 @@ pub fn api_router(
         .merge(spaces::router().layer(timeout(request_timeout)))
         .merge(ops::api_router().layer(timeout(request_timeout)))
         .merge(auth::router().layer(timeout(request_timeout)))
-        .merge(documents::router().layer(timeout(upload_timeout)))
+        .merge(documents::router().layer(timeout(request_timeout)))
+        .merge(documents::upload_router().layer(timeout(upload_timeout)))
         // Answers stream for as long as the chat's own answer timeout allows; this limit only
         // covers the time to the response head (retrieval), not the stream.
         .merge(chat::router().layer(timeout(request_timeout)))

@@ -83,8 +83,19 @@ pub(super) async fn readiness(State(state): State<AppState>) -> impl IntoRespons
     responses(
         (status = 200, description = "Healthy or degraded", body = app::api::HealthReport),
         (status = 503, description = "Unhealthy", body = app::api::HealthReport)))]
-pub(super) async fn report(State(state): State<AppState>) -> impl IntoResponse {
-    let report = health::report(&state.service).await;
+pub(super) async fn report(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> impl IntoResponse {
+    let mut report = state.health.report(&state.service).await;
+    // With accounts, what failed and why (paths, addresses, errors) is for admins; everyone else
+    // (load balancers included) learns each dependency's status only.
+    let admin = caller.is_some_and(|c| c.is_admin);
+    if state.auth.required() && !admin {
+        for check in &mut report.checks {
+            check.message = None;
+        }
+    }
     let status = if report.status == HealthStatus::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -164,6 +164,16 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Parsed, ParseError> {
             markdown: true,
         },
     };
+    // NUL carries no meaning in text, and PostgreSQL cannot store it (every retry would fail the
+    // same way): it goes here, once, for every format.
+    let parsed = if parsed.text.contains('\0') {
+        Parsed {
+            text: parsed.text.replace('\0', ""),
+            ..parsed
+        }
+    } else {
+        parsed
+    };
     if parsed.text.trim().is_empty() {
         return Err(ParseError(match format {
             Format::Pdf => "The PDF has no text layer (scanned pages would need OCR).".into(),
@@ -376,6 +386,16 @@ mod tests {
     fn binary_and_other_archives_are_refused() {
         assert!(detect("photo.md", None, b"\x89PNG\r\n\x1a\n\0\0", true).is_err());
         assert!(detect("bundle.zip", None, b"PK\x03\x04", false).is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_dropped_from_every_format() {
+        let p = parse(Format::Text, b"before\0after").unwrap();
+        assert_eq!(p.text, "beforeafter");
+        assert!(
+            parse(Format::Text, b"\0\0").is_err(),
+            "nothing but NUL is no text"
+        );
     }
 
     #[test]

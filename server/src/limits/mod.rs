@@ -4,14 +4,16 @@
 //! by every instance through Redis (one atomic Lua script) when `REDIS_URL` is set, falling back
 //! to the in-process limiter whenever Redis does not answer in time.
 
+mod answers;
+
+pub use answers::{AnswerSlots, Refused};
+
 use crate::http::ApiError;
 use crate::redis_link::RedisLink;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -21,7 +23,6 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Which limit a request counts against: answers cost far more than reads, so each class has its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,7 +59,11 @@ impl RouteClass {
                 Self::SignIn
             } else if path.ends_with("/chat") || path == "/v1/chat/completions" {
                 Self::Chat
-            } else if path.ends_with("/search") {
+            } else if path.ends_with("/search")
+                || path == "/v1/embeddings"
+                // The search page's server function runs the same retrieval as the REST search.
+                || path.starts_with("/api/search_space")
+            {
                 Self::Search
             } else if (method == Method::POST && path.ends_with("/documents"))
                 || (method == Method::PUT && path.ends_with("/points"))
@@ -206,8 +211,9 @@ pub struct Limits {
     /// The per-space allowance, when one is configured.
     space: Option<ClassLimit>,
     trusted_proxies: Vec<ipnet::IpNet>,
-    chats: Arc<Semaphore>,
-    max_chats: usize,
+    answers: AnswerSlots,
+    /// How long an answer waits for a reader that takes nothing before it is abandoned.
+    answer_stall: Duration,
     clock: DefaultClock,
     shared: Option<SharedLimiter>,
 }
@@ -271,7 +277,7 @@ impl Limits {
         max_concurrent_chats: usize,
     ) -> Self {
         let class = class_limit;
-        let max_chats = max_concurrent_chats.max(1);
+
         Self {
             classes: [
                 class(chat),
@@ -281,8 +287,8 @@ impl Limits {
                 None,
             ],
             space: None,
-            chats: Arc::new(Semaphore::new(max_chats)),
-            max_chats,
+            answers: AnswerSlots::new(max_concurrent_chats, 0),
+            answer_stall: Duration::from_secs(30),
             clock: DefaultClock::default(),
             shared: None,
             trusted_proxies: Vec::new(),
@@ -314,10 +320,12 @@ impl Limits {
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse().ok())
             .collect();
+        // From the right, the first hop we do not run; when all are ours, the nearest of them.
+        // Never the left-most: that one is whatever the client wrote.
         hops.iter()
             .rev()
             .find(|ip| !self.trusted(**ip))
-            .or(hops.first())
+            .or(hops.last())
             .copied()
             .unwrap_or(peer)
     }
@@ -429,6 +437,19 @@ impl Limits {
         }
     }
 
+    /// At most `per_caller` answers streaming at once for one account or client address (0: no
+    /// cap), and how long an answer waits for a reader that stopped taking it.
+    pub fn with_answer_caps(
+        mut self,
+        max_concurrent: usize,
+        per_caller: usize,
+        stall: Duration,
+    ) -> Self {
+        self.answers = AnswerSlots::new(max_concurrent, per_caller);
+        self.answer_stall = stall;
+        self
+    }
+
     /// The limit on sign-in attempts per client, against password guessing.
     pub fn with_sign_in_limit(mut self, limit: RateLimit) -> Self {
         self.classes[RouteClass::SignIn.index()] = class_limit(limit);
@@ -450,17 +471,34 @@ impl Limits {
         if matches!(class, RouteClass::Other | RouteClass::SignIn) {
             return Ok(());
         }
-        self.admit("space", limit, class, &Client::Space(space.to_string()))
+        self.admit("space", limit, class, &Client::Space(space))
             .await
             .map(|_| ())
     }
 }
 
-/// The space a `/api/v1/spaces/{id}/…` path names.
-fn space_of(path: &str) -> Option<&str> {
+/// The address a client is limited by: IPv6 hosts get a /64 each, so one host cannot rotate
+/// through its billions of addresses; IPv4 (and IPv4-mapped IPv6) addresses count alone.
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// The space a `/api/v1/spaces/{id}/…` path names, as its canonical id: another spelling of
+/// the same id (upper case, braces) is the same space and shares its allowance; a segment that
+/// is no id names no space (the request will be answered 404).
+fn space_of(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/v1/spaces/")?;
     let id = rest.split('/').next()?;
-    (!id.is_empty()).then_some(id)
+    uuid::Uuid::parse_str(id).ok().map(|id| id.to_string())
 }
 
 fn class_limit(limit: RateLimit) -> Option<ClassLimit> {
@@ -519,8 +557,9 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
         .and_then(|c| c.user_id.clone())
     {
         Some(account) => Client::Account(account),
-        None => Client::Addr(limits.client_address(peer, req.headers())),
+        None => Client::Addr(rate_key(limits.client_address(peer, req.headers()))),
     };
+    let client_key = client.to_string();
     let headers = match limits.check_shared(class, client).await {
         Ok(headers) => headers,
         Err(refused) => return *refused,
@@ -528,40 +567,50 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
     if let Err(refused) = limits.check_space(class, req.uri().path()).await {
         return *refused;
     }
-    let permit = if class == RouteClass::Chat {
-        match limits.chats.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                crate::metrics::global().record_refused(class.as_str(), "overloaded");
-                let mut response = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    format!(
-                        "The server is answering {} questions already; try again in a moment.",
-                        limits.max_chats
-                    ),
-                )
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert("retry-after", HeaderValue::from(1u64));
-                return response;
-            }
+    let slot = if class == RouteClass::Chat {
+        match limits.answers.try_acquire(&client_key) {
+            Ok(slot) => Some(slot),
+            Err(refused) => return answer_refusal(refused),
         }
     } else {
         None
     };
     let mut response = next.run(req).await;
     response.headers_mut().extend(headers);
-    match permit {
+    match slot {
         None => response,
-        Some(permit) => response.map(|body| {
-            Body::from_stream(body.into_data_stream().map(move |chunk| {
-                let _held = &permit;
-                chunk
-            }))
-        }),
+        Some(slot) => {
+            let stall = limits.answer_stall;
+            response.map(|body| answers::relay(body, slot, stall))
+        }
     }
+}
+
+/// A 503 when the server streams all the answers it may, a 429 when this caller does.
+fn answer_refusal(refused: Refused) -> Response {
+    let (status, code, message) = match refused {
+        Refused::Server(n) => {
+            crate::metrics::global().record_refused("chat", "overloaded");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("The server is answering {n} questions already; try again in a moment."),
+            )
+        }
+        Refused::Caller(n) => {
+            crate::metrics::global().record_refused("chat", "caller_busy");
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_concurrent_answers",
+                format!("You have {n} answers streaming already; wait for one to finish."),
+            )
+        }
+    };
+    let mut response = ApiError::new(status, code, message).into_response();
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(1u64));
+    response
 }
 
 #[cfg(test)]
@@ -616,6 +665,8 @@ mod tests {
             (Method::GET, "/metrics", None),
             (Method::GET, "/chat", None),
             (Method::GET, "/pkg/kenning.wasm", None),
+            (Method::POST, "/v1/embeddings", Some(Search)),
+            (Method::POST, "/api/search_space12345", Some(Search)),
         ];
         for (method, path, want) in cases {
             assert_eq!(RouteClass::of(&method, path), want, "{method} {path}");
@@ -659,6 +710,45 @@ mod tests {
             limits.client_address(ip("10.1.2.3"), &HeaderMap::new()),
             ip("10.1.2.3")
         );
+        // Every hop trusted: the nearest one, never the left-most, which anyone can write.
+        assert_eq!(
+            limits.client_address(ip("10.1.2.3"), &with_xff("10.9.9.9, 10.4.4.4")),
+            ip("10.4.4.4")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2:aaaa::1")),
+            rate_key(ip("2001:db8:1:2:ffff:1:2:3"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(rate_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(rate_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn one_space_is_one_key_however_its_id_is_written() {
+        let id = "0190f5a2-7c1e-7000-8000-000000000000";
+        let upper = id.to_uppercase();
+        assert_eq!(
+            space_of(&format!("/api/v1/spaces/{id}/search")),
+            Some(id.to_string())
+        );
+        assert_eq!(
+            space_of(&format!("/api/v1/spaces/{upper}/chat")),
+            Some(id.to_string())
+        );
+        assert_eq!(
+            space_of(&format!("/api/v1/spaces/{{{id}}}/chat")),
+            Some(id.to_string())
+        );
+        assert_eq!(space_of("/api/v1/spaces/not-an-id/chat"), None);
     }
 
     #[test]

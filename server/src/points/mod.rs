@@ -51,6 +51,16 @@ impl From<sqlx::Error> for PointError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 PointError::Unavailable(e.to_string())
             }
+            // PostgreSQL refuses NUL in text (22021) and `\u0000` in JSON (22P05): the client's
+            // payload, a 400, not a server failure.
+            sqlx::Error::Database(ref db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                PointError::Invalid(
+                    "invalid_payload",
+                    "Payloads may not contain NUL characters (U+0000).".into(),
+                )
+            }
             other => PointError::Other(anyhow::Error::new(other)),
         }
     }
