@@ -95,6 +95,7 @@ mod openai;
 mod points;
 mod quality;
 mod search;
+mod security;
 mod shared_caches;
 mod spaces;
 mod stub;
