@@ -119,9 +119,10 @@ pub fn relay(body: Body, slot: Slot, stall: Duration) -> Body {
             }
         }
     });
-    Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|piece| (piece, rx))
-    }))
+    // A stream over the receiver that may be polled again after its end (body layers do so),
+    // unlike `unfold`, which panics then.
+    let mut rx = rx;
+    Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 #[cfg(test)]
@@ -187,5 +188,14 @@ mod tests {
             b"a short answer",
             "the reader still gets all of it"
         );
+    }
+
+    #[tokio::test]
+    async fn a_finished_relay_may_be_polled_again() {
+        let slots = AnswerSlots::new(1, 0);
+        let slot = slots.try_acquire("a").unwrap();
+        let mut pieces = relay(Body::from("x"), slot, Duration::from_secs(60)).into_data_stream();
+        while pieces.next().await.is_some() {}
+        assert!(pieces.next().await.is_none(), "still ended, no panic");
     }
 }
