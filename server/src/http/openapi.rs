@@ -160,7 +160,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 45, "every routed operation is in the spec");
+        assert_eq!(operations, 47, "every routed operation is in the spec");
     }
 
     #[test]
