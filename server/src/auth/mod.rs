@@ -2,6 +2,7 @@
 //! cookie, hashed API keys, per-space roles, and the middleware (`guard`) that resolves every
 //! request's caller and refuses what their role does not allow.
 
+mod account;
 mod failures;
 mod guard;
 mod local;
@@ -14,8 +15,8 @@ pub use local::{from_this_machine, single_user_refusal};
 
 use crate::domain::PageRequest;
 use crate::service::ServiceError;
-use crate::store::{MetadataStore, NewApiKey, NewUser, StoreError};
-use app::api::{ApiKey, CreatedApiKey, Member, Page, Role, SessionInfo, User};
+use crate::store::{MetadataStore, NewUser, StoreError};
+use app::api::{Member, Page, Role, SessionInfo, User};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
@@ -311,68 +312,6 @@ impl Auth {
         Ok(token)
     }
 
-    /// Changes the caller's password, checked against the current one (a stolen session alone
-    /// cannot change it), then ends every session of the account and opens a fresh one, whose
-    /// token is returned. Only from a session: a key cannot change its owner's password.
-    pub async fn change_password(
-        &self,
-        caller: &Caller,
-        current: &str,
-        new: &str,
-    ) -> Result<String, ServiceError> {
-        let user_id = key_manager(caller)?;
-        if let Some(wait) = self.failures.wait(&caller.email).await {
-            return Err(ServiceError::TooManyAttempts {
-                wait_secs: wait.as_secs().max(1),
-            });
-        }
-        let record = self
-            .store
-            .find_user_by_email(&caller.email)
-            .await
-            .map_err(|e| ServiceError::from_store(e, "user"))?
-            .filter(|r| r.user.id == user_id.to_string())
-            .ok_or(ServiceError::NotFound("user"))?;
-        let stored = record
-            .password_hash
-            .clone()
-            .unwrap_or_else(|| self.decoy.clone());
-        let within = current.chars().count() <= MAX_PASSWORD_CHARS;
-        if !(within && password::verify(current, &stored).await && record.password_hash.is_some()) {
-            self.failures.record(&caller.email).await;
-            return Err(ServiceError::Unauthenticated(
-                "invalid_credentials",
-                "The current password is wrong.".into(),
-            ));
-        }
-        let count = new.chars().count();
-        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&count) {
-            return Err(invalid(
-                "invalid_password",
-                format!(
-                    "A password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."
-                ),
-            ));
-        }
-        let hash = password::hash(new).await?;
-        self.store
-            .set_password_hash(user_id, &hash)
-            .await
-            .map_err(|e| ServiceError::from_store(e, "user"))?;
-        self.sign_out_everywhere(caller).await?;
-        self.open_session(&record.user).await
-    }
-
-    /// Ends every session of the caller's account, on every device; API keys stay valid (they
-    /// are revoked one by one).
-    pub async fn sign_out_everywhere(&self, caller: &Caller) -> Result<u64, ServiceError> {
-        let user_id = caller_account(caller)?;
-        self.store
-            .delete_sessions_of(user_id)
-            .await
-            .map_err(|e| ServiceError::from_store(e, "user"))
-    }
-
     /// Ends the session the request's cookie names, if any.
     pub async fn logout(&self, headers: &HeaderMap) -> Result<(), ServiceError> {
         if let Some(token) = session_token(headers) {
@@ -414,52 +353,6 @@ impl Auth {
             .list_users(page)
             .await
             .map_err(|e| ServiceError::from_store(e, "user"))
-    }
-
-    /// Creates an API key for the caller; the key itself is returned this once.
-    pub async fn create_key(
-        &self,
-        caller: &Caller,
-        name: &str,
-    ) -> Result<CreatedApiKey, ServiceError> {
-        let user_id = key_manager(caller)?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(invalid(
-                "invalid_key_name",
-                "A key name needs 1 to 100 characters, without control characters.",
-            ));
-        }
-        let key = format!("{KEY_PREFIX}{}", random_hex(20)?);
-        let info = self
-            .store
-            .create_api_key(&NewApiKey {
-                id: Uuid::now_v7(),
-                user_id,
-                name: name.to_string(),
-                prefix: key[..KEY_PREFIX.len() + 8].to_string(),
-                key_hash: digest(&key),
-            })
-            .await
-            .map_err(|e| ServiceError::from_store(e, "API key"))?;
-        Ok(CreatedApiKey { info, key })
-    }
-
-    /// The caller's API keys.
-    pub async fn list_keys(&self, caller: &Caller) -> Result<Vec<ApiKey>, ServiceError> {
-        self.store
-            .list_api_keys(key_manager(caller)?)
-            .await
-            .map_err(|e| ServiceError::from_store(e, "API key"))
-    }
-
-    /// Revokes one of the caller's keys; another account's key is "not found".
-    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
-        let id = Uuid::parse_str(id).map_err(|_| ServiceError::NotFound("API key"))?;
-        self.store
-            .revoke_api_key(key_manager(caller)?, id)
-            .await
-            .map_err(|e| ServiceError::from_store(e, "API key"))
     }
 
     /// The caller's role in a space: admins (and the single user) act as owners everywhere.
@@ -572,16 +465,6 @@ pub fn caller_account(caller: &Caller) -> Result<Uuid, ServiceError> {
                 "Single-user mode has no accounts; start Kenning with --auth password to use them.",
             )
         })
-}
-
-/// The account of a caller managing API keys: only from a session, never with a key.
-fn key_manager(caller: &Caller) -> Result<Uuid, ServiceError> {
-    if caller.via_key {
-        return Err(ServiceError::Forbidden(
-            "API keys are managed from a signed-in session, not with an API key.".into(),
-        ));
-    }
-    caller_account(caller)
 }
 
 /// The key in an `Authorization: Bearer <key>` value (the scheme in any case), if that is its
