@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto::Builder;
 use socket2::{SockRef, TcpKeepalive};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -339,7 +339,8 @@ impl PerAddress {
 
     /// Counts one more connection from `ip`, or `None` when its address is at the cap.
     fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        let key = address_key(ip);
+        // The same key rate limits use: IPv4 as is, IPv6 by its /64.
+        let key = crate::limits::rate_key(ip);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key).or_insert(0);
         if self.limit != 0 && *count >= self.limit {
@@ -350,17 +351,6 @@ impl PerAddress {
             counts: self.clone(),
             key,
         })
-    }
-}
-
-/// The address a connection counts under: IPv4 as is, IPv6 by its /64.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        },
     }
 }
 

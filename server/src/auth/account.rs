@@ -2,8 +2,8 @@
 //! everywhere. Keys and the password are managed from a session only, never with a key.
 
 use super::{
-    caller_account, digest, invalid, password, random_hex, Auth, Caller, KEY_PREFIX,
-    MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
+    caller_account, check_password_length, digest, invalid, password, random_hex, Auth, Caller,
+    KEY_PREFIX,
 };
 use crate::service::ServiceError;
 use crate::store::NewApiKey;
@@ -79,27 +79,14 @@ impl Auth {
             .map_err(|e| ServiceError::from_store(e, "user"))?
             .filter(|r| r.user.id == user_id.to_string())
             .ok_or(ServiceError::NotFound("user"))?;
-        let stored = record
-            .password_hash
-            .clone()
-            .unwrap_or_else(|| self.decoy.clone());
-        let within = current.chars().count() <= MAX_PASSWORD_CHARS;
-        if !(within && password::verify(current, &stored).await && record.password_hash.is_some()) {
+        if !self.password_matches(Some(&record), current).await {
             self.failures.record(&caller.email).await;
             return Err(ServiceError::Unauthenticated(
                 "invalid_credentials",
                 "The current password is wrong.".into(),
             ));
         }
-        let count = new.chars().count();
-        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&count) {
-            return Err(invalid(
-                "invalid_password",
-                format!(
-                    "A password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."
-                ),
-            ));
-        }
+        check_password_length(new)?;
         let hash = password::hash(new).await?;
         self.store
             .set_password_hash(user_id, &hash)

@@ -15,7 +15,7 @@ pub use local::{from_this_machine, single_user_refusal};
 
 use crate::domain::PageRequest;
 use crate::service::ServiceError;
-use crate::store::{MetadataStore, NewUser, StoreError};
+use crate::store::{MetadataStore, NewUser, StoreError, UserRecord};
 use app::api::{Member, Page, Role, SessionInfo, User};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
@@ -179,13 +179,9 @@ impl Auth {
                 .await
                 .map_err(|e| ServiceError::from_store(e, "user"))?
         };
-        let stored = record
-            .as_ref()
-            .and_then(|r| r.password_hash.clone())
-            .unwrap_or_else(|| self.decoy.clone());
-        let matches = password::verify(password, &stored).await;
+        let matches = self.password_matches(record.as_ref(), password).await;
         match record {
-            Some(r) if matches && r.password_hash.is_some() => {
+            Some(r) if matches => {
                 self.failures.forget(email).await;
                 let token = self.open_session(&r.user).await?;
                 Ok((r.user, token))
@@ -265,15 +261,7 @@ impl Auth {
                 "A display name is at most 100 characters, without control characters.",
             ));
         }
-        let count = password.chars().count();
-        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&count) {
-            return Err(invalid(
-                "invalid_password",
-                format!(
-                    "A password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."
-                ),
-            ));
-        }
+        check_password_length(password)?;
         let password_hash = password::hash(password).await?;
         self.store
             .create_user(
@@ -293,6 +281,16 @@ impl Auth {
                 }
                 other => ServiceError::from_store(other, "user"),
             })
+    }
+
+    /// Whether `password` is the record's. An unknown account, one without a password, or an
+    /// over-long password is checked against the decoy, so every refusal costs the same work.
+    async fn password_matches(&self, record: Option<&UserRecord>, password: &str) -> bool {
+        let hash = record
+            .and_then(|r| r.password_hash.as_deref())
+            .filter(|_| password.chars().count() <= MAX_PASSWORD_CHARS);
+        let matches = password::verify(password, hash.unwrap_or(&self.decoy)).await;
+        matches && hash.is_some()
     }
 
     async fn open_session(&self, user: &User) -> Result<String, ServiceError> {
@@ -486,6 +484,18 @@ fn caller_of(user: &User, via_key: bool) -> Caller {
         is_admin: user.is_admin,
         via_key,
     }
+}
+
+/// A new password's length: long enough to resist guessing, short enough to bound the hashing.
+fn check_password_length(password: &str) -> Result<(), ServiceError> {
+    let count = password.chars().count();
+    if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&count) {
+        return Ok(());
+    }
+    Err(invalid(
+        "invalid_password",
+        format!("A password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters."),
+    ))
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ServiceError {
