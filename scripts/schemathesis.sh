@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzes the REST API against its own OpenAPI description (`/api/openapi.json`) with
 # Schemathesis: no 5xx, every response matches the documented status, content type and schema,
-# and schema-violating requests are refused. Starts a release server on a fresh data directory
-# (or uses KENNING_ST_URL), seeds a space with a document, a conversation and a point, then runs
-# a bounded number of examples per operation (KENNING_ST_EXAMPLES, default 25). With
-# KENNING_TEST_POSTGRES_URL set (as `./scripts/test` does) it also fuzzes a password-mode
-# server on PostgreSQL, as an admin's API key and as a viewer of the seeded space.
+# and schema-violating requests are refused. Starts a server (KENNING_BINARY, by default the
+# release build) on a fresh data directory (or uses KENNING_ST_URL), seeds a space with a
+# document, a conversation and a point, then runs a bounded number of examples per operation
+# (KENNING_ST_EXAMPLES, default 25). With KENNING_TEST_POSTGRES_URL set (as `./scripts/test`
+# does) it also fuzzes a password-mode server on PostgreSQL, as an admin's API key and as a
+# viewer of the seeded space.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -32,7 +33,7 @@ trap cleanup EXIT
 start_server() {
   local name="$1"
   shift
-  local binary="$ROOT/target/release/kenning"
+  local binary="${KENNING_BINARY:-$ROOT/target/release/kenning}"
   [ -x "$binary" ] || { log "building the release server"; cargo build --release -p kenning; }
   # Created before the server starts, so the first read cannot race the redirect.
   : >"$work/$name.out"

@@ -14,7 +14,7 @@ if [ ! -f "$PG_SHAREDIR/extension/vector.control" ]; then
   log "building pgvector from Debian's source package"
   if ! grep -rqs "trixie" /etc/apt/sources.list.d/kenning-trixie-src.list; then
     echo "deb-src http://deb.debian.org/debian trixie main" > /etc/apt/sources.list.d/kenning-trixie-src.list
-    apt-get update -q >/dev/null
+    apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
   fi
   work="$(mktemp -d)"
   (cd "$work" && apt-get source --download-only pgvector >/dev/null \
