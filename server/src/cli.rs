@@ -19,9 +19,15 @@ pub async fn run() -> ExitCode {
             }),
     );
     let result = match cli.command {
-        Command::Serve(config) => serve(*config).await,
+        Command::Serve(mut config) => {
+            config.ingest.parse_program = std::env::current_exe().ok();
+            serve(*config).await
+        }
         Command::Migrate(config) => migrate(config).await,
-        Command::Worker(config) => worker(config).await,
+        Command::Worker(mut config) => {
+            config.ingest.parse_program = std::env::current_exe().ok();
+            worker(config).await
+        }
         Command::Ingest(cmd) => ingest(cmd).await,
         Command::Bench(cmd) => crate::bench::run_on_one_thread(cmd).await,
         Command::User(crate::config::UserCommand::Create(cmd)) => create_user(cmd).await,

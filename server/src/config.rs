@@ -325,6 +325,24 @@ pub struct IngestConfig {
     #[arg(long, env = "KENNING_EMBED_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub embed_batch: u16,
 
+    /// Memory (address space, MiB) the child process that reads one document may use: a
+    /// decompression bomb fails its job instead of exhausting the server.
+    #[arg(long, env = "KENNING_PARSE_MEMORY_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(256..=65_536))]
+    pub parse_memory_mb: u64,
+
+    /// Seconds (wall clock, and as much processor time) one document's parser may run.
+    #[arg(long, env = "KENNING_PARSE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub parse_timeout_secs: u64,
+
+    /// Largest text (MiB) one document may yield; a file that expands past it fails.
+    #[arg(long, env = "KENNING_MAX_DOCUMENT_TEXT_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+    pub max_document_text_mb: u64,
+
+    /// The program run as the parser's child: this binary, set at start-up. Unset (library
+    /// use), documents are parsed in the process with only the text cap.
+    #[arg(skip)]
+    pub parse_program: Option<PathBuf>,
+
     /// Cores the local embedder may use for ingestion. The default of 1 leaves the others to
     /// queries and serving (search stays fast while folders are ingested); raise it on a machine
     /// dedicated to ingestion.
@@ -358,6 +376,17 @@ pub enum VectorBackend {
 }
 
 impl IngestConfig {
+    /// How each document's parse is bounded.
+    pub fn parse_limits(&self) -> crate::ingest::isolate::ParseLimits {
+        crate::ingest::isolate::ParseLimits {
+            program: self.parse_program.clone(),
+            memory_bytes: self.parse_memory_mb.saturating_mul(1 << 20),
+            timeout: std::time::Duration::from_secs(self.parse_timeout_secs),
+            max_text_bytes: usize::try_from(self.max_document_text_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        }
+    }
+
     /// The tokenizer the chunker sizes passages with (the local embedder's).
     pub fn tokenizer_path(&self) -> PathBuf {
         self.models_dir

@@ -831,6 +831,7 @@ pub fn spawn_workers(
         lease: Duration::from_secs(config.job_lease_secs.max(1)),
         poll_interval: Duration::from_millis(config.job_poll_ms.max(10)),
         embed_batch: usize::from(config.embed_batch.max(1)),
+        parse: config.parse_limits(),
     };
     let indexing = Indexing {
         embedder: engine.embedder.clone(),

@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod chunk;
+pub mod isolate;
 pub mod parse;
 mod worker;
 

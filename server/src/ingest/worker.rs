@@ -3,10 +3,11 @@
 //! unless they are permanent (a file that cannot be parsed fails at once, with its reason).
 
 use super::chunk::Chunker;
-use super::parse::{self, Format};
+use super::isolate::{parse_bounded, ParseFailure, ParseLimits};
+use super::parse::Format;
 use crate::embed::{Embedder, Lane};
 use crate::store::{ClaimedJob, MetadataStore, NewChunk};
-use crate::vector::{VectorPoint, VectorStore};
+use crate::vector::{Chunks, VectorPoint, VectorStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// Texts per embedding request, so queries can slip in between.
     pub embed_batch: usize,
+    /// How each document's parse is bounded.
+    pub parse: ParseLimits,
 }
 
 /// Where passages' vectors go; without one, documents are indexed for keyword search only.
@@ -138,19 +141,26 @@ impl Worker {
             lost.clone(),
         ));
         let started = std::time::Instant::now();
+        // The chunks this attempt may have sent to the vector store: all it ever deletes.
+        let mut written = Vec::new();
         let outcome = tokio::select! {
-            r = self.process(&job) => Some(r),
+            r = self.process(&job, &mut written) => Some(r),
             () = lost.cancelled() => None,
         };
         heartbeat.abort();
         let result = match outcome {
             None => {
                 tracing::warn!("lease lost; another worker will take the job");
+                self.drop_vectors(&job, Chunks::Only(&written)).await;
                 return;
             }
             Some(Ok(chunks)) => match self.store.complete_job(&job, &self.id, &chunks).await {
                 Ok(true) => {
                     tracing::info!(chunks = chunks.len(), elapsed = ?started.elapsed(), "document ingested");
+                    // The document's passages are now these: vectors of earlier versions and of
+                    // attempts that died go. Leftovers would only cost space, as search keeps
+                    // hits whose passage exists.
+                    self.drop_vectors(&job, Chunks::AllBut(&written)).await;
                     if self.indexing.vectors.is_some() && !chunks.is_empty() {
                         // Which model made this space's vectors: a later switch must not mix them.
                         let embedder = &self.indexing.embedder;
@@ -171,7 +181,7 @@ impl Worker {
                 }
                 Ok(false) => {
                     tracing::warn!("job was taken over or deleted before it completed");
-                    self.drop_vectors(&job).await;
+                    self.drop_vectors(&job, Chunks::Only(&written)).await;
                     Ok(())
                 }
                 Err(e) => Err(Failure::Transient(format!(
@@ -192,18 +202,23 @@ impl Worker {
                 Failure::Transient(m) => (m, None),
             };
             tracing::warn!(%error, retry = retry_at.is_some(), "ingestion failed");
-            // Nothing partially indexed: vectors written before the failure go too.
-            self.drop_vectors(&job).await;
+            // Nothing partially indexed: vectors this attempt wrote before the failure go too.
+            self.drop_vectors(&job, Chunks::Only(&written)).await;
             if let Err(e) = self.store.fail_job(&job, &self.id, &error, retry_at).await {
                 tracing::warn!(error = %e, "could not record a job's failure; its lease will expire");
             }
         }
     }
 
-    async fn drop_vectors(&self, job: &ClaimedJob) {
+    /// Removes vectors of the job's document; never another attempt's, which may be the
+    /// document's live passages by now.
+    async fn drop_vectors(&self, job: &ClaimedJob, which: Chunks<'_>) {
         if let Some(vectors) = &self.indexing.vectors {
-            if let Err(e) = vectors.delete_document(job.space_id, job.document_id).await {
-                tracing::warn!(error = %e, "could not remove the vectors of an unfinished document");
+            if let Err(e) = vectors
+                .delete_chunks(job.space_id, job.document_id, which)
+                .await
+            {
+                tracing::warn!(error = %e, "could not remove a document's stale vectors");
             }
         }
     }
@@ -218,7 +233,11 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &ClaimedJob) -> Result<Vec<NewChunk>, Failure> {
+    async fn process(
+        &self,
+        job: &ClaimedJob,
+        written: &mut Vec<Uuid>,
+    ) -> Result<Vec<NewChunk>, Failure> {
         self.progress(job, "parsing", 0.05).await;
         let path = self.data_dir.join(&job.storage_path);
         let bytes = tokio::fs::read(&path)
@@ -226,10 +245,12 @@ impl Worker {
             .map_err(|e| Failure::Transient(format!("reading the stored file failed: {e}")))?;
         let format = Format::from_mime(&job.mime)
             .ok_or_else(|| Failure::Permanent(format!("unsupported stored type {}", job.mime)))?;
-        let parsed = tokio::task::spawn_blocking(move || parse::parse(format, &bytes))
+        let parsed = parse_bounded(&self.settings.parse, format, bytes)
             .await
-            .map_err(|e| Failure::Transient(format!("parser task failed: {e}")))?
-            .map_err(|e| Failure::Permanent(e.0))?;
+            .map_err(|e| match e {
+                ParseFailure::Permanent(m) => Failure::Permanent(m),
+                ParseFailure::Transient(m) => Failure::Transient(m),
+            })?;
 
         self.progress(job, "chunking", 0.4).await;
         let chunker = self.chunker.clone();
@@ -257,13 +278,16 @@ impl Worker {
             })
             .collect();
         if let Some(vectors) = &self.indexing.vectors {
+            written.extend(chunks.iter().map(|c| c.id));
             self.embed_and_index(job, &chunks, vectors.as_ref()).await?;
         }
         self.progress(job, "indexing", 0.95).await;
         Ok(chunks)
     }
 
-    /// Embeds passages in batches on the ingestion lane, then replaces the document's vectors.
+    /// Embeds passages in batches on the ingestion lane, then adds their vectors beside the
+    /// document's current ones: those go only once these passages are committed, so search
+    /// never loses the document in between.
     async fn embed_and_index(
         &self,
         job: &ClaimedJob,
@@ -295,10 +319,6 @@ impl Worker {
             }));
         }
         self.progress(job, "indexing", 0.9).await;
-        vectors
-            .delete_document(job.space_id, job.document_id)
-            .await
-            .map_err(|e| Failure::Transient(format!("clearing old vectors failed: {e}")))?;
         vectors
             .upsert(points)
             .await

@@ -487,13 +487,14 @@ impl SqlitePointStore {
         .map_err(|e| PointError::Other(anyhow::anyhow!("scan task failed: {e}")))?
     }
 
-    /// Removes every point whose payload has `key` equal to `value` (a document's passages);
-    /// returns how many went.
+    /// Removes every point whose payload has `key` equal to `value` (a document's passages) and
+    /// whose id `pick` accepts; returns how many went.
     pub(crate) async fn delete_where(
         &self,
         space: Uuid,
         key: &str,
         value: &Value,
+        pick: impl Fn(&PointId) -> bool + Send,
     ) -> Result<usize, PointError> {
         let slot = self.loaded(space).await?;
         let mut guard = slot.write().await;
@@ -505,7 +506,7 @@ impl SqlitePointStore {
             .iter()
             .zip(&index.alive)
             .zip(&index.ids)
-            .filter(|((payload, alive), _)| **alive && payload.get(key) == Some(value))
+            .filter(|((payload, alive), id)| **alive && payload.get(key) == Some(value) && pick(id))
             .map(|(_, id)| id.clone())
             .collect();
         if doomed.is_empty() {

@@ -7,16 +7,16 @@
 //! optimised in the background, which is when it builds its HNSW graph. One process owns a
 //! shard, so this backend is for a single `kenning serve` with in-process workers.
 
-use super::{validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
+use super::{validate, Chunks, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::external::serde_json::json;
 use qdrant_edge::{
     Condition, CreateIndex, CreateVectorName, Distance, EdgeConfigBuilder, EdgeShard,
     EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations,
-    Filter, JsonPath, KeywordIndexParamsBuilder, Match, Modifier, NamedQuery, OperationError,
-    PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations, PointOperations,
-    PointStruct, QueryEnum, QueryRequestBuilder, ScoringQuery, SparseVectorConfig, UpdateOperation,
-    Vector, VectorInternal, VectorNameConfig, VectorNameOperations, Vectors,
+    Filter, HasIdCondition, JsonPath, KeywordIndexParamsBuilder, Match, Modifier, NamedQuery,
+    OperationError, PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QueryEnum, QueryRequestBuilder, ScoringQuery, SparseVectorConfig,
+    UpdateOperation, Vector, VectorInternal, VectorNameConfig, VectorNameOperations, Vectors,
 };
 use qdrant_edge::{EdgeConfig, ScoredPoint, WithPayloadInterface};
 use std::path::{Path, PathBuf};
@@ -520,10 +520,27 @@ impl VectorStore for EdgeVectorStore {
         .map_err(|e| VectorError::Other(e.into()))
     }
 
-    async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {
-        self.shard
-            .delete_where(scope(space_id, Some(document_id))?)
-            .await
+    async fn delete_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        which: Chunks<'_>,
+    ) -> Result<(), VectorError> {
+        let mut filter = scope(space_id, Some(document_id))?;
+        let ids = |ids: &[Uuid]| {
+            Condition::HasId(
+                ids.iter()
+                    .map(|id| PointId::Uuid(*id))
+                    .collect::<HasIdCondition>(),
+            )
+        };
+        match which {
+            Chunks::Only([]) => return Ok(()),
+            Chunks::Only(only) => filter.must.get_or_insert_with(Vec::new).push(ids(only)),
+            Chunks::AllBut([]) => {}
+            Chunks::AllBut(keep) => filter.must_not = Some(vec![ids(keep)]),
+        }
+        self.shard.delete_where(filter).await
     }
 
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError> {

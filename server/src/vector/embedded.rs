@@ -6,7 +6,7 @@
 //! Each Kenning space's passages live in a points namespace of their own, a v5 UUID of the space
 //! id, so they never mix with the points a client stores in that space through the points API.
 
-use super::{validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
+use super::{validate, Chunks, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
 use crate::points::{
     Point, PointError, PointId, PointQuery, PointStore, SqlitePointStore, MAX_BATCH,
 };
@@ -177,10 +177,25 @@ impl VectorStore for EmbeddedVectorStore {
             .collect())
     }
 
-    async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {
+    async fn delete_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        which: Chunks<'_>,
+    ) -> Result<(), VectorError> {
         let value = Value::String(document_id.to_string());
+        let (listed, only): (std::collections::HashSet<PointId>, bool) = match which {
+            Chunks::Only([]) => return Ok(()),
+            Chunks::Only(ids) => (ids.iter().map(|id| PointId::from_uuid(*id)).collect(), true),
+            Chunks::AllBut(ids) => (
+                ids.iter().map(|id| PointId::from_uuid(*id)).collect(),
+                false,
+            ),
+        };
         self.points
-            .delete_where(namespace(space_id), DOCUMENT, &value)
+            .delete_where(namespace(space_id), DOCUMENT, &value, move |id| {
+                listed.contains(id) == only
+            })
             .await?;
         Ok(())
     }

@@ -59,6 +59,16 @@ pub struct VectorQuery {
     pub limit: usize,
 }
 
+/// Which of a document's points a delete takes: an ingestion attempt removes only what it wrote,
+/// or, once its passages are the document's, everything else.
+#[derive(Debug, Clone, Copy)]
+pub enum Chunks<'a> {
+    /// Exactly these chunks.
+    Only(&'a [Uuid]),
+    /// Every chunk of the document but these.
+    AllBut(&'a [Uuid]),
+}
+
 /// A hit: the chunk and its cosine similarity (1 is identical).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorHit {
@@ -77,8 +87,18 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), VectorError>;
     /// Nearest neighbours by cosine similarity, best first.
     async fn search(&self, query: VectorQuery) -> Result<Vec<VectorHit>, VectorError>;
-    /// Removes a document's points.
-    async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError>;
+    /// Removes some of a document's points, so one ingestion attempt never removes another's.
+    async fn delete_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        which: Chunks<'_>,
+    ) -> Result<(), VectorError>;
+    /// Removes every point of a document, when the document itself goes.
+    async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {
+        self.delete_chunks(space_id, document_id, Chunks::AllBut(&[]))
+            .await
+    }
     /// Removes a space's points.
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError>;
     /// Best keyword (BM25) matches for `query`, when the store keeps its own keyword index;

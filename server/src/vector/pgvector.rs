@@ -1,6 +1,6 @@
 //! pgvector: a `vector(N)` column with an HNSW index (cosine) beside the metadata tables.
 
-use super::{validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
+use super::{validate, Chunks, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -158,10 +158,29 @@ impl VectorStore for PgVectorStore {
             .collect())
     }
 
-    async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {
-        sqlx::query("DELETE FROM chunk_vectors WHERE space_id = $1 AND document_id = $2")
+    async fn delete_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        which: Chunks<'_>,
+    ) -> Result<(), VectorError> {
+        let (sql, ids) = match which {
+            Chunks::Only([]) => return Ok(()),
+            Chunks::Only(ids) => (
+                "DELETE FROM chunk_vectors WHERE space_id = $1 AND document_id = $2 \
+                 AND chunk_id = ANY($3)",
+                ids,
+            ),
+            Chunks::AllBut(ids) => (
+                "DELETE FROM chunk_vectors WHERE space_id = $1 AND document_id = $2 \
+                 AND NOT (chunk_id = ANY($3))",
+                ids,
+            ),
+        };
+        sqlx::query(sql)
             .bind(space_id)
             .bind(document_id)
+            .bind(ids)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -3,7 +3,7 @@
 //! tenant key), cosine distance, and optional int8 scalar quantization searched with rescoring.
 //! Writes wait for Qdrant to apply them, so an acknowledged chunk is searchable.
 
-use super::{validate, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
+use super::{validate, Chunks, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
 use qdrant_client::qdrant::{
     point_id::PointIdOptions, quantization_config, Condition, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
@@ -262,8 +262,21 @@ impl VectorStore for QdrantVectorStore {
             .collect()
     }
 
-    async fn delete_document(&self, space_id: Uuid, document_id: Uuid) -> Result<(), VectorError> {
-        self.delete_where(scope(space_id, Some(document_id))).await
+    async fn delete_chunks(
+        &self,
+        space_id: Uuid,
+        document_id: Uuid,
+        which: Chunks<'_>,
+    ) -> Result<(), VectorError> {
+        let mut filter = scope(space_id, Some(document_id));
+        let ids = |ids: &[Uuid]| Condition::has_id(ids.iter().map(|id| id.to_string()));
+        match which {
+            Chunks::Only([]) => return Ok(()),
+            Chunks::Only(only) => filter.must.push(ids(only)),
+            Chunks::AllBut([]) => {}
+            Chunks::AllBut(keep) => filter.must_not.push(ids(keep)),
+        }
+        self.delete_where(filter).await
     }
 
     async fn delete_space(&self, space_id: Uuid) -> Result<(), VectorError> {

@@ -106,6 +106,8 @@ fn base_config(dir: &tempfile::TempDir) -> ServeConfig {
     config.shutdown_grace_secs = 10;
     config.ingest.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     config.ingest.job_poll_ms = 50;
+    // Documents are read in a child process, as by the `kenning` binary.
+    config.ingest.parse_program = Some(PathBuf::from(env!("CARGO_BIN_EXE_kenning")));
     config.generate.generators = vec![GeneratorKind::Extractive];
     config
 }

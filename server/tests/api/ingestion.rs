@@ -435,3 +435,192 @@ fn minimal_pdf(text: &str) -> Vec<u8> {
     );
     out
 }
+
+/// Embeds by hashing words into eight buckets; its first call blocks the thread it runs on
+/// until the test lets go, as a worker whose process stalls mid-job (and so stops renewing
+/// its lease) would.
+struct StallingEmbedder {
+    gate: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl kenning::embed::Embedder for StallingEmbedder {
+    fn model_id(&self) -> &str {
+        "stall-test"
+    }
+
+    fn dimensions(&self) -> usize {
+        8
+    }
+
+    async fn embed(
+        &self,
+        texts: Vec<String>,
+        _lane: kenning::embed::Lane,
+    ) -> Result<Vec<Vec<f32>>, kenning::embed::EmbedError> {
+        let gate = self.gate.lock().expect("gate").take();
+        if let Some(gate) = gate {
+            self.stalled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Blocks the worker's whole (single-threaded) runtime, heartbeat included.
+            let _ = gate.recv();
+        }
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.01_f32; 8];
+                for w in t.split_whitespace() {
+                    v[w.len() % 8] += 1.0;
+                }
+                v
+            })
+            .collect())
+    }
+}
+
+/// A worker that stalled past its lease and then finishes removes only the vectors it wrote:
+/// the passages its successor indexed stay searchable.
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_leaves_its_successors_vectors_alone() {
+    use kenning::ingest::{chunk::Chunker, Indexing, Worker, WorkerSettings};
+    use kenning::vector::{EdgeVectorStore, VectorQuery, VectorStore};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            workers: 0,
+            ..Options::default()
+        },
+    )
+    .await;
+    let space = app.create_space("Stalls").await;
+    let (status, doc) = app
+        .upload(&space, "h.md", HANDBOOK.as_bytes().to_vec())
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    let document: uuid::Uuid = doc["id"].as_str().unwrap().parse().unwrap();
+    let space_id: uuid::Uuid = space.parse().unwrap();
+
+    let store = store::connect(&app.store_config).await.unwrap();
+    let vectors_dir = tempfile::tempdir().unwrap();
+    let vectors: Arc<dyn VectorStore> = Arc::new(
+        EdgeVectorStore::open(vectors_dir.path(), "stall-test", 8)
+            .await
+            .unwrap(),
+    );
+    let tokenizer = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/all-MiniLM-L6-v2/tokenizer.json");
+    let chunker = Chunker::from_file(&tokenizer).unwrap();
+    let settings = WorkerSettings {
+        lease: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(50),
+        embed_batch: 64,
+        parse: kenning::ingest::isolate::ParseLimits::in_process(),
+    };
+    let (release, gate) = std::sync::mpsc::channel();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let worker = |gate: Option<std::sync::mpsc::Receiver<()>>| {
+        Worker::new(
+            store.clone(),
+            app.data_dir.clone(),
+            chunker.clone(),
+            Indexing {
+                embedder: Arc::new(StallingEmbedder {
+                    gate: std::sync::Mutex::new(gate),
+                    stalled: stalled.clone(),
+                }),
+                vectors: Some(vectors.clone()),
+            },
+            settings.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+    };
+
+    // The first worker, on a runtime of its own, takes the job and stalls while embedding.
+    let first = worker(Some(gate));
+    let stop_first = tokio_util::sync::CancellationToken::new();
+    let first_thread = {
+        let stop = stop_first.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(first.run(stop));
+        })
+    };
+    for _ in 0..200 {
+        if stalled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        stalled.load(Ordering::SeqCst),
+        "the first worker took the job"
+    );
+
+    // Its lease runs out; a second worker takes the job over and finishes it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let second = worker(None);
+    let stop_second = tokio_util::sync::CancellationToken::new();
+    let second_task = tokio::spawn(second.run(stop_second.clone()));
+    let mut ready = false;
+    for _ in 0..400 {
+        let (_, d) = app
+            .get_json(&format!("/api/v1/spaces/{space}/documents/{document}"))
+            .await;
+        if d["status"] == "ready" {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the second worker finished the job");
+    stop_second.cancel();
+    second_task.await.unwrap();
+
+    let indexed = || async {
+        let mut ids: Vec<uuid::Uuid> = vectors
+            .search(VectorQuery {
+                space_id,
+                vector: vec![1.0; 8],
+                document_id: Some(document),
+                limit: 1_000,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.chunk_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let successors = indexed().await;
+    assert!(
+        !successors.is_empty(),
+        "the finished job indexed its passages"
+    );
+
+    // The first worker wakes up and finishes its stale attempt.
+    release.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_first.cancel();
+    tokio::task::spawn_blocking(move || first_thread.join())
+        .await
+        .unwrap()
+        .expect("first worker thread");
+
+    assert_eq!(
+        indexed().await,
+        successors,
+        "the stale attempt removed only its own vectors, and left none behind"
+    );
+    let (_, d) = app
+        .get_json(&format!("/api/v1/spaces/{space}/documents/{document}"))
+        .await;
+    assert_eq!(d["status"], "ready", "{d}");
+}

@@ -547,3 +547,91 @@ async fn a_password_change_and_signing_out_everywhere_end_every_other_session() 
     assert_eq!(status(again).await, 401);
     assert_eq!(spaces_status(app, AUTHORIZATION, &key).await, 200);
 }
+
+/// A DOCX whose body holds `size` bytes of one letter: a few hundred KB on the wire.
+fn docx_bomb(size: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buf);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("word/document.xml", options).unwrap();
+    zip.write_all(br#"<?xml version="1.0"?><w:document xmlns:w="x"><w:body><w:p><w:r><w:t>"#)
+        .unwrap();
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..size >> 20 {
+        zip.write_all(&block).unwrap();
+    }
+    zip.write_all(b"</w:t></w:r></w:p></w:body></w:document>")
+        .unwrap();
+    zip.finish().unwrap();
+    buf.into_inner()
+}
+
+/// Uploads `bytes` and waits for its job; returns the document and its job.
+async fn ingest(app: &TestApp, space: &str, name: &str, bytes: Vec<u8>) -> (Value, Value) {
+    let (status, doc) = app.upload(space, name, bytes).await;
+    assert_eq!(status, 202, "{doc}");
+    let doc = app
+        .wait_for_ingestion(space, doc["id"].as_str().unwrap())
+        .await;
+    let (_, job) = app
+        .get_json(&format!(
+            "/api/v1/spaces/{space}/jobs/{}",
+            doc["job_id"].as_str().unwrap()
+        ))
+        .await;
+    (doc, job)
+}
+
+/// A decompression bomb is read in a child process with a memory allowance and a cap on the
+/// text it may yield: each limit fails the job for good, with its reason, and the server goes
+/// on reading other documents. (The deadline is tested on the child itself, in
+/// `ingest::isolate`.)
+#[tokio::test]
+async fn documents_that_blow_up_when_read_fail_for_good_and_cost_only_their_parser() {
+    type Change = Box<dyn FnOnce(&mut kenning::config::ServeConfig) + Send>;
+    let cases: [(&str, usize, Change); 2] = [
+        // 250 MB of text held three times over (the XML, the paragraph, the page).
+        ("512 MB", 250, Box::new(|c| c.ingest.parse_memory_mb = 512)),
+        (
+            "larger than the 8 MB",
+            24,
+            Box::new(|c| c.ingest.max_document_text_mb = 8),
+        ),
+    ];
+    for (reason, body_mb, serve) in cases {
+        let bomb = docx_bomb(body_mb << 20);
+        assert!(
+            bomb.len() < 1 << 20,
+            "small on the wire: {} bytes",
+            bomb.len()
+        );
+        let app = spawn_app_with(
+            Backend::Sqlite,
+            Options {
+                serve,
+                ..Options::default()
+            },
+        )
+        .await;
+        let space = app.create_space("Bombs").await;
+        let (doc, job) = ingest(&app, &space, "bomb.docx", bomb).await;
+        assert_eq!(doc["status"], "failed", "{reason}: {doc}");
+        let error = doc["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{reason}: {error}");
+        assert_eq!(job["attempts"], 1, "{reason}: not retried: {job}");
+
+        // The server and its worker go on as before.
+        let (doc, _) = ingest(
+            &app,
+            &space,
+            "fine.md",
+            b"# Fine\n\nA normal page.".to_vec(),
+        )
+        .await;
+        assert_eq!(doc["status"], "ready", "{reason}: {doc}");
+        let (status, _) = app.get_json("/health/liveness").await;
+        assert_eq!(status, 200);
+    }
+}

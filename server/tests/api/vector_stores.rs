@@ -6,7 +6,7 @@
 
 use kenning::points::SqlitePointStore;
 use kenning::vector::{
-    EdgeVectorStore, EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore,
+    Chunks, EdgeVectorStore, EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore,
     VectorError, VectorPoint, VectorQuery, VectorStore,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -162,6 +162,68 @@ async fn contract(store: &dyn VectorStore) {
         "after a re-upsert",
         &got,
         &expected(&points, f.space, None, &f.queries[1], 10),
+    );
+
+    // One ingestion attempt takes back only the chunks it wrote: another attempt's chunks of the
+    // same document, and same-numbered chunks elsewhere, stay.
+    let of_a = |points: &[VectorPoint]| -> Vec<Uuid> {
+        points
+            .iter()
+            .filter(|p| p.document_id == f.doc_a)
+            .map(|p| p.chunk_id)
+            .collect()
+    };
+    let a = of_a(&points);
+    let (mine, theirs) = a.split_at(10);
+    let mut doomed = mine.to_vec();
+    // A chunk of another document named by mistake is not the document's to delete.
+    let b_chunk = points[1].chunk_id;
+    doomed.push(b_chunk);
+    store
+        .delete_chunks(f.space, f.doc_a, Chunks::Only(&doomed))
+        .await
+        .expect("delete one attempt's chunks");
+    store
+        .delete_chunks(f.space, f.doc_a, Chunks::Only(&[]))
+        .await
+        .expect("deleting no chunks");
+    points.retain(|p| !mine.contains(&p.chunk_id));
+    let in_a = search(store, f.space, Some(f.doc_a), &f.queries[3], 100).await;
+    assert_eq!(
+        in_a.len(),
+        theirs.len(),
+        "{backend}: the other attempt's chunks stay"
+    );
+    assert!(
+        search(store, f.space, Some(f.doc_b), &f.queries[3], 100)
+            .await
+            .iter()
+            .any(|(id, _)| *id == b_chunk),
+        "{backend}: another document's chunk is never deleted through this one"
+    );
+    // A finished attempt clears everything else of its document.
+    let (kept, stale) = theirs.split_at(5);
+    store
+        .delete_chunks(f.space, f.doc_a, Chunks::AllBut(kept))
+        .await
+        .expect("delete all but the finished attempt's chunks");
+    points.retain(|p| !stale.contains(&p.chunk_id));
+    let mut left: Vec<Uuid> = search(store, f.space, Some(f.doc_a), &f.queries[3], 100)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        kept.to_vec(),
+        "{backend}: only the kept chunks are left"
+    );
+    assert_ranked(
+        backend,
+        "after deleting chunks",
+        &search(store, f.space, None, &f.queries[3], 100).await,
+        &expected(&points, f.space, None, &f.queries[3], 100),
     );
 
     // Deleting a document leaves its space's other document and other spaces alone.
