@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The shards' one dense vector.
@@ -41,6 +42,8 @@ const KNOWN_SPACES: u64 = 10_000;
 const OPTIMIZE_AFTER: usize = 5_000;
 /// Segments a shard aims for: searched in parallel, each indexed on its own.
 const SEGMENTS: usize = 2;
+/// How long freeing an empty shard waits for calls on it to finish.
+const GC_WAIT: Duration = Duration::from_secs(5);
 /// Most vector lengths kept at once: each is a shard with its own threads and log, so a
 /// client cannot make thousands by sending points of every length.
 pub const MAX_LENGTHS: usize = 16;
@@ -163,6 +166,10 @@ impl EdgePointStore {
         if let Some(s) = shards.get(&dims) {
             return Ok(s.clone());
         }
+        if shards.len() >= MAX_LENGTHS && Self::collect_empty(&mut shards).await? > 0 {
+            // Spaces remembered at a freed length have no points any more.
+            self.dimensions.invalidate_all();
+        }
         if shards.len() >= MAX_LENGTHS {
             let mut kept: Vec<usize> = shards.keys().copied().collect();
             kept.sort_unstable();
@@ -170,7 +177,8 @@ impl EdgePointStore {
                 "too_many_lengths",
                 format!(
                     "this server keeps points of at most {MAX_LENGTHS} vector lengths and has \
-                     {kept:?}; send vectors of one of those lengths"
+                     {kept:?}, each with points; send vectors of one of those lengths (a length \
+                     is freed once no space has points of it)"
                 ),
             ));
         }
@@ -201,6 +209,47 @@ impl EdgePointStore {
         let shard = Arc::new(shard);
         shards.insert(dims, shard.clone());
         Ok(shard)
+    }
+
+    /// Closes the shards no space has points in and deletes their directories, so lengths
+    /// once used come free again. Runs under the write lock of `shards`, so no new handle to a
+    /// shard can be taken meanwhile; a shard still in use (a call or an optimisation in
+    /// flight) gets a few seconds to finish, else it is left for the next time.
+    async fn collect_empty(shards: &mut HashMap<usize, Arc<Shard>>) -> Result<usize, PointError> {
+        let mut freed = 0;
+        let mut empty = Vec::new();
+        for (dims, shard) in shards.iter() {
+            let total = CountRequestBuilder::new().exact(true).build();
+            if shard.run(move |s| Ok(s.count(total)?)).await? == 0 {
+                empty.push(*dims);
+            }
+        }
+        for dims in empty {
+            let Some(shard) = shards.remove(&dims) else {
+                continue;
+            };
+            let mut waited = Duration::ZERO;
+            while !(Arc::strong_count(&shard) == 1 && shard.idle()) && waited < GC_WAIT {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                waited += Duration::from_millis(50);
+            }
+            if Arc::strong_count(&shard) != 1 || !shard.idle() {
+                shards.insert(dims, shard);
+                continue;
+            }
+            let path = shard.path().to_path_buf();
+            drop(shard);
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path))
+                .await
+                .map_err(|e| PointError::Other(anyhow::anyhow!("removing a shard failed: {e}")))?
+                .map_err(|e| PointError::Other(e.into()))?;
+            tracing::info!(
+                dims,
+                "closed and removed the empty points shard of one vector length"
+            );
+            freed += 1;
+        }
+        Ok(freed)
     }
 
     /// Exact number of a space's points that `filter` (already scoped to it) lets through.
@@ -494,5 +543,56 @@ mod tests {
             .upsert(Uuid::now_v7(), vec![point(3)])
             .await
             .expect("a kept length");
+    }
+
+    #[tokio::test]
+    async fn lengths_no_space_uses_any_more_come_free() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EdgePointStore::open(dir.path(), 100).await.expect("store");
+        let point = |id: &str, dims: usize| Point {
+            id: PointId::parse(id).expect("id"),
+            vector: vec![1.0; dims],
+            payload: Map::new(),
+        };
+        let spaces: Vec<Uuid> = (1..=MAX_LENGTHS).map(|_| Uuid::now_v7()).collect();
+        for (i, space) in spaces.iter().enumerate() {
+            store
+                .upsert(*space, vec![point("1", i + 1), point("2", i + 1)])
+                .await
+                .expect("a length within the cap");
+        }
+        // One space deletes its space's points, another its points one by one: both lengths
+        // come free, and a length still holding points does not.
+        store.delete_space(spaces[2]).await.expect("delete space");
+        for id in ["1", "2"] {
+            assert!(store
+                .delete(spaces[4], &PointId::parse(id).expect("id"))
+                .await
+                .expect("delete"));
+        }
+        let newcomers = [Uuid::now_v7(), Uuid::now_v7()];
+        for (i, space) in newcomers.iter().enumerate() {
+            store
+                .upsert(*space, vec![point("1", 100 + i)])
+                .await
+                .expect("a freed length is reused");
+        }
+        assert!(
+            !dir.path().join("d3").exists(),
+            "the freed shard is removed"
+        );
+        assert!(!dir.path().join("d5").exists());
+        assert!(matches!(
+            store.upsert(Uuid::now_v7(), vec![point("1", 200)]).await,
+            Err(PointError::Invalid("too_many_lengths", _))
+        ));
+        // The spaces of freed lengths may start again at any length; the others keep theirs.
+        store
+            .upsert(spaces[2], vec![point("1", 1)])
+            .await
+            .expect("an emptied space picks a kept length");
+        let info = store.info(spaces[0]).await.expect("info");
+        assert_eq!(info.points, 2);
+        assert_eq!(info.dimensions, Some(1));
     }
 }

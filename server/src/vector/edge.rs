@@ -283,6 +283,11 @@ impl Shard {
     }
 
     /// Starts an optimisation unless one is running.
+    /// Whether nothing but this handle uses the shard: no call and no optimisation in flight.
+    pub(crate) fn idle(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1 && !self.optimizing.load(Ordering::Acquire)
+    }
+
     pub(crate) fn optimize_in_background(&self) {
         if self.optimizing.swap(true, Ordering::AcqRel) {
             return;
