@@ -608,6 +608,9 @@ pub struct User {
     /// Admins manage accounts, read the audit log and reach every space.
     pub is_admin: bool,
     pub created_at: String,
+    /// A disabled account keeps its data but cannot sign in; its sessions and keys stop working.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Who is asking, as the UI shows it: signed in as someone, or the single-user mode.
@@ -652,6 +655,14 @@ pub struct CreateUserRequest {
     pub display_name: String,
     #[serde(default)]
     pub is_admin: bool,
+}
+
+/// Request body for an admin to change another account: disable it, or enable it again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    pub disabled: bool,
 }
 
 /// An API key as listed: never the key itself, which is shown once when it is created.

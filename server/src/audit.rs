@@ -115,6 +115,7 @@ fn classify(
             ("conversation", "{conversation_id}"),
             ("document", "{document_id}"),
             ("space", "{id}"),
+            ("user", "{user_id}"),
         ]
         .into_iter()
         .find(|(_, param)| route.contains(param)) else {

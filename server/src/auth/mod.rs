@@ -7,6 +7,7 @@ mod failures;
 mod guard;
 mod local;
 pub mod password;
+mod users;
 
 pub use app::backend::Caller;
 pub(crate) use guard::encode as percent_encode;

@@ -11,12 +11,12 @@ use crate::auth::{self, Caller};
 use crate::service::ServiceError;
 use app::api::{
     ApiKey, ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
-    LoginRequest, Member, Page, SessionInfo, SetMemberRequest, User,
+    LoginRequest, Member, Page, SessionInfo, SetMemberRequest, UpdateUserRequest, User,
 };
 use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Extension, Form, Json, Router};
 use std::net::SocketAddr;
 use uuid::Uuid;
@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/keys", get(list_keys).post(create_key))
         .route("/auth/keys/{key_id}", delete(revoke_key))
         .route("/users", get(list_users).post(create_user))
+        .route("/users/{user_id}", patch(update_user).delete(delete_user))
         .route("/spaces/{id}/members", get(members).put(set_member))
         .route("/spaces/{id}/members/{user_id}", delete(remove_member))
 }
@@ -325,6 +326,41 @@ pub(super) async fn create_user(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Disables another account (its sessions end and its keys stop working at once) or enables
+/// it again (admins only; never their own account).
+#[utoipa::path(patch, operation_id = "users_update", path = "/api/v1/users/{user_id}", tag = "auth", request_body = UpdateUserRequest,
+    params(("user_id" = String, Path, description = "Account id")),
+    responses((status = 200, description = "The account", body = User), Errors))]
+#[tracing::instrument(skip(state, caller, body))]
+pub(super) async fn update_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(
+        state
+            .auth
+            .set_disabled(&caller, &user_id, body.disabled)
+            .await?,
+    ))
+}
+
+/// Deletes another account with its sessions, keys, memberships and conversations; the spaces
+/// it owned stay (admins only; never their own account).
+#[utoipa::path(delete, operation_id = "users_delete", path = "/api/v1/users/{user_id}", tag = "auth",
+    params(("user_id" = String, Path, description = "Account id")),
+    responses((status = 204, description = "Deleted"), Errors))]
+#[tracing::instrument(skip(state, caller))]
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.delete_user(&caller, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn space_id(id: &str) -> Result<Uuid, ApiError> {

@@ -103,6 +103,8 @@ pub enum Errors {
         super::auth::revoke_key,
         super::auth::list_users,
         super::auth::create_user,
+        super::auth::update_user,
+        super::auth::delete_user,
         super::auth::members,
         super::auth::set_member,
         super::auth::remove_member,
@@ -160,7 +162,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 47, "every routed operation is in the spec");
+        assert_eq!(operations, 49, "every routed operation is in the spec");
     }
 
     #[test]

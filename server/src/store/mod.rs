@@ -395,6 +395,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Ends every session of an account (sign out everywhere, or after a password change).
     async fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError>;
     /// Replaces an account's password hash; `NotFound` when there is no such account.
+    /// Disables an account (its sessions and keys stop working, sign-in is refused) or enables
+    /// it again; `NotFound` when there is no such account.
+    async fn set_user_disabled(&self, user_id: Uuid, disabled: bool) -> Result<(), StoreError>;
+    /// Deletes an account with its sessions, keys, memberships and conversations.
+    async fn delete_user(&self, user_id: Uuid) -> Result<(), StoreError>;
     async fn set_password_hash(&self, user_id: Uuid, password_hash: &str)
         -> Result<(), StoreError>;
     /// Stores an API key by its hash.
@@ -457,6 +462,7 @@ pub(crate) struct UserRow<I, T> {
     display_name: String,
     is_admin: bool,
     created_at: T,
+    disabled: bool,
 }
 
 impl<I: Wire, T: Wire> From<UserRow<I, T>> for User {
@@ -467,6 +473,7 @@ impl<I: Wire, T: Wire> From<UserRow<I, T>> for User {
             display_name: r.display_name,
             is_admin: r.is_admin,
             created_at: r.created_at.wire(),
+            disabled: r.disabled,
         }
     }
 }
@@ -489,7 +496,8 @@ impl<I: Wire, T: Wire> From<UserSecretRow<I, T>> for UserRecord {
 }
 
 /// Columns selected for a user; the table is aliased `u`.
-pub(crate) const USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.is_admin, u.created_at";
+pub(crate) const USER_COLUMNS: &str =
+    "u.id, u.email, u.display_name, u.is_admin, u.created_at, (u.disabled_at IS NOT NULL) AS disabled";
 
 /// An API key row.
 #[derive(sqlx::FromRow)]

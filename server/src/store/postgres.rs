@@ -857,11 +857,11 @@ impl MetadataStore for PostgresStore {
                 return Err(StoreError::Conflict("an account exists already".into()));
             }
         }
-        let row: UserRow = sqlx::query_as(
+        let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users AS u (id, email, display_name, password_hash, is_admin, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, now(), now()) \
-             RETURNING u.id, u.email, u.display_name, u.is_admin, u.created_at",
-        )
+             RETURNING {USER_COLUMNS}"
+        ))
         .bind(user.id)
         .bind(&user.email)
         .bind(&user.display_name)
@@ -875,7 +875,8 @@ impl MetadataStore for PostgresStore {
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let row: Option<UserSecretRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE lower(u.email) = lower($1)"
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
+             WHERE lower(u.email) = lower($1) AND u.disabled_at IS NULL"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -929,7 +930,7 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_ms > $2"
+             WHERE s.token_hash = $1 AND s.expires_ms > $2 AND u.disabled_at IS NULL"
         ))
         .bind(token_hash)
         .bind(now_ms)
@@ -952,6 +953,37 @@ impl MetadataStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn set_user_disabled(&self, user_id: Uuid, disabled: bool) -> Result<(), StoreError> {
+        let at = disabled.then(Utc::now);
+        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, user_id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Conversations would outlive their owner, unreadable by anyone: they go with it.
+        sqlx::query("DELETE FROM conversations WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn set_password_hash(
@@ -1001,7 +1033,7 @@ impl MetadataStore for PostgresStore {
     async fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL"
         ))
         .bind(key_hash)
         .fetch_optional(&self.pool)

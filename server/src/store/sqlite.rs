@@ -917,7 +917,8 @@ impl MetadataStore for SqliteStore {
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let row: Option<UserSecretRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.email = ?"
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
+             WHERE u.email = ? AND u.disabled_at IS NULL"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -972,7 +973,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = ? AND s.expires_ms > ?"
+             WHERE s.token_hash = ? AND s.expires_ms > ? AND u.disabled_at IS NULL"
         ))
         .bind(token_hash)
         .bind(now_ms)
@@ -995,6 +996,37 @@ impl MetadataStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn set_user_disabled(&self, user_id: Uuid, disabled: bool) -> Result<(), StoreError> {
+        let at = disabled.then(now);
+        let done = sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, user_id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Conversations would outlive their owner, unreadable by anyone: they go with it.
+        sqlx::query("DELETE FROM conversations WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn set_password_hash(
@@ -1045,7 +1077,7 @@ impl MetadataStore for SqliteStore {
     async fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.key_hash = ? AND k.revoked_at IS NULL"
+             WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.disabled_at IS NULL"
         ))
         .bind(key_hash)
         .fetch_optional(&self.pool)

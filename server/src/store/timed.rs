@@ -94,6 +94,8 @@ timed! {
     fn session_user(&self, token_hash: &str, now_ms: i64) -> Result<Option<User>, StoreError>;
     fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
     fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError>;
+    fn set_user_disabled(&self, user_id: Uuid, disabled: bool) -> Result<(), StoreError>;
+    fn delete_user(&self, user_id: Uuid) -> Result<(), StoreError>;
     fn set_password_hash(&self, user_id: Uuid, password_hash: &str) -> Result<(), StoreError>;
     fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError>;
     fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError>;

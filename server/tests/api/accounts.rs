@@ -24,6 +24,7 @@ on_both_backends!(
     an_expired_session_signs_nobody_in,
     password_guessing_is_cut_off_by_the_sign_in_limit,
     memories_belong_to_their_caller_alone,
+    disabled_and_deleted_accounts_lose_every_way_in,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -1195,4 +1196,167 @@ async fn conversations_belong_to_the_member_who_started_them(backend: Backend) {
     // Deleting hers left Ben's alone.
     let (_, list) = ben.get(&conversations).await;
     assert_eq!(list["total"], 1, "{list}");
+}
+
+/// An admin disables an account: its session and key stop working at once and it cannot sign
+/// in, until it is enabled again. Deleting an account takes its sessions, keys, memberships
+/// and conversations with it. Nobody else may do either, and an admin never to themselves.
+async fn disabled_and_deleted_accounts_lose_every_way_in(backend: Backend) {
+    let app = spawn_with_accounts(backend).await;
+    let admin = set_up_admin(&app).await;
+    let member = account(&app, &admin, "member@example.org").await;
+    let r = sign_in(&app, "member@example.org", PASSWORD).await;
+    let session = As::new(&app, Cred::Cookie(session_cookie(&r).unwrap()));
+    let bystander = account(&app, &admin, "bystander@example.org").await;
+    let (_, me) = member.get("/api/v1/auth/session").await;
+    let id = me["user"]["id"]
+        .as_str()
+        .expect("an account id")
+        .to_string();
+    let (_, admin_me) = admin.get("/api/v1/auth/session").await;
+    let admin_id = admin_me["user"]["id"].as_str().unwrap().to_string();
+
+    let (status, space) = admin
+        .post("/api/v1/spaces", json!({ "name": "Shared" }))
+        .await;
+    assert_eq!(status, 201, "{space}");
+    let space = space["id"].as_str().unwrap().to_string();
+    let (status, body) = admin
+        .send(
+            Method::PUT,
+            &format!("/api/v1/spaces/{space}/members"),
+            Some(json!({ "email": "member@example.org", "role": "editor" })),
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+    assert_eq!(member.get(&format!("/api/v1/spaces/{space}")).await.0, 200);
+
+    // Only admins, and never on their own account.
+    let disable = json!({ "disabled": true });
+    for other in [&member, &bystander] {
+        let (status, body) = other
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/users/{admin_id}"),
+                Some(disable.clone()),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, body) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{admin_id}"),
+            Some(disable.clone()),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "own_account");
+    let (status, _) = admin
+        .send(Method::DELETE, &format!("/api/v1/users/{admin_id}"), None)
+        .await;
+    assert_eq!(status, 400);
+    for bad in ["not-an-id", "00000000-0000-0000-0000-000000000000"] {
+        let (status, body) = admin
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/users/{bad}"),
+                Some(disable.clone()),
+            )
+            .await;
+        assert_eq!(status, 404, "{body}");
+    }
+    let (status, body) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(json!({ "disabled": "yes" })),
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status} {body}");
+
+    // Disabled: its key, its session and its password all stop working at once.
+    let (status, user) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(disable.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["disabled"], true);
+    assert_eq!(member.get("/api/v1/spaces").await.0, 401);
+    assert_eq!(session.get("/api/v1/spaces").await.0, 401);
+    assert_eq!(
+        sign_in(&app, "member@example.org", PASSWORD).await.status(),
+        401
+    );
+    let (_, users) = admin.get("/api/v1/users").await;
+    assert!(
+        users["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == id.as_str() && u["disabled"] == true),
+        "{users}"
+    );
+
+    // Enabled again: the key works, the ended session stays ended, sign-in works.
+    let (status, user) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(json!({ "disabled": false })),
+        )
+        .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["disabled"], false);
+    assert_eq!(member.get("/api/v1/spaces").await.0, 200);
+    assert_eq!(session.get("/api/v1/spaces").await.0, 401);
+    assert_eq!(
+        sign_in(&app, "member@example.org", PASSWORD).await.status(),
+        200
+    );
+
+    // Deleted: nothing of it works, it is not listed, its membership is gone; the space stays.
+    let (status, _) = admin
+        .send(Method::DELETE, &format!("/api/v1/users/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(member.get("/api/v1/spaces").await.0, 401);
+    assert_eq!(
+        sign_in(&app, "member@example.org", PASSWORD).await.status(),
+        401
+    );
+    let (_, users) = admin.get("/api/v1/users").await;
+    assert!(
+        !users["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == id.as_str()),
+        "{users}"
+    );
+    let (_, members) = admin.get(&format!("/api/v1/spaces/{space}/members")).await;
+    assert!(
+        !members
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["user_id"] == id.as_str()),
+        "{members}"
+    );
+    assert_eq!(admin.get(&format!("/api/v1/spaces/{space}")).await.0, 200);
+    let (status, _) = admin
+        .send(Method::DELETE, &format!("/api/v1/users/{id}"), None)
+        .await;
+    assert_eq!(status, 404, "deleting twice");
+    // The email is free for a new account.
+    let (status, body) = admin
+        .post(
+            "/api/v1/users",
+            json!({ "email": "member@example.org", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
 }
