@@ -15,6 +15,8 @@ pub struct AccountPage {
     revoke: ServerAction<RevokeApiKey>,
     keys: Resource<Result<Vec<ApiKey>, ServerFnError>>,
     add_user: ServerAction<CreateUser>,
+    disable_user: ServerAction<SetUserDisabled>,
+    remove_user: ServerAction<DeleteUser>,
     users: Resource<Result<Page<User>, ServerFnError>>,
 }
 
@@ -24,16 +26,29 @@ impl LazyRoute for AccountPage {
         let create = ServerAction::<CreateApiKey>::new();
         let revoke = ServerAction::<RevokeApiKey>::new();
         let add_user = ServerAction::<CreateUser>::new();
+        let disable_user = ServerAction::<SetUserDisabled>::new();
+        let remove_user = ServerAction::<DeleteUser>::new();
         Self {
             info: Resource::new(|| (), |_| session_info()),
             keys: Resource::new(
                 move || (create.version().get(), revoke.version().get()),
                 |_| list_api_keys(),
             ),
-            users: Resource::new(move || add_user.version().get(), |_| list_users(0)),
+            users: Resource::new(
+                move || {
+                    (
+                        add_user.version().get(),
+                        disable_user.version().get(),
+                        remove_user.version().get(),
+                    )
+                },
+                |_| list_users(0),
+            ),
             create,
             revoke,
             add_user,
+            disable_user,
+            remove_user,
         }
     }
 
@@ -44,8 +59,29 @@ impl LazyRoute for AccountPage {
             revoke,
             keys,
             add_user,
+            disable_user,
+            remove_user,
             users,
         } = this;
+        let query = leptos_router::hooks::use_query_map();
+        // What the password form (a plain form post) came back with.
+        let outcome = move || {
+            let q = query.get();
+            if let Some(error) = q.get("error") {
+                Some(view! { <ErrorNotice message=error/> }.into_any())
+            } else if q.get("done").as_deref() == Some("password") {
+                Some(view! { <p class="notice" role="status" id="password-changed">"Password changed. Every other session has ended."</p> }.into_any())
+            } else {
+                None
+            }
+        };
+        let user_changed = move || {
+            let failed = match (disable_user.value().get(), remove_user.value().get()) {
+                (Some(Err(e)), _) | (_, Some(Err(e))) => Some(e),
+                _ => None,
+            };
+            failed.map(|e| view! { <ErrorNotice message=error_text(&e)/> })
+        };
         let created = move || match create.value().get() {
             Some(Ok(k)) => Some(
                 view! {
@@ -82,6 +118,23 @@ impl LazyRoute for AccountPage {
                             let subtitle = user.map(|u| format!("Signed in as {}{}.", u.email, if u.is_admin { " (admin)" } else { "" })).unwrap_or_default();
                             view! {
                                 <PageHeader title="Account" subtitle=subtitle/>
+                                <section class="panel">
+                                    <h2>"Password and sessions"</h2>
+                                    {outcome}
+                                    <form class="form-row" method="post" action="/api/v1/auth/password" id="change-password">
+                                        <label><span>"Current password"</span>
+                                            <input type="password" name="current_password" required autocomplete="current-password"/>
+                                        </label>
+                                        <label><span>"New password"</span>
+                                            <input type="password" name="new_password" required minlength="8" maxlength="1024" autocomplete="new-password"/>
+                                        </label>
+                                        <button type="submit">"Change password"</button>
+                                    </form>
+                                    <form method="post" action="/api/v1/auth/logout-everywhere" id="sign-out-everywhere">
+                                        <p class="muted small">"Ends every session of this account, on every device, this one included. API keys keep working."</p>
+                                        <button class="secondary" type="submit">"Sign out everywhere"</button>
+                                    </form>
+                                </section>
                                 <section class="panel">
                                     <h2>"API keys"</h2>
                                     <p class="muted small">"Programs send a key as Authorization: Bearer <key>. A key acts as you, in every space you can reach."</p>
@@ -136,16 +189,37 @@ impl LazyRoute for AccountPage {
                                             <button type="submit" disabled=move || add_user.pending().get()>"Create account"</button>
                                         </ActionForm>
                                         {user_added}
+                                        {user_changed}
                                         <Transition fallback=|| ()>
                                             {move || Suspend::new(async move {
                                                 match users.await {
                                                     Err(e) => view! { <ErrorNotice message=error_text(&e)/> }.into_any(),
                                                     Ok(page) => view! {
-                                                        <ul class="plain" id="user-list">
-                                                            {page.items.into_iter().map(|u| view! {
-                                                                <li>{u.email}{u.is_admin.then_some(" · admin")}</li>
-                                                            }).collect_view()}
-                                                        </ul>
+                                                        <table class="table" id="user-list">
+                                                            <thead><tr><th>"Account"</th><th>"Status"</th><th></th></tr></thead>
+                                                            <tbody>
+                                                                {page.items.into_iter().map(|u| {
+                                                                    let (id, again) = (u.id.clone(), u.id.clone());
+                                                                    let disabled = u.disabled;
+                                                                    view! {
+                                                                        <tr>
+                                                                            <td>{u.email}{u.is_admin.then_some(" · admin")}</td>
+                                                                            <td class="small">{if disabled { "disabled" } else { "active" }}</td>
+                                                                            <td>
+                                                                                <button class="secondary small" on:click=move |_| { disable_user.dispatch(SetUserDisabled { id: id.clone(), disabled: !disabled }); }>
+                                                                                    {if disabled { "Enable" } else { "Disable" }}
+                                                                                </button>
+                                                                                " "
+                                                                                <button class="secondary small danger" on:click=move |_| {
+                                                                                    let sure = window().confirm_with_message("Delete this account, its keys, sessions and conversations?").unwrap_or(false);
+                                                                                    if sure { remove_user.dispatch(DeleteUser { id: again.clone() }); }
+                                                                                }>"Delete"</button>
+                                                                            </td>
+                                                                        </tr>
+                                                                    }
+                                                                }).collect_view()}
+                                                            </tbody>
+                                                        </table>
                                                     }.into_any(),
                                                 }
                                             })}

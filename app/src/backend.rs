@@ -58,6 +58,15 @@ pub trait Backend: Send + Sync + 'static {
         password: &str,
         is_admin: bool,
     ) -> Result<User, ErrorDetail>;
+    /// Disables another account or enables it again (admins only).
+    async fn set_user_disabled(
+        &self,
+        caller: &Caller,
+        id: &str,
+        disabled: bool,
+    ) -> Result<User, ErrorDetail>;
+    /// Deletes another account (admins only).
+    async fn delete_user(&self, caller: &Caller, id: &str) -> Result<(), ErrorDetail>;
     /// The audit log, newest first (admins only).
     async fn list_audit(&self, limit: i64, offset: i64) -> Result<Page<AuditEntry>, ErrorDetail>;
     /// Looks up one space by id.

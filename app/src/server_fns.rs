@@ -316,6 +316,29 @@ pub async fn create_user(
         .map_err(to_fn_error)
 }
 
+/// Disables an account or enables it again, for admins.
+#[server]
+pub async fn set_user_disabled(
+    id: String,
+    disabled: bool,
+) -> Result<crate::api::User, ServerFnError> {
+    let caller = admin()?;
+    crate::backend::backend()?
+        .set_user_disabled(&caller, &id, disabled)
+        .await
+        .map_err(to_fn_error)
+}
+
+/// Deletes an account, for admins.
+#[server]
+pub async fn delete_user(id: String) -> Result<(), ServerFnError> {
+    let caller = admin()?;
+    crate::backend::backend()?
+        .delete_user(&caller, &id)
+        .await
+        .map_err(to_fn_error)
+}
+
 /// The audit log, newest first, for admins.
 #[server]
 pub async fn list_audit(offset: i64) -> Result<Page<crate::api::AuditEntry>, ServerFnError> {

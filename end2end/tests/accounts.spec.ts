@@ -46,7 +46,7 @@ test("the first visitor creates the admin, makes and revokes an API key, signs o
   expect((await asProgram()).status()).toBe(401);
 
   // Signing out ends the session: pages send the browser back to sign in.
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await expect(page).toHaveURL(/\/login$/);
   await page.goto("/spaces");
   await expect(page).toHaveURL(/\/login\?next=/);
@@ -62,4 +62,69 @@ test("the first visitor creates the admin, makes and revokes an API key, signs o
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page).toHaveURL(/\/spaces$/);
   await expect(page.getByRole("link", { name: new RegExp(name) })).toBeVisible();
+});
+
+test("an admin disables, enables and deletes an account; its owner changes the password and signs out everywhere", async ({ page, browser }) => {
+  const password = "correct horse battery";
+  const signIn = async (p: typeof page, email: string, secret: string) => {
+    await p.goto("/login");
+    await p.getByLabel("Email").fill(email);
+    await p.getByLabel("Password").fill(secret);
+    await p.getByRole("button", { name: "Sign in" }).click();
+  };
+  await signIn(page, "admin@example.org", password);
+  await expect(page).toHaveURL(/\/$/);
+  await page.goto("/account");
+  await page.waitForSelector("body[data-hydrated='true']");
+
+  const member = `member-${Date.now()}@example.org`;
+  const form = page.locator("#create-user");
+  await form.getByLabel("Email").fill(member);
+  await form.getByLabel("Password", { exact: true }).fill(password);
+  await form.getByRole("button", { name: "Create account" }).click();
+  const row = page.locator("#user-list tr", { hasText: member });
+  await expect(row).toContainText("active");
+
+  const other = await browser.newContext({ baseURL: authURL });
+  const theirs = await other.newPage();
+  await signIn(theirs, member, password);
+  await expect(theirs).toHaveURL(/\/$/);
+
+  // Disabled: their open session ends at once and they cannot sign in again.
+  await row.getByRole("button", { name: "Disable" }).click();
+  await expect(row).toContainText("disabled");
+  await theirs.goto("/spaces");
+  await expect(theirs).toHaveURL(/\/login\?next=/);
+  await signIn(theirs, member, password);
+  await expect(theirs.getByRole("alert")).toContainText("Wrong email or password");
+
+  // Enabled again: they sign in, change their password, and sign out everywhere.
+  await row.getByRole("button", { name: "Enable" }).click();
+  await expect(row).toContainText("active");
+  await signIn(theirs, member, password);
+  await expect(theirs).toHaveURL(/\/$/);
+  await theirs.goto("/account");
+  const change = theirs.locator("#change-password");
+  await change.getByLabel("Current password").fill("not it");
+  await change.getByLabel("New password").fill("a new long password");
+  await change.getByRole("button", { name: "Change password" }).click();
+  await expect(theirs.getByRole("alert")).toBeVisible();
+  await change.getByLabel("Current password").fill(password);
+  await change.getByLabel("New password").fill("a new long password");
+  await change.getByRole("button", { name: "Change password" }).click();
+  await expect(theirs.locator("#password-changed")).toBeVisible();
+  await theirs.getByRole("button", { name: "Sign out everywhere" }).click();
+  await expect(theirs).toHaveURL(/\/login$/);
+  await signIn(theirs, member, password);
+  await expect(theirs.getByRole("alert")).toContainText("Wrong email or password");
+  await signIn(theirs, member, "a new long password");
+  await expect(theirs).toHaveURL(/\/$/);
+
+  // Deleted, after the admin confirms: gone from the list, and signed out.
+  page.once("dialog", (d) => d.accept());
+  await row.getByRole("button", { name: "Delete" }).click();
+  await expect(row).toHaveCount(0);
+  await theirs.goto("/spaces");
+  await expect(theirs).toHaveURL(/\/login\?next=/);
+  await other.close();
 });

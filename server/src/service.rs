@@ -961,6 +961,19 @@ impl app::backend::Backend for Service {
         )
     }
 
+    async fn set_user_disabled(
+        &self,
+        caller: &crate::auth::Caller,
+        id: &str,
+        disabled: bool,
+    ) -> Result<app::api::User, ErrorDetail> {
+        detail(self.accounts()?.set_disabled(caller, id, disabled).await)
+    }
+
+    async fn delete_user(&self, caller: &crate::auth::Caller, id: &str) -> Result<(), ErrorDetail> {
+        detail(self.accounts()?.delete_user(caller, id).await)
+    }
+
     async fn list_audit(
         &self,
         limit: i64,

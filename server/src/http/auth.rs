@@ -52,22 +52,27 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 async fn credentials(req: Request) -> Result<Credentials, ApiError> {
-    let form = is_form(req.headers());
-    let body = if form {
-        Form::<LoginRequest>::from_request(req, &())
-            .await
-            .map_err(|r| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_fields",
-                    r.body_text(),
-                )
-            })?
-            .0
-    } else {
-        ApiJson::<LoginRequest>::from_request(req, &()).await?.0
-    };
+    let (body, form) = form_or_json::<LoginRequest>(req).await?;
     Ok(Credentials { body, form })
+}
+
+/// A body sent as JSON or as an HTML form (the pages post forms and get redirects back), and
+/// which of the two it was.
+async fn form_or_json<T: serde::de::DeserializeOwned + Send>(
+    req: Request,
+) -> Result<(T, bool), ApiError> {
+    if is_form(req.headers()) {
+        let body = Form::<T>::from_request(req, &()).await.map_err(|r| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_fields",
+                r.body_text(),
+            )
+        })?;
+        Ok((body.0, true))
+    } else {
+        Ok((ApiJson::<T>::from_request(req, &()).await?.0, false))
+    }
 }
 
 /// Where a form sends the browser afterwards: a path on this site only, never another site.
@@ -207,14 +212,19 @@ pub(super) async fn logout(
 /// Ends every session of the caller's account, on every device (API keys stay valid), and
 /// clears this browser's cookie.
 #[utoipa::path(post, operation_id = "auth_logout_everywhere", path = "/api/v1/auth/logout-everywhere", tag = "auth",
-    responses((status = 204, description = "Every session of the account ended"), Errors))]
+    responses((status = 204, description = "Every session of the account ended"), (status = 303, description = "Form sign-out: to the login page"), Errors))]
 #[tracing::instrument(skip(state, caller))]
 pub(super) async fn logout_everywhere(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.auth.sign_out_everywhere(&caller).await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    let mut response = if is_form(&headers) {
+        redirect("/login")
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
     response
         .headers_mut()
         .append(header::SET_COOKIE, auth::clear_session_cookie());
@@ -224,19 +234,33 @@ pub(super) async fn logout_everywhere(
 /// Changes the signed-in account's password (from a session, with the current password); every
 /// other session ends, and this browser gets a fresh one.
 #[utoipa::path(post, operation_id = "auth_password", path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,
-    responses((status = 204, description = "Changed; every other session ended, a new session cookie set"), Errors))]
-#[tracing::instrument(skip(state, caller, headers, body))]
+    responses((status = 204, description = "Changed; every other session ended, a new session cookie set"), (status = 303, description = "Form change: back to the account page"), Errors))]
+#[tracing::instrument(skip(state, caller, req))]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<ChangePasswordRequest>,
+    req: Request,
 ) -> Result<Response, ApiError> {
-    let token = state
+    let headers = req.headers().clone();
+    let (body, form) = form_or_json::<ChangePasswordRequest>(req).await?;
+    let changed = state
         .auth
         .change_password(&caller, &body.current_password, &body.new_password)
-        .await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
+        .await;
+    let token = match changed {
+        Ok(token) => token,
+        // The account page shows the reason where the form was.
+        Err(e) if form => {
+            let error = crate::auth::percent_encode(&e.to_string());
+            return Ok(redirect(&format!("/account?error={error}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut response = if form {
+        redirect("/account?done=password")
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
     response.headers_mut().append(
         header::SET_COOKIE,
         auth::session_cookie(
