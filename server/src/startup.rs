@@ -358,6 +358,9 @@ fn routes(
             Duration::from_millis(config.slow_request_ms),
             track_http,
         ))
+        .layer(axum::middleware::from_fn(
+            crate::http::openai::with_error_types,
+        ))
         .layer(axum::middleware::from_fn(crate::http::security_headers))
         .layer(middleware)
 }

@@ -7,7 +7,7 @@ mod error;
 mod extract;
 mod headers;
 mod memories;
-mod openai;
+pub(crate) mod openai;
 pub mod openapi;
 mod ops;
 mod points;

@@ -15,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{extract::State, Extension, Json, Router};
+use base64::Engine as _;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,6 +30,7 @@ const MAX_EMBED_CHARS: usize = 8_000;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/models", get(models))
+        .route("/models/{model}", get(model))
         .route("/chat/completions", post(completions))
         .route("/embeddings", post(embeddings))
         .fallback(|| async { ApiError::not_found_route() })
@@ -52,24 +54,105 @@ async fn models(
                 },
             )
             .await?;
-        for s in &page.items {
-            let created = chrono::DateTime::parse_from_rfc3339(&s.created_at)
-                .map(|t| t.timestamp())
-                .unwrap_or(0);
-            data.push(json!({
-                "id": s.name,
-                "object": "model",
-                "created": created,
-                "owned_by": "kenning",
-                "kenning_space_id": s.id,
-            }));
-        }
+        data.extend(page.items.iter().map(model_object));
         match page.next_offset() {
             Some(next) => offset = next,
             None => break,
         }
     }
     Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// Gives every error under `/v1` (the sign-in, rate-limit and cross-site refusals made before
+/// this router included) the `type` and `param` fields OpenAI's errors carry, which SDKs read
+/// to pick their exception class.
+pub async fn with_error_types(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let openai = req.uri().path().starts_with("/v1/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !openai || !json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "error body too large").into_response();
+    };
+    let mut value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    if let Some(error) = value.get_mut("error").and_then(Value::as_object_mut) {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            s if s >= 500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        error.entry("type").or_insert_with(|| json!(kind));
+        error.entry("param").or_insert(Value::Null);
+    }
+    let body = value.to_string();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The space a model name stands for, if the caller may read it: to a caller, a space they
+/// may not read is a model that does not exist.
+async fn readable_space(
+    state: &AppState,
+    caller: &Caller,
+    model: &str,
+) -> Result<app::api::Space, ApiError> {
+    let found = match state.service.find_space(model).await {
+        Ok(space) => state
+            .service
+            .authorize(caller, &space.id, app::api::Role::Viewer)
+            .await
+            .map(|()| space),
+        Err(e) => Err(e),
+    };
+    found.map_err(|e| match e {
+        crate::service::ServiceError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("The model \"{model}\" is not a space; GET /v1/models lists the spaces."),
+        ),
+        other => other.into(),
+    })
+}
+
+/// A space as an OpenAI model object.
+fn model_object(s: &app::api::Space) -> Value {
+    let created = chrono::DateTime::parse_from_rfc3339(&s.created_at)
+        .map(|t| t.timestamp())
+        .unwrap_or(0);
+    json!({
+        "id": s.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "kenning",
+        "kenning_space_id": s.id,
+    })
+}
+
+/// One model (space) by name, as SDKs' `models.retrieve` asks for it.
+async fn model(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(model_object(
+        &readable_space(&state, &caller, &name).await?,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,26 +230,7 @@ async fn completions(
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let question = question(&req.messages)?;
-    let found = match state.service.find_space(&req.model).await {
-        // A space the caller may not read is, to them, a model that does not exist.
-        Ok(space) => state
-            .service
-            .authorize(&caller, &space.id, app::api::Role::Viewer)
-            .await
-            .map(|()| space),
-        Err(e) => Err(e),
-    };
-    let space = found.map_err(|e| match e {
-        crate::service::ServiceError::NotFound(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "model_not_found",
-            format!(
-                "The model \"{}\" is not a space; GET /v1/models lists the spaces.",
-                req.model
-            ),
-        ),
-        other => other.into(),
-    })?;
+    let space = readable_space(&state, &caller, &req.model).await?;
     // Each call is stored as a conversation of the caller's own, private like the chat API's.
     let asked = state
         .chat
@@ -273,6 +337,21 @@ struct EmbeddingsRequest {
     /// Accepted and ignored: the answer names the model that embedded.
     #[serde(default, rename = "model")]
     _model: Option<String>,
+    /// `float` (the default) or `base64`: little-endian f32s, as openai-node asks by default.
+    #[serde(default)]
+    encoding_format: Option<String>,
+    /// The embedder's own length only: the local model cannot shorten its vectors.
+    #[serde(default)]
+    dimensions: Option<u64>,
+    /// Accepted and ignored, as OpenAI does.
+    #[serde(default, rename = "user")]
+    _user: Option<String>,
+}
+
+/// How embeddings go back to the client.
+enum Encoding {
+    Float,
+    Base64,
 }
 
 async fn embeddings(
@@ -316,14 +395,46 @@ async fn embeddings(
             format!("Each text must be at most {MAX_EMBED_CHARS} characters."),
         ));
     }
+    let encoding = match req.encoding_format.as_deref() {
+        None | Some("float") => Encoding::Float,
+        Some("base64") => Encoding::Base64,
+        Some(other) => {
+            return Err(bad_request(
+                "invalid_encoding_format",
+                format!("encoding_format is \"float\" or \"base64\", not \"{other}\"."),
+            ))
+        }
+    };
     let embedder = state.embedder.clone();
+    if let Some(d) = req.dimensions {
+        if d != embedder.dimensions() as u64 {
+            return Err(bad_request(
+                "invalid_dimensions",
+                format!(
+                    "This embedder returns {} dimensions and cannot shorten them; leave dimensions \
+                     out or ask for {}.",
+                    embedder.dimensions(),
+                    embedder.dimensions()
+                ),
+            ));
+        }
+    }
     let model = embedder.model_id().to_string();
     let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
     let vectors = embedder.embed(texts, Lane::Query).await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| json!({ "object": "embedding", "index": i, "embedding": v }))
+        .map(|(i, v)| {
+            let embedding = match encoding {
+                Encoding::Float => json!(v),
+                Encoding::Base64 => {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+            };
+            json!({ "object": "embedding", "index": i, "embedding": embedding })
+        })
         .collect();
     Ok(Json(json!({
         "object": "list",

@@ -44,6 +44,15 @@ async fn spaces_are_listed_as_models(backend: Backend) {
     assert_eq!(handbook["object"], "model");
     assert_eq!(handbook["kenning_space_id"], id.as_str());
     assert!(handbook["created"].as_i64().unwrap() > 1_700_000_000);
+
+    // One model by name, as SDKs' `models.retrieve` asks; an unknown one is a typed 404.
+    let (status, one) = app.get_json("/v1/models/Runbooks").await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], "Runbooks");
+    assert_eq!(one["object"], "model");
+    let (status, missing) = app.get_json("/v1/models/Nope").await;
+    expect_error(status, &missing, 404, "model_not_found");
+    assert_eq!(missing["error"]["type"], "not_found_error");
 }
 
 async fn a_completion_answers_from_the_named_space_with_its_sources(backend: Backend) {
@@ -165,6 +174,15 @@ async fn bad_completion_requests_are_rejected(backend: Backend) {
     for (body, status, code) in cases {
         let (s, b) = app.post_json("/v1/chat/completions", &body).await;
         expect_error(s, &b, status, code);
+        // OpenAI's error shape, which SDKs pick their exception class by.
+        let kind = if status == 404 {
+            "not_found_error"
+        } else {
+            "invalid_request_error"
+        };
+        assert_eq!(b["error"]["type"], kind, "{b}");
+        assert!(b["error"]["param"].is_null(), "{b}");
+        assert!(b["error"]["message"].is_string(), "{b}");
     }
     let (s, b) = app.get_json("/v1/nothing-here").await;
     expect_error(s, &b, 404, "route_not_found");
@@ -209,7 +227,81 @@ async fn embeddings_come_from_the_configured_embedder(backend: Backend) {
             .post_json("/v1/embeddings", &json!({ "input": input }))
             .await;
         expect_error(s, &b, 400, code);
+        assert_eq!(b["error"]["type"], "invalid_request_error");
     }
+
+    // base64 (openai-node's default): the same vectors as little-endian f32s.
+    let texts = json!([
+        "How many vacation days do we get?",
+        "The database connection pool is full."
+    ]);
+    let (status, floats) = app
+        .post_json(
+            "/v1/embeddings",
+            &json!({ "input": texts, "encoding_format": "float", "dimensions": 384 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{floats}");
+    let (status, packed) = app
+        .post_json(
+            "/v1/embeddings",
+            &json!({ "input": texts, "encoding_format": "base64" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{packed}");
+    for i in 0..2 {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(
+                packed["data"][i]["embedding"]
+                    .as_str()
+                    .expect("a base64 string"),
+            )
+            .expect("valid base64");
+        assert_eq!(bytes.len(), 384 * 4, "four bytes per dimension");
+        let decoded: Vec<f32> = bytes
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|b| f32::from_le_bytes(*b))
+            .collect();
+        let plain: Vec<f32> =
+            serde_json::from_value(floats["data"][i]["embedding"].clone()).unwrap();
+        assert_eq!(decoded, plain, "text {i}: base64 holds the same vector");
+    }
+    for (body, code) in [
+        (
+            json!({ "input": "x", "encoding_format": "int8" }),
+            "invalid_encoding_format",
+        ),
+        (
+            json!({ "input": "x", "dimensions": 256 }),
+            "invalid_dimensions",
+        ),
+    ] {
+        let (s, b) = app.post_json("/v1/embeddings", &body).await;
+        expect_error(s, &b, 400, code);
+    }
+}
+
+/// Refusals made before the OpenAI router (here: no credentials) carry OpenAI's error type too.
+#[tokio::test]
+async fn refusals_under_v1_are_typed_as_openai_errors() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            serve: Box::new(|c| c.auth = kenning::auth::AuthMode::Password),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, body) = app.get_json("/v1/models").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["type"], "authentication_error", "{body}");
+    // The REST API keeps its own error shape.
+    let (status, body) = app.get_json("/api/v1/spaces").await;
+    assert_eq!(status, 401);
+    assert!(body["error"].get("type").is_none(), "{body}");
 }
 
 /// The real local model (SmolLM2 on llama.cpp) answers through the chat API: tokens stream,
