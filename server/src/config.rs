@@ -599,6 +599,11 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// On SIGTERM or Ctrl-C, seconds during which readiness answers 503 while requests are still
+    /// served, so a load balancer stops sending new ones before the listener closes.
+    #[arg(long, env = "KENNING_DRAIN_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub drain_secs: u64,
+
     /// Search results the result cache holds at most (one entry is a result list, up to 50
     /// passages with their text; typically 5–15 KB).
     #[arg(long, env = "KENNING_SEARCH_CACHE_CAPACITY", default_value_t = 10_000)]

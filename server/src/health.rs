@@ -16,6 +16,8 @@ const REPORT_TTL: Duration = Duration::from_millis(1);
 /// One shared report: concurrent callers wait for the same probe run instead of each starting one.
 pub struct HealthCache {
     report: moka::future::Cache<(), HealthReport>,
+    /// Set when shutdown begins: readiness answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Default for HealthCache {
@@ -25,11 +27,23 @@ impl Default for HealthCache {
                 .max_capacity(1)
                 .time_to_live(REPORT_TTL)
                 .build(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
 impl HealthCache {
+    /// Marks the server as shutting down, so load balancers stop sending it new requests.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The current report: the run in flight if there is one, else a fresh one.
     pub async fn report(&self, service: &Service) -> HealthReport {
         self.report.get_with((), report(service)).await

@@ -57,6 +57,8 @@ pub struct Application {
     router: Router,
     addr: SocketAddr,
     shutdown_grace: Duration,
+    drain: Duration,
+    health: Arc<crate::health::HealthCache>,
     connection_limits: crate::serve::ConnectionLimits,
     workers: Vec<JoinHandle<()>>,
     stop_workers: CancellationToken,
@@ -170,13 +172,14 @@ impl Application {
             .site_addr(addr)
             .env(Env::PROD)
             .build();
+        let health: Arc<crate::health::HealthCache> = Arc::default();
         let state = AppState {
             service: service.clone(),
             chat,
             embedder: engine.embedder.clone(),
             points: engine.points.clone(),
             auth: auth.clone(),
-            health: Arc::default(),
+            health: health.clone(),
             leptos_options: leptos_options.clone(),
         };
         let retention = (config.audit_retention_days > 0)
@@ -189,6 +192,8 @@ impl Application {
             router,
             addr,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            drain: Duration::from_secs(config.drain_secs),
+            health,
             connection_limits: crate::serve::ConnectionLimits {
                 header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
                 max_header_bytes: config.max_header_bytes,
@@ -230,6 +235,18 @@ impl Application {
                 anyhow::bail!("the server stopped accepting connections");
             }
             () = shutdown => {}
+        }
+        // Not ready from now on; requests are still served while load balancers notice.
+        self.health.start_draining();
+        if !self.drain.is_zero() {
+            tracing::info!(drain = ?self.drain, "shutting down; readiness answers 503 while requests drain");
+            tokio::select! {
+                () = tokio::time::sleep(self.drain) => {}
+                result = &mut server => {
+                    result.context("server task")?;
+                    anyhow::bail!("the server stopped accepting connections");
+                }
+            }
         }
         tracing::info!(grace = ?self.shutdown_grace, "shutting down; finishing in-flight requests and jobs");
         stop.notify_one();
@@ -331,7 +348,14 @@ fn routes(
             crate::http::openapi::PATH,
             axum::routing::get(crate::http::openapi::serve),
         )
-        .nest("/v1", openai_router(request_timeout, config.max_json_bytes))
+        .nest(
+            "/v1",
+            openai_router(
+                request_timeout,
+                Duration::from_secs(config.generate.answer_timeout_secs.max(1)),
+                config.max_json_bytes,
+            ),
+        )
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)

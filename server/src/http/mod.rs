@@ -76,10 +76,14 @@ pub fn api_router(
         .layer(DefaultBodyLimit::max(max_json_bytes))
 }
 
-/// The OpenAI-compatible API, mounted at `/v1`.
-pub fn openai_router(request_timeout: Duration, max_json_bytes: usize) -> Router<AppState> {
-    openai::router()
-        .layer(timeout(request_timeout))
+/// The OpenAI-compatible API, mounted at `/v1`. A whole (non-streamed) answer arrives only once
+/// it is generated, so completions get the answer timeout on top of the request timeout.
+pub fn openai_router(
+    request_timeout: Duration,
+    answer_timeout: Duration,
+    max_json_bytes: usize,
+) -> Router<AppState> {
+    openai::router(request_timeout, request_timeout + answer_timeout)
         .layer(DefaultBodyLimit::max(max_json_bytes))
 }
 

@@ -27,12 +27,16 @@ const MAX_EMBED_INPUTS: usize = 256;
 /// Longest text accepted for embedding, in characters.
 const MAX_EMBED_CHARS: usize = 8_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(request_timeout: Duration, completion_timeout: Duration) -> Router<AppState> {
+    let quick = Router::new()
         .route("/models", get(models))
         .route("/models/{model}", get(model))
-        .route("/chat/completions", post(completions))
         .route("/embeddings", post(embeddings))
+        .layer(super::timeout(request_timeout));
+    Router::new()
+        .route("/chat/completions", post(completions))
+        .layer(super::timeout(completion_timeout))
+        .merge(quick)
         .fallback(|| async { ApiError::not_found_route() })
 }
 

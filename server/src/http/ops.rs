@@ -66,8 +66,14 @@ pub(super) async fn liveness() -> impl IntoResponse {
 #[utoipa::path(get, operation_id = "ops_readiness", path = "/health/readiness", tag = "operations",
     responses(
         (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
-        (status = 503, description = "`{\"status\": \"not_ready\"}`", body = Object)))]
+        (status = 503, description = "`{\"status\": \"not_ready\"}`, or `{\"status\": \"draining\"}` once shutdown has begun", body = Object)))]
 pub(super) async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
+    if state.health.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        );
+    }
     if health::store_ready(&state.service).await {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {

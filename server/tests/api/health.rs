@@ -1,4 +1,4 @@
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, Options};
 
 on_both_backends!(
     health_reports_each_dependency_healthy,
@@ -37,5 +37,41 @@ async fn liveness_and_readiness_answer(backend: Backend) {
     assert!(
         r.headers().contains_key("x-request-id"),
         "every response carries a request id"
+    );
+}
+
+/// From the moment shutdown begins, readiness says 503 while requests are still answered for
+/// the drain period; then the listener closes.
+#[tokio::test]
+async fn readiness_turns_503_as_soon_as_shutdown_begins_while_requests_drain() {
+    let mut app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            serve: Box::new(|c| c.drain_secs = 2),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, _) = app.get_json("/health/readiness").await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    let server = app.begin_shutdown();
+    let deadline = started + std::time::Duration::from_secs(1);
+    let body = loop {
+        let (status, body) = app.get_json("/health/readiness").await;
+        if status == 503 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["status"], "draining");
+    // Still serving meanwhile.
+    let (status, _) = app.get_json("/api/v1/spaces").await;
+    assert_eq!(status, 200);
+    server.await.unwrap().expect("server stopped cleanly");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the listener stayed open for the drain period"
     );
 }

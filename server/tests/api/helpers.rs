@@ -104,6 +104,7 @@ fn base_config(dir: &tempfile::TempDir) -> ServeConfig {
     let mut config = ServeConfig::for_data_dir(dir.path().join("data"));
     config.site_root = dir.path().join("site");
     config.shutdown_grace_secs = 10;
+    config.drain_secs = 0;
     config.ingest.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     config.ingest.job_poll_ms = 50;
     // Documents are read in a child process, as by the `kenning` binary.

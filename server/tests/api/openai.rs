@@ -341,3 +341,43 @@ async fn the_local_model_streams_a_grounded_answer() {
     );
     assert!(!answer_text(&events).trim().is_empty());
 }
+
+/// A whole (non-streamed) answer may take as long as answers may, not only the request
+/// timeout: with a 1 s request timeout and a provider that keeps writing, the answer runs
+/// until the 3 s answer timeout stops it, and that is what the client is told.
+#[tokio::test]
+async fn a_whole_answer_is_bounded_by_the_answer_timeout_not_the_request_timeout() {
+    use crate::stub::{Behaviour, Stub};
+    let stub = Stub::start(Behaviour::Endless).await;
+    let url = stub.base_url.clone();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            generate: Box::new(move |g| {
+                g.generators = vec![GeneratorKind::Openai];
+                g.generator_retries = 0;
+                g.answer_timeout_secs = 3;
+                g.max_answer_tokens = 100_000;
+                g.openai_base_url = Some(url);
+            }),
+            serve: Box::new(|c| c.request_timeout_secs = 1),
+            ..Options::default()
+        },
+    )
+    .await;
+    seeded(&app, "Slow").await;
+    let started = std::time::Instant::now();
+    let (status, body) = app
+        .post_json(
+            "/v1/chat/completions",
+            &json!({ "model": "Slow", "messages": [{ "role": "user", "content": "How many vacation days?" }] }),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_ne!(status, 408, "cut by the request timeout: {body}");
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "{took:?}: {body}"
+    );
+    assert_eq!(body["error"]["code"], "answer_timeout", "{status} {body}");
+}
