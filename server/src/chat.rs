@@ -168,6 +168,18 @@ impl Chat {
         space_id: &str,
         req: ChatRequest,
     ) -> Result<Asked, ServiceError> {
+        self.ask_with(caller, space_id, req, None).await
+    }
+
+    /// Like [`Chat::ask`], for a client that keeps the conversation itself (the OpenAI API):
+    /// its earlier question comes with the request, and nothing is stored unless it asks.
+    pub async fn ask_with(
+        &self,
+        caller: &Caller,
+        space_id: &str,
+        req: ChatRequest,
+        client: Option<ClientTurns>,
+    ) -> Result<Asked, ServiceError> {
         let started = Instant::now();
         let space = parse_id(space_id).ok_or(ServiceError::NotFound("space"))?;
         let owner = owner_of(caller)?;
@@ -203,8 +215,10 @@ impl Chat {
             .map_err(|e| ServiceError::from_store(e, "space"))?;
         // A follow-up ("and how many carry over?") is searched together with the question
         // before it, so retrieval knows what "it" refers to.
-        let (existing, previous) = match &req.conversation_id {
-            Some(raw) => {
+        let keep = client.as_ref().is_none_or(|c| c.keep);
+        let (existing, previous) = match (client, &req.conversation_id) {
+            (Some(c), _) => (None, c.previous_question),
+            (None, Some(raw)) => {
                 // A body naming no conversation of this space is bad input (400), not a
                 // missing resource at the URL: the space itself exists.
                 // Another caller's conversation is answered the same way: to this caller it
@@ -226,7 +240,7 @@ impl Chat {
                     })?;
                 (Some(id), self.previous_question(id).await?)
             }
-            None => (None, None),
+            (None, None) => (None, None),
         };
         let query = retrieval_query(previous.as_deref(), &question);
         let search = Search::parse(
@@ -249,6 +263,8 @@ impl Chat {
         let retrieval_ms = ms(started);
         let conversation_id = match existing {
             Some(id) => id,
+            // The client keeps the conversation: an id for this exchange, stored nowhere.
+            None if !keep => Uuid::now_v7(),
             None => {
                 let id = Uuid::now_v7();
                 let title: String = question.chars().take(80).collect();
@@ -268,19 +284,21 @@ impl Chat {
             .map(|(i, h)| citation(i + 1, h))
             .collect();
 
-        self.store
-            .add_message(
-                conversation_id,
-                &NewMessage {
-                    id: Uuid::now_v7(),
-                    role: "user",
-                    content: question.clone(),
-                    citations_json: "[]".into(),
-                    generator: None,
-                },
-            )
-            .await
-            .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+        if keep {
+            self.store
+                .add_message(
+                    conversation_id,
+                    &NewMessage {
+                        id: Uuid::now_v7(),
+                        role: "user",
+                        content: question.clone(),
+                        citations_json: "[]".into(),
+                        generator: None,
+                    },
+                )
+                .await
+                .map_err(|e| ServiceError::from_store(e, "conversation"))?;
+        }
 
         let key: AnswerKey = (
             space,
@@ -303,6 +321,7 @@ impl Chat {
             key,
             conversation: conversation.clone(),
             conversation_id,
+            keep,
             previous: previous.filter(|_| query != question),
             question,
             started,
@@ -418,6 +437,8 @@ struct Run {
     key: AnswerKey,
     conversation: String,
     conversation_id: Uuid,
+    /// Whether turns are stored (not for a client that keeps the conversation itself).
+    keep: bool,
     question: String,
     /// The question this one follows up on, when retrieval combined them.
     previous: Option<String>,
@@ -477,7 +498,8 @@ impl Run {
                 citations: citations.clone(),
                 generator: started.generator,
                 text: started.first.clone(),
-                finished: false,
+                // Nothing to keep for a client that keeps the conversation itself.
+                finished: !self.keep,
             };
             let mut completion_tokens = 1u64;
             yield ChatEvent::Token(TokenEvent { text: started.first });
@@ -558,6 +580,9 @@ impl Run {
     ) -> Result<String, ErrorDetail> {
         let message = assistant_message(text, citations, generator);
         let id = message.id;
+        if !self.keep {
+            return Ok(id.to_string());
+        }
         self.store
             .add_message(self.conversation_id, &message)
             .await
@@ -576,6 +601,14 @@ fn assistant_message(text: &str, citations: &[Citation], generator: &str) -> New
         citations_json: serde_json::to_string(&cited).unwrap_or_else(|_| "[]".into()),
         generator: Some(generator.to_string()),
     }
+}
+
+/// What a client that keeps its own conversation (the OpenAI API) sends with a question.
+pub struct ClientTurns {
+    /// The user's question before this one, so a follow-up is searched with it.
+    pub previous_question: Option<String>,
+    /// Whether the exchange is stored as a conversation of the caller's.
+    pub keep: bool,
 }
 
 /// An answer being streamed. If the stream is dropped before it finishes (Stop, a client that

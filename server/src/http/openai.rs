@@ -6,7 +6,7 @@
 use super::extract::ApiJson;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
-use crate::chat::ChatEvent;
+use crate::chat::{ChatEvent, ClientTurns};
 use crate::domain::PageRequest;
 use crate::embed::Lane;
 use app::api::{ChatRequest, Citation, DoneEvent, SearchMode};
@@ -165,6 +165,10 @@ struct CompletionRequest {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     stream: bool,
+    /// OpenAI's `store`: keep the exchange as a conversation of the caller's (off by default;
+    /// clients such as Open WebUI keep their own, and send background calls too).
+    #[serde(default)]
+    store: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +198,17 @@ impl ChatMessage {
 
 fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// The user's question before the last one, if the client sent its history.
+fn previous_question(messages: &[ChatMessage]) -> Option<String> {
+    messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == "user")
+        .nth(1)
+        .and_then(ChatMessage::text)
+        .filter(|t| !t.trim().is_empty())
 }
 
 /// The question is the last user message; earlier turns are the client's history.
@@ -235,10 +250,11 @@ async fn completions(
 ) -> Result<Response, ApiError> {
     let question = question(&req.messages)?;
     let space = readable_space(&state, &caller, &req.model).await?;
-    // Each call is stored as a conversation of the caller's own, private like the chat API's.
+    // The client keeps the conversation: its previous question helps find what a follow-up
+    // ("and how many carry over?") is about. Stored only when the client asks (`store`).
     let asked = state
         .chat
-        .ask(
+        .ask_with(
             &caller,
             &space.id,
             ChatRequest {
@@ -249,6 +265,10 @@ async fn completions(
                 min_score: None,
                 regenerate: false,
             },
+            Some(ClientTurns {
+                previous_question: previous_question(&req.messages),
+                keep: req.store,
+            }),
         )
         .await?;
     let id = format!("chatcmpl-{}", asked.conversation_id.simple());
@@ -314,9 +334,10 @@ async fn completions(
                     }],
                     "usage": usage(&d),
                     "sources": sources,
-                    "kenning": { "generator": d.generator, "degraded": d.degraded, "cached": d.cached, "conversation_id": d.conversation_id },
+                    // A conversation id only when one was stored (`store: true`).
+                    "kenning": { "generator": d.generator, "degraded": d.degraded, "cached": d.cached, "conversation_id": req.store.then_some(d.conversation_id) },
                 }))
-                .into_response())
+                .into_response());
             }
         }
     }

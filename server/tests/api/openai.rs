@@ -381,3 +381,77 @@ async fn a_whole_answer_is_bounded_by_the_answer_timeout_not_the_request_timeout
     );
     assert_eq!(body["error"]["code"], "answer_timeout", "{status} {body}");
 }
+
+/// A client that keeps its own conversation: a follow-up is searched together with the
+/// question before it, and nothing is stored unless the client sends `store: true`.
+#[tokio::test]
+async fn a_follow_up_uses_the_clients_history_and_nothing_is_stored_unless_asked() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let space = seeded(&app, "Policies").await;
+    let (status, doc) = app
+        .upload(
+            &space,
+            "expenses.md",
+            b"# Expenses\n\nYour team lead approves expense reports within a week.\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 202, "{doc}");
+    app.wait_for_ingestion(&space, doc["id"].as_str().unwrap())
+        .await;
+    let ask = |messages: Value, store: bool| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .post_json(
+                    "/v1/chat/completions",
+                    &json!({ "model": "Policies", "messages": messages, "store": store }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let first_source = |body: &Value| {
+        body["sources"][0]["filename"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    let alone = ask(
+        json!([{ "role": "user", "content": "Who approves them?" }]),
+        false,
+    )
+    .await;
+    assert_eq!(first_source(&alone), "expenses.md", "{alone}");
+    let follow_up = ask(
+        json!([
+            { "role": "system", "content": "Answer briefly." },
+            { "role": "user", "content": "How many days of paid vacation does every employee receive?" },
+            { "role": "assistant", "content": "Twenty-five days [1]." },
+            { "role": "user", "content": "Who approves them?" }
+        ]),
+        false,
+    )
+    .await;
+    assert_eq!(first_source(&follow_up), "leave.md", "{follow_up}");
+    assert!(follow_up["kenning"]["conversation_id"].is_null());
+
+    let (_, listed) = app
+        .get_json(&format!("/api/v1/spaces/{space}/conversations"))
+        .await;
+    assert_eq!(listed["total"], 0, "nothing stored: {listed}");
+    let kept = ask(
+        json!([{ "role": "user", "content": "How many vacation days?" }]),
+        true,
+    )
+    .await;
+    let id = kept["kenning"]["conversation_id"]
+        .as_str()
+        .expect("a stored conversation");
+    let (_, listed) = app
+        .get_json(&format!("/api/v1/spaces/{space}/conversations"))
+        .await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["items"][0]["id"], id);
+}
