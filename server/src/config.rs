@@ -447,6 +447,11 @@ pub struct GenerateConfig {
     #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini")]
     pub openai_model: String,
 
+    /// Sampling temperature sent to the provider; unset, none is sent and the provider's
+    /// default applies (reasoning models refuse any other).
+    #[arg(long, env = "KENNING_OPENAI_TEMPERATURE", value_parser = parse_temperature)]
+    pub openai_temperature: Option<f32>,
+
     /// Seconds to wait for the provider's connection, and for each piece of its stream.
     #[arg(long, env = "KENNING_OPENAI_TIMEOUT_SECS", default_value_t = 30)]
     pub openai_timeout_secs: u64,
@@ -724,6 +729,16 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     s.parse::<ipnet::IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("'{s}' is neither an IP address nor a CIDR range"))
+}
+
+/// A sampling temperature: a finite number from 0 to 2, as OpenAI accepts.
+fn parse_temperature(raw: &str) -> Result<f32, String> {
+    match raw.trim().parse::<f32>() {
+        Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
+        _ => Err(format!(
+            "a temperature is a number from 0 to 2, not {raw:?}"
+        )),
+    }
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

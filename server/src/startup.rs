@@ -769,7 +769,7 @@ pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::
                     model: config.openai_model.clone(),
                     connect_timeout: timeout,
                     read_timeout: timeout,
-                    temperature: 0.2,
+                    temperature: config.openai_temperature,
                 })?));
             }
             GeneratorKind::Local => {

@@ -17,7 +17,8 @@ pub struct OpenAiSettings {
     pub connect_timeout: Duration,
     /// Longest silence between two pieces of a stream before it counts as hung.
     pub read_timeout: Duration,
-    pub temperature: f32,
+    /// Sent only when set: newer (reasoning) models refuse any sampling temperature.
+    pub temperature: Option<f32>,
 }
 
 /// Streams answers from an OpenAI-compatible server.
@@ -57,16 +58,19 @@ impl Generator for OpenAiGenerator {
         prompt: &Prompt,
         max_tokens: usize,
     ) -> Result<TokenStream, GenerateError> {
-        let body = serde_json::json!({
+        // `max_completion_tokens`, not the older `max_tokens`, which reasoning models refuse.
+        let mut body = serde_json::json!({
             "model": self.settings.model,
             "stream": true,
-            "max_tokens": max_tokens,
-            "temperature": self.settings.temperature,
+            "max_completion_tokens": max_tokens,
             "messages": [
                 {"role": "system", "content": prompt.system},
                 {"role": "user", "content": prompt.user},
             ],
         });
+        if let (Some(t), Some(fields)) = (self.settings.temperature, body.as_object_mut()) {
+            fields.insert("temperature".into(), serde_json::json!(t));
+        }
         let mut request = self.client.post(&self.url).json(&body);
         if let Some(key) = &self.settings.api_key {
             request = request.bearer_auth(key.expose_secret());
@@ -83,7 +87,7 @@ impl Generator for OpenAiGenerator {
             let text = response.text().await.unwrap_or_default();
             return Err(GenerateError::Status {
                 status: status.as_u16(),
-                body: text.chars().take(300).collect(),
+                body: refusal(&text),
             });
         }
         let events = response.bytes_stream().eventsource();
@@ -132,6 +136,28 @@ impl Generator for OpenAiGenerator {
     }
 }
 
+/// What a provider's error body says, naming the parameter it refused when it names one (a
+/// model that takes no `temperature`, say), so the log and the degraded notice tell why.
+fn refusal(body: &str) -> String {
+    let error = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").cloned());
+    let message = error
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(|m| m.as_str());
+    let param = error
+        .as_ref()
+        .and_then(|e| e.get("param"))
+        .and_then(|p| p.as_str());
+    let text = match (param, message) {
+        (Some(p), Some(m)) => format!("refused the parameter `{p}`: {m}"),
+        (None, Some(m)) => m.to_string(),
+        _ => body.to_string(),
+    };
+    text.chars().take(300).collect()
+}
+
 /// The text of one streamed chunk; `None` for chunks that carry none (role, finish, usage).
 fn delta_text(data: &str) -> Result<Option<String>, GenerateError> {
     let value: serde_json::Value = serde_json::from_str(data)
@@ -168,6 +194,21 @@ mod tests {
         assert_eq!(delta_text(role).unwrap(), None);
         let usage = r#"{"choices":[],"usage":{"prompt_tokens":3}}"#;
         assert_eq!(delta_text(usage).unwrap(), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_parameter() {
+        let body = r#"{"error":{"message":"Unsupported value: 'temperature' does not support 0.2.","type":"invalid_request_error","param":"temperature","code":"unsupported_value"}}"#;
+        assert_eq!(
+            refusal(body),
+            "refused the parameter `temperature`: Unsupported value: 'temperature' does not support 0.2."
+        );
+        assert_eq!(
+            refusal(r#"{"error":{"message":"overloaded"}}"#),
+            "overloaded"
+        );
+        assert_eq!(refusal("Bad Gateway"), "Bad Gateway");
+        assert_eq!(refusal(&"x".repeat(1000)).len(), 300);
     }
 
     #[test]

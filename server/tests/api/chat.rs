@@ -314,6 +314,10 @@ async fn a_provider_stream_is_relayed_token_by_token(backend: Backend) {
     // The provider saw the grounded prompt: numbered sources, then the question.
     let sent = stub.last_body();
     assert_eq!(sent["stream"], true);
+    // What newer models accept: max_completion_tokens, and no temperature unless configured.
+    assert!(sent["max_completion_tokens"].as_u64().is_some(), "{sent}");
+    assert!(sent.get("max_tokens").is_none(), "{sent}");
+    assert!(sent.get("temperature").is_none(), "{sent}");
     let user = sent["messages"][1]["content"].as_str().unwrap();
     assert!(user.starts_with("Sources:\n[1] (leave.md"), "{user}");
     assert!(user.contains("twenty-five days"), "{user}");
