@@ -17,6 +17,47 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// What a breaker says to a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Open: the call is skipped.
+    Refused,
+    /// Closed: the call goes ahead.
+    Call,
+    /// Half-open: this call is the one trial.
+    Probe,
+}
+
+/// A half-open breaker's probe in flight: dropped before its outcome was recorded (the call
+/// abandoned), it is given back.
+pub struct Probe<'a> {
+    breaker: &'a CircuitBreaker,
+    settled: bool,
+}
+
+impl<'a> Probe<'a> {
+    /// Watches the probe `breaker` just admitted.
+    pub fn new(breaker: &'a CircuitBreaker) -> Self {
+        Self {
+            breaker,
+            settled: false,
+        }
+    }
+
+    /// The probe's outcome was recorded; nothing to give back.
+    pub fn settle(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.release_probe();
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Inner {
     Closed { failures: u32 },
@@ -51,19 +92,35 @@ impl CircuitBreaker {
     /// Whether a call may go ahead now; an open breaker past its reset time turns half-open and
     /// admits exactly one probe.
     pub fn try_acquire(&self) -> bool {
+        self.admit() != Admission::Refused
+    }
+
+    /// Like [`CircuitBreaker::try_acquire`], telling whether this call is the half-open
+    /// breaker's one probe, whose outcome (or release) the breaker then waits for.
+    pub fn admit(&self) -> Admission {
         let mut inner = self.lock();
         match *inner {
-            Inner::Closed { .. } => true,
+            Inner::Closed { .. } => Admission::Call,
             Inner::Open { until } if Instant::now() >= until => {
                 *inner = Inner::HalfOpen { probing: true };
-                true
+                Admission::Probe
             }
-            Inner::Open { .. } => false,
-            Inner::HalfOpen { probing: true } => false,
+            Inner::Open { .. } => Admission::Refused,
+            Inner::HalfOpen { probing: true } => Admission::Refused,
             Inner::HalfOpen { probing: false } => {
                 *inner = Inner::HalfOpen { probing: true };
-                true
+                Admission::Probe
             }
+        }
+    }
+
+    /// Gives back a probe whose call was abandoned before its outcome was known (the user
+    /// pressed Stop, the client left, the answer timed out), so the next call may probe;
+    /// otherwise the breaker would stay half-open with its probe out for good.
+    pub fn release_probe(&self) {
+        let mut inner = self.lock();
+        if let Inner::HalfOpen { probing: true } = *inner {
+            *inner = Inner::HalfOpen { probing: false };
         }
     }
 
@@ -125,6 +182,27 @@ mod tests {
         b.record_success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.try_acquire());
+    }
+
+    #[test]
+    fn an_abandoned_probe_is_given_back() {
+        let b = CircuitBreaker::new(1, Duration::from_millis(0));
+        b.record_failure();
+        assert_eq!(b.admit(), Admission::Probe);
+        assert_eq!(b.admit(), Admission::Refused, "one probe at a time");
+        {
+            let _probe = Probe::new(&b);
+            // Dropped without an outcome: the caller went away.
+        }
+        assert_eq!(b.admit(), Admission::Probe, "the next call may probe");
+        let mut settled = Probe::new(&b);
+        b.record_success();
+        settled.settle();
+        drop(settled);
+        assert_eq!(b.state(), BreakerState::Closed);
+        // Releasing never reopens a closed breaker or frees another call's probe early.
+        b.release_probe();
+        assert_eq!(b.admit(), Admission::Call);
     }
 
     #[test]

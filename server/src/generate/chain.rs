@@ -3,7 +3,7 @@
 //! answer is committed to it. When every provider fails the caller hears why.
 
 use super::{GenerateError, Generator, Prompt, TokenStream};
-use crate::resilience::{backoff, CircuitBreaker};
+use crate::resilience::{backoff, Admission, CircuitBreaker, Probe};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,11 +89,14 @@ impl Chain {
         let mut problems: Vec<String> = Vec::new();
         for link in &self.links {
             let name = link.generator.name();
-            let half_open = link.breaker.state() != BreakerState::Closed;
-            if !link.breaker.try_acquire() {
+            let admission = link.breaker.admit();
+            if admission == Admission::Refused {
                 problems.push(format!("{name} is paused after repeated failures"));
                 continue;
             }
+            let half_open = admission == Admission::Probe;
+            // Given back if this call is dropped before its outcome is recorded.
+            let mut probe = half_open.then(|| Probe::new(&link.breaker));
             // A half-open breaker admits a single probe, never a burst of retries.
             let attempts = if half_open {
                 1
@@ -118,6 +121,7 @@ impl Chain {
                 match first {
                     Ok(Ok((first, rest))) => {
                         link.breaker.record_success();
+                        probe.as_mut().map(Probe::settle);
                         let degraded = !problems.is_empty();
                         return Ok(Started {
                             generator: name,
@@ -136,6 +140,7 @@ impl Chain {
                 tracing::warn!(generator = name, attempt, error = %last, "generator attempt failed");
             }
             link.breaker.record_failure();
+            probe.as_mut().map(Probe::settle);
             crate::metrics::global().record_llm(name, "error", None, 0, 0, 0.0);
             problems.push(format!("{name} failed ({last})"));
         }
@@ -254,6 +259,35 @@ mod tests {
         let s = chain.start(&prompt(), 10).await.unwrap();
         assert_eq!(s.generator, "extractive");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_half_open_trial_lets_the_next_answer_try_again() {
+        struct Hung;
+        #[async_trait::async_trait]
+        impl Generator for Hung {
+            fn name(&self) -> &'static str {
+                "hung"
+            }
+            async fn generate(&self, _: &Prompt, _: usize) -> Result<TokenStream, GenerateError> {
+                Ok(Box::pin(futures::stream::pending()))
+            }
+        }
+        let mut s = settings(0);
+        s.breaker_threshold = 1;
+        s.breaker_reset = Duration::ZERO;
+        s.first_token_timeout = Duration::from_secs(30);
+        let chain = Chain::new(vec![Arc::new(Hung), Arc::new(Extractive)], s);
+        chain.report_failure("hung");
+        // The probe's answer is abandoned (Stop, a client that left) long before its timeout.
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), chain.start(&prompt(), 10)).await;
+        assert!(abandoned.is_err(), "still waiting for the hung provider");
+        assert_eq!(
+            chain.links[0].breaker.admit(),
+            crate::resilience::Admission::Probe,
+            "the probe was given back, not left out for good"
+        );
     }
 
     #[tokio::test]
