@@ -169,6 +169,17 @@ struct CompletionRequest {
     /// clients such as Open WebUI keep their own, and send background calls too).
     #[serde(default)]
     store: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+/// OpenAI's `stream_options`.
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    /// Ends the stream with one more chunk holding the usage (and no choices), as LangChain and
+    /// other clients that count tokens ask.
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +286,21 @@ async fn completions(
     let created = chrono::Utc::now().timestamp();
     let model = space.name.clone();
     if req.stream {
+        let (usage_id, usage_model) = (id.clone(), model.clone());
+        // The extra last chunk of `include_usage`: no choices, the usage.
+        let usage_chunk = move |d: &DoneEvent| {
+            Event::default().data(
+                json!({
+                    "id": usage_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": usage_model,
+                    "choices": [],
+                    "usage": usage(d),
+                })
+                .to_string(),
+            )
+        };
         let chunk = move |delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>| {
             let mut c = json!({
                 "id": id,
@@ -288,19 +314,31 @@ async fn completions(
             }
             Event::default().data(c.to_string())
         };
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         let frames = asked
             .events
-            .map(move |e| match e {
-                ChatEvent::Sources(s) => chunk(
-                    json!({ "role": "assistant", "content": "" }),
-                    None,
-                    Some(("sources", json!(s.sources))),
-                ),
-                ChatEvent::Token(t) => chunk(json!({ "content": t.text }), None, None),
-                ChatEvent::Done(d) => chunk(json!({}), Some("stop"), Some(("usage", usage(&d)))),
-                ChatEvent::Error(e) => {
-                    Event::default().data(json!({ "error": { "message": e.message, "code": e.code, "type": "server_error" } }).to_string())
-                }
+            .flat_map(move |e| {
+                let frames = match e {
+                    ChatEvent::Sources(s) => vec![chunk(
+                        json!({ "role": "assistant", "content": "" }),
+                        None,
+                        Some(("sources", json!(s.sources))),
+                    )],
+                    ChatEvent::Token(t) => vec![chunk(json!({ "content": t.text }), None, None)],
+                    ChatEvent::Done(d) => {
+                        let mut frames =
+                            vec![chunk(json!({}), Some("stop"), Some(("usage", usage(&d))))];
+                        if include_usage {
+                            frames.push(usage_chunk(&d));
+                        }
+                        frames
+                    }
+                    ChatEvent::Error(e) => vec![Event::default().data(
+                        json!({ "error": { "message": e.message, "code": e.code, "type": "server_error" } })
+                            .to_string(),
+                    )],
+                };
+                futures::stream::iter(frames)
             })
             .chain(futures::stream::once(async {
                 Event::default().data("[DONE]")

@@ -124,6 +124,36 @@ async fn a_streamed_completion_is_a_series_of_chunks_ending_in_done(backend: Bac
     let last = &chunks[chunks.len() - 1].data;
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
     assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    // `stream_options.include_usage`: one more chunk, with no choices and the usage.
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&json!({
+            "model": "Handbook",
+            "stream": true,
+            "stream_options": { "include_usage": true },
+            "messages": [{ "role": "user", "content": "How many vacation days do we get?" }]
+        }))
+        .send()
+        .await
+        .unwrap();
+    let body = r.text().await.unwrap();
+    let events = parse_sse(&body);
+    assert_eq!(events.last().unwrap().data, Value::String("[DONE]".into()));
+    let usage = &events[events.len() - 2].data;
+    assert_eq!(usage["choices"], json!([]), "{body}");
+    assert_eq!(usage["object"], "chat.completion.chunk");
+    let u = &usage["usage"];
+    assert!(u["prompt_tokens"].as_u64().unwrap() > 0, "{u}");
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        events[events.len() - 3].data["choices"][0]["finish_reason"],
+        "stop"
+    );
 }
 
 async fn bad_completion_requests_are_rejected(backend: Backend) {
