@@ -195,6 +195,19 @@ mod tests {
         }
     }
 
+    /// Accepts the request and never sends a piece.
+    struct Hung;
+
+    #[async_trait::async_trait]
+    impl Generator for Hung {
+        fn name(&self) -> &'static str {
+            "hung"
+        }
+        async fn generate(&self, _: &Prompt, _: usize) -> Result<TokenStream, GenerateError> {
+            Ok(Box::pin(futures::stream::pending()))
+        }
+    }
+
     fn settings(retries: u32) -> ChainSettings {
         ChainSettings {
             retries,
@@ -244,16 +257,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_provider_is_abandoned_at_the_first_token_timeout() {
-        struct Hung;
-        #[async_trait::async_trait]
-        impl Generator for Hung {
-            fn name(&self) -> &'static str {
-                "hung"
-            }
-            async fn generate(&self, _: &Prompt, _: usize) -> Result<TokenStream, GenerateError> {
-                Ok(Box::pin(futures::stream::pending()))
-            }
-        }
         let chain = Chain::new(vec![Arc::new(Hung), Arc::new(Extractive)], settings(0));
         let started = std::time::Instant::now();
         let s = chain.start(&prompt(), 10).await.unwrap();
@@ -263,16 +266,6 @@ mod tests {
 
     #[tokio::test]
     async fn an_abandoned_half_open_trial_lets_the_next_answer_try_again() {
-        struct Hung;
-        #[async_trait::async_trait]
-        impl Generator for Hung {
-            fn name(&self) -> &'static str {
-                "hung"
-            }
-            async fn generate(&self, _: &Prompt, _: usize) -> Result<TokenStream, GenerateError> {
-                Ok(Box::pin(futures::stream::pending()))
-            }
-        }
         let mut s = settings(0);
         s.breaker_threshold = 1;
         s.breaker_reset = Duration::ZERO;

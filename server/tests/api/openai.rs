@@ -88,23 +88,34 @@ async fn a_completion_answers_from_the_named_space_with_its_sources(backend: Bac
     }
 }
 
-async fn a_streamed_completion_is_a_series_of_chunks_ending_in_done(backend: Backend) {
-    let app = spawn_app(backend).await;
-    seeded(&app, "Handbook").await;
+/// A streamed vacation question to the "Handbook" model, with `extra` request fields; the raw
+/// body and its events.
+async fn streamed(app: &TestApp, extra: Value) -> (String, Vec<crate::helpers::SseEvent>) {
+    let mut request = json!({
+        "model": "Handbook",
+        "stream": true,
+        "messages": [{ "role": "user", "content": "How many vacation days do we get?" }]
+    });
+    if let (Some(fields), Value::Object(more)) = (request.as_object_mut(), extra) {
+        fields.extend(more);
+    }
     let r = app
         .client
         .post(app.url("/v1/chat/completions"))
-        .json(&json!({
-            "model": "Handbook",
-            "stream": true,
-            "messages": [{ "role": "user", "content": "How many vacation days do we get?" }]
-        }))
+        .json(&request)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
     let events = parse_sse(&body);
+    (body, events)
+}
+
+async fn a_streamed_completion_is_a_series_of_chunks_ending_in_done(backend: Backend) {
+    let app = spawn_app(backend).await;
+    seeded(&app, "Handbook").await;
+    let (body, events) = streamed(&app, json!({})).await;
     // OpenAI's stream: unnamed `data:` events, the last one the literal [DONE].
     assert!(events.iter().all(|e| e.event == "message"));
     assert_eq!(events.last().unwrap().data, Value::String("[DONE]".into()));
@@ -126,20 +137,8 @@ async fn a_streamed_completion_is_a_series_of_chunks_ending_in_done(backend: Bac
     assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 
     // `stream_options.include_usage`: one more chunk, with no choices and the usage.
-    let r = app
-        .client
-        .post(app.url("/v1/chat/completions"))
-        .json(&json!({
-            "model": "Handbook",
-            "stream": true,
-            "stream_options": { "include_usage": true },
-            "messages": [{ "role": "user", "content": "How many vacation days do we get?" }]
-        }))
-        .send()
-        .await
-        .unwrap();
-    let body = r.text().await.unwrap();
-    let events = parse_sse(&body);
+    let (body, events) =
+        streamed(&app, json!({ "stream_options": { "include_usage": true } })).await;
     assert_eq!(events.last().unwrap().data, Value::String("[DONE]".into()));
     let usage = &events[events.len() - 2].data;
     assert_eq!(usage["choices"], json!([]), "{body}");
