@@ -51,6 +51,20 @@ enum Failure {
     Permanent(String),
     /// Might work next time (I/O, database hiccup).
     Transient(String),
+    /// Another worker owns the job now; this attempt only cleans up after itself.
+    LeaseLost,
+}
+
+/// Runs `work` unless the lease is lost first. Only for steps that are safe to abandon midway:
+/// a write to the vector store is not, as its effect may land after the clean-up that follows.
+async fn unless_lost<T>(
+    lost: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        r = work => r,
+        () = lost.cancelled() => Err(Failure::LeaseLost),
+    }
 }
 
 /// Delay before retry number `attempt` (1-based): 2 s doubling per attempt, capped at 10 minutes.
@@ -143,18 +157,10 @@ impl Worker {
         let started = std::time::Instant::now();
         // The chunks this attempt may have sent to the vector store: all it ever deletes.
         let mut written = Vec::new();
-        let outcome = tokio::select! {
-            r = self.process(&job, &mut written) => Some(r),
-            () = lost.cancelled() => None,
-        };
+        let outcome = self.process(&job, &mut written, &lost).await;
         heartbeat.abort();
         let result = match outcome {
-            None => {
-                tracing::warn!("lease lost; another worker will take the job");
-                self.drop_vectors(&job, Chunks::Only(&written)).await;
-                return;
-            }
-            Some(Ok(chunks)) => match self.store.complete_job(&job, &self.id, &chunks).await {
+            Ok(chunks) => match self.store.complete_job(&job, &self.id, &chunks).await {
                 Ok(true) => {
                     tracing::info!(chunks = chunks.len(), elapsed = ?started.elapsed(), "document ingested");
                     // The document's passages are now these: vectors of earlier versions and of
@@ -188,10 +194,15 @@ impl Worker {
                     "storing the passages failed: {e}"
                 ))),
             },
-            Some(Err(f)) => Err(f),
+            Err(f) => Err(f),
         };
         if let Err(failure) = result {
             let (error, retry_at) = match failure {
+                Failure::LeaseLost => {
+                    tracing::warn!("lease lost; another worker will take the job");
+                    self.drop_vectors(&job, Chunks::Only(&written)).await;
+                    return;
+                }
                 Failure::Permanent(m) => (m, None),
                 Failure::Transient(m) if job.attempts < job.max_attempts => {
                     let delay = backoff(job.attempts);
@@ -237,7 +248,28 @@ impl Worker {
         &self,
         job: &ClaimedJob,
         written: &mut Vec<Uuid>,
+        lost: &CancellationToken,
     ) -> Result<Vec<NewChunk>, Failure> {
+        let chunks = unless_lost(lost, self.read_and_split(job)).await?;
+        if let Some(vectors) = &self.indexing.vectors {
+            let points = unless_lost(lost, self.embed(job, &chunks)).await?;
+            written.extend(chunks.iter().map(|c| c.id));
+            self.progress(job, "indexing", 0.9).await;
+            // Never abandoned midway: the clean-up after a lost lease must come after this write.
+            vectors
+                .upsert(points)
+                .await
+                .map_err(|e| Failure::Transient(format!("storing vectors failed: {e}")))?;
+            if lost.is_cancelled() {
+                return Err(Failure::LeaseLost);
+            }
+        }
+        self.progress(job, "indexing", 0.95).await;
+        Ok(chunks)
+    }
+
+    /// Parses the stored file (bounded, in a child process) and cuts it into passages.
+    async fn read_and_split(&self, job: &ClaimedJob) -> Result<Vec<NewChunk>, Failure> {
         self.progress(job, "parsing", 0.05).await;
         let path = self.data_dir.join(&job.storage_path);
         let bytes = tokio::fs::read(&path)
@@ -265,7 +297,7 @@ impl Worker {
         .map_err(|e| Failure::Transient(format!("chunking task failed: {e}")))?
         .map_err(|e| Failure::Permanent(e.0))?;
 
-        let chunks: Vec<NewChunk> = passages
+        Ok(passages
             .into_iter()
             .map(|p| NewChunk {
                 id: Uuid::now_v7(),
@@ -276,24 +308,17 @@ impl Worker {
                 char_end: i64::try_from(p.char_end).unwrap_or(i64::MAX),
                 token_count: i32::try_from(p.token_count).unwrap_or(i32::MAX),
             })
-            .collect();
-        if let Some(vectors) = &self.indexing.vectors {
-            written.extend(chunks.iter().map(|c| c.id));
-            self.embed_and_index(job, &chunks, vectors.as_ref()).await?;
-        }
-        self.progress(job, "indexing", 0.95).await;
-        Ok(chunks)
+            .collect())
     }
 
-    /// Embeds passages in batches on the ingestion lane, then adds their vectors beside the
-    /// document's current ones: those go only once these passages are committed, so search
+    /// Embeds passages in batches on the ingestion lane. Their vectors go in beside the
+    /// document's current ones, which go only once these passages are committed, so search
     /// never loses the document in between.
-    async fn embed_and_index(
+    async fn embed(
         &self,
         job: &ClaimedJob,
         chunks: &[NewChunk],
-        vectors: &dyn VectorStore,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<VectorPoint>, Failure> {
         let total = chunks.len().max(1);
         let mut points = Vec::with_capacity(chunks.len());
         for batch in chunks.chunks(self.settings.embed_batch.max(1)) {
@@ -318,11 +343,7 @@ impl Worker {
                 text: c.text.clone(),
             }));
         }
-        self.progress(job, "indexing", 0.9).await;
-        vectors
-            .upsert(points)
-            .await
-            .map_err(|e| Failure::Transient(format!("storing vectors failed: {e}")))
+        Ok(points)
     }
 }
 
