@@ -280,6 +280,9 @@ pub struct DoneEvent {
     pub notice: Option<String>,
     /// Served from the answer cache.
     pub cached: bool,
+    /// The length limit, not the model, ended the answer (OpenAI's `finish_reason: "length"`).
+    #[serde(default)]
+    pub truncated: bool,
     pub usage: Usage,
     pub timings: Timings,
 }

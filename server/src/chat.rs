@@ -5,7 +5,7 @@
 use crate::auth::Caller;
 use crate::cache::TieredCache;
 use crate::domain::{parse_id, InvalidInput};
-use crate::generate::{Chain, Prompt};
+use crate::generate::{Chain, Ending, Piece, Prompt};
 use crate::redis_link::RedisLink;
 use crate::retrieve::{Retriever, Search};
 use crate::service::{owner_of, search_error, ServiceError};
@@ -98,6 +98,9 @@ struct CachedAnswer {
     text: String,
     generator: String,
     usage: Usage,
+    /// Entries cached before this field existed were whole answers.
+    #[serde(default)]
+    truncated: bool,
 }
 
 /// Answers questions; shared by the chat API, the UI and the OpenAI-compatible API.
@@ -216,6 +219,13 @@ impl Chat {
         // A follow-up ("and how many carry over?") is searched together with the question
         // before it, so retrieval knows what "it" refers to.
         let keep = client.as_ref().is_none_or(|c| c.keep);
+        let guidance = client.as_ref().and_then(|c| c.guidance.clone());
+        let max_tokens = client
+            .as_ref()
+            .and_then(|c| c.max_tokens)
+            .map_or(self.settings.max_tokens, |m| {
+                m.clamp(1, self.settings.max_tokens)
+            });
         let (existing, previous) = match (client, &req.conversation_id) {
             (Some(c), _) => (None, c.previous_question),
             (None, Some(raw)) => {
@@ -303,7 +313,13 @@ impl Chat {
         let key: AnswerKey = (
             space,
             version,
-            format!("{}\u{1f}{}", question.to_lowercase(), query.to_lowercase()),
+            // Guidance and a shorter cap change the answer, so they are part of its key.
+            format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{max_tokens}",
+                question.to_lowercase(),
+                query.to_lowercase(),
+                guidance.as_deref().unwrap_or("")
+            ),
             search.mode,
             max_sources,
             req.min_score.map(f64::to_bits),
@@ -323,6 +339,8 @@ impl Chat {
             conversation_id,
             keep,
             previous: previous.filter(|_| query != question),
+            guidance,
+            max_tokens,
             question,
             started,
             retrieval_ms,
@@ -442,6 +460,10 @@ struct Run {
     question: String,
     /// The question this one follows up on, when retrieval combined them.
     previous: Option<String>,
+    /// The client's system message, read under Kenning's own.
+    guidance: Option<String>,
+    /// Longest answer, in tokens.
+    max_tokens: usize,
     started: Instant,
     retrieval_ms: f64,
 }
@@ -467,6 +489,7 @@ impl Run {
                         degraded: false,
                         notice: None,
                         cached: true,
+                        truncated: hit.truncated,
                         usage: hit.usage.clone(),
                         timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
                     }),
@@ -479,8 +502,11 @@ impl Run {
             if let Some(previous) = &self.previous {
                 prompt = prompt.following(previous);
             }
+            if let Some(guidance) = &self.guidance {
+                prompt = prompt.guided(guidance);
+            }
             let deadline = tokio::time::Instant::from_std(self.started + self.settings.answer_timeout);
-            let started = match tokio::time::timeout_at(deadline, self.chain.start(&prompt, self.settings.max_tokens)).await {
+            let started = match tokio::time::timeout_at(deadline, self.chain.start(&prompt, self.max_tokens)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     yield ChatEvent::Error(error("generation_failed", format!("No generator could answer: {e}")));
@@ -501,13 +527,16 @@ impl Run {
                 // Nothing to keep for a client that keeps the conversation itself.
                 finished: !self.keep,
             };
+            // Pieces seen, for generators that do not count their tokens.
             let mut completion_tokens = 1u64;
+            let mut ending = Ending::default();
             yield ChatEvent::Token(TokenEvent { text: started.first });
             let mut rest = started.rest;
             loop {
                 match tokio::time::timeout_at(deadline, rest.next()).await {
                     Ok(None) => break,
-                    Ok(Some(Ok(piece))) => {
+                    Ok(Some(Ok(Piece::End(end)))) => ending = end,
+                    Ok(Some(Ok(Piece::Text(piece)))) => {
                         if piece.is_empty() {
                             continue;
                         }
@@ -531,7 +560,10 @@ impl Run {
             drop(rest);
             unfinished.finished = true;
             let text = std::mem::take(&mut unfinished.text);
-            let usage = Usage { prompt_tokens: started.prompt_tokens, completion_tokens };
+            let usage = Usage {
+                prompt_tokens: ending.prompt_tokens.unwrap_or(started.prompt_tokens),
+                completion_tokens: ending.completion_tokens.unwrap_or(completion_tokens),
+            };
             let price = self.settings.prices.get(started.generator).copied().unwrap_or_default();
             crate::metrics::global().record_llm(
                 started.generator,
@@ -543,6 +575,9 @@ impl Run {
             );
             let notice = match (started.notice, cites_a_source(&text, &citations)) {
                 (Some(n), _) => Some(n),
+                (None, _) if ending.truncated => Some(
+                    "The answer reached the length limit and was cut off.".to_string(),
+                ),
                 (None, false) if !citations.is_empty() && !text.trim_start().starts_with("I don't know") => Some(
                     "This answer cites none of the sources; check it against them before relying on it.".to_string(),
                 ),
@@ -553,6 +588,7 @@ impl Run {
                     text: text.clone(),
                     generator: started.generator.to_string(),
                     usage: usage.clone(),
+                    truncated: ending.truncated,
                 })).await;
             }
             match self.save(&text, &citations, started.generator).await {
@@ -563,6 +599,7 @@ impl Run {
                     degraded: started.degraded,
                     notice,
                     cached: false,
+                    truncated: ending.truncated,
                     usage,
                     timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
                 }),
@@ -609,6 +646,10 @@ pub struct ClientTurns {
     pub previous_question: Option<String>,
     /// Whether the exchange is stored as a conversation of the caller's.
     pub keep: bool,
+    /// The client's system message: guidance the model reads under Kenning's own rules.
+    pub guidance: Option<String>,
+    /// The client's cap on the answer's length, in tokens; never above the server's.
+    pub max_tokens: Option<usize>,
 }
 
 /// An answer being streamed. If the stream is dropped before it finishes (Stop, a client that

@@ -2,7 +2,7 @@
 //! provider is retried (with backoff and jitter) only until its first token; after that the
 //! answer is committed to it. When every provider fails the caller hears why.
 
-use super::{GenerateError, Generator, Prompt, TokenStream};
+use super::{GenerateError, Generator, Piece, Prompt, TokenStream};
 use crate::resilience::{backoff, Admission, CircuitBreaker, Probe};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -163,8 +163,9 @@ async fn first_piece(
         match stream.next().await {
             None => return Err(GenerateError::Failed("the answer was empty".into())),
             Some(Err(e)) => return Err(e),
-            Some(Ok(t)) if t.is_empty() => continue,
-            Some(Ok(t)) => return Ok((t, stream)),
+            Some(Ok(Piece::Text(t))) if !t.is_empty() => return Ok((t, stream)),
+            // Nothing said yet: an ending before any text is an empty answer, caught above.
+            Some(Ok(_)) => continue,
         }
     }
 }
@@ -191,7 +192,7 @@ mod tests {
             if n < self.failures {
                 return Err(GenerateError::Unreachable("down".into()));
             }
-            Ok(Box::pin(futures::stream::iter(vec![Ok("ok".to_string())])))
+            Ok(Box::pin(futures::stream::iter(vec![Ok(Piece::text("ok"))])))
         }
     }
 

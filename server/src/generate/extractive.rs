@@ -2,7 +2,7 @@
 //! most words with the question, each followed by its citation. Always available, instant, and
 //! never says anything the sources do not.
 
-use super::{GenerateError, Generator, Prompt, TokenStream};
+use super::{Ending, GenerateError, Generator, Piece, Prompt, TokenStream};
 use crate::store::search_terms;
 
 /// Sentences an extractive answer quotes at most.
@@ -28,8 +28,17 @@ impl Generator for Extractive {
     ) -> Result<TokenStream, GenerateError> {
         let answer = compose(prompt);
         // Streamed word by word like a model's answer, so clients handle one code path.
-        let pieces: Vec<Result<String, GenerateError>> =
-            split_keeping_spaces(&answer).into_iter().map(Ok).collect();
+        let mut pieces: Vec<Result<Piece, GenerateError>> = split_keeping_spaces(&answer)
+            .into_iter()
+            .map(|w| Ok(Piece::Text(w)))
+            .collect();
+        // Each word streamed counts as one token of the answer; the prompt keeps its estimate.
+        let words = pieces.len() as u64;
+        pieces.push(Ok(Piece::End(Ending {
+            truncated: false,
+            prompt_tokens: None,
+            completion_tokens: Some(words),
+        })));
         Ok(Box::pin(futures::stream::iter(pieces)))
     }
 }

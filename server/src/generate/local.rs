@@ -4,7 +4,7 @@
 //! run one at a time at full speed rather than many at once at a crawl, and a full queue says
 //! "busy" at once so the chain can fall through to the next generator.
 
-use super::{GenerateError, Generator, Prompt, TokenStream};
+use super::{Ending, GenerateError, Generator, Piece, Prompt, TokenStream};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -86,7 +86,7 @@ struct Job {
     system: String,
     user: String,
     max_tokens: usize,
-    out: tokio::sync::mpsc::Sender<Result<String, GenerateError>>,
+    out: tokio::sync::mpsc::Sender<Result<Piece, GenerateError>>,
 }
 
 /// Generates with a local GGUF model.
@@ -207,8 +207,8 @@ impl Generator for LocalGenerator {
 }
 
 fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Result<String, GenerateError>>,
-) -> impl futures::Stream<Item = Result<String, GenerateError>> {
+    mut rx: tokio::sync::mpsc::Receiver<Result<Piece, GenerateError>>,
+) -> impl futures::Stream<Item = Result<Piece, GenerateError>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -312,15 +312,19 @@ fn generate(
         ])
     };
     let mut pending: Vec<u8> = Vec::new();
+    let mut sampled: u64 = 0;
+    let mut truncated = true;
     for _ in 0..budget {
         // `sample` also accepts the token into the sampler's history.
         let token = sampler.sample(ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
+            truncated = false;
             break;
         }
+        sampled += 1;
         vocab.token_to_piece_into(token, &mut pending, false, None);
         if let Some(text) = take_utf8(&mut pending) {
-            if job.out.blocking_send(Ok(text)).is_err() {
+            if job.out.blocking_send(Ok(Piece::Text(text))).is_err() {
                 // The reader is gone (client disconnected or timed out): stop now.
                 return Ok(());
             }
@@ -333,10 +337,15 @@ fn generate(
         ctx.decode(&mut batch).map_err(|e| failed("decoding", &e))?;
     }
     if !pending.is_empty() {
-        let _ = job
-            .out
-            .blocking_send(Ok(String::from_utf8_lossy(&pending).into_owned()));
+        let _ = job.out.blocking_send(Ok(Piece::Text(
+            String::from_utf8_lossy(&pending).into_owned(),
+        )));
     }
+    let _ = job.out.blocking_send(Ok(Piece::End(Ending {
+        truncated,
+        prompt_tokens: Some(tokens.len() as u64),
+        completion_tokens: Some(sampled),
+    })));
     Ok(())
 }
 

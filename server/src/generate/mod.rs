@@ -17,8 +17,36 @@ pub use prompt::Prompt;
 use futures::Stream;
 use std::pin::Pin;
 
-/// Text pieces of an answer as they are produced; the stream ends when the answer does.
-pub type TokenStream = Pin<Box<dyn Stream<Item = Result<String, GenerateError>> + Send>>;
+/// Pieces of an answer as they are produced; the stream ends when the answer does.
+pub type TokenStream = Pin<Box<dyn Stream<Item = Result<Piece, GenerateError>> + Send>>;
+
+/// One item of an answer's stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Piece {
+    /// More of the answer's text.
+    Text(String),
+    /// How the answer ended, from a generator that knows: the last item, at most once.
+    End(Ending),
+}
+
+/// What a generator knows about the end of its answer, so clients hear the truth about
+/// truncation and token usage instead of an estimate.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ending {
+    /// The token cap, not the model, ended the answer.
+    pub truncated: bool,
+    /// Prompt tokens as the generator counted them (the provider's reported usage).
+    pub prompt_tokens: Option<u64>,
+    /// Answer tokens as the generator counted them.
+    pub completion_tokens: Option<u64>,
+}
+
+impl Piece {
+    /// A text piece, for generators that stream plain strings.
+    pub fn text(t: impl Into<String>) -> Self {
+        Piece::Text(t.into())
+    }
+}
 
 /// Why a generator could not answer; every variant counts as a failure for its circuit breaker.
 #[derive(Debug, Clone, thiserror::Error)]

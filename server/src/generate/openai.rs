@@ -1,7 +1,7 @@
 //! Any OpenAI-compatible `/v1/chat/completions` server (OpenAI, Ollama, vLLM, the llama.cpp
 //! server), streamed: each `chat.completion.chunk`'s delta becomes a text piece.
 
-use super::{GenerateError, Generator, Prompt, TokenStream};
+use super::{Ending, GenerateError, Generator, Piece, Prompt, TokenStream};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -63,6 +63,8 @@ impl Generator for OpenAiGenerator {
             "model": self.settings.model,
             "stream": true,
             "max_completion_tokens": max_tokens,
+            // The provider's own token counts, in a last chunk, instead of an estimate.
+            "stream_options": { "include_usage": true },
             "messages": [
                 {"role": "system", "content": prompt.system},
                 {"role": "user", "content": prompt.user},
@@ -91,47 +93,43 @@ impl Generator for OpenAiGenerator {
             });
         }
         let events = response.bytes_stream().eventsource();
-        let stream =
-            futures::stream::unfold((events, false), |(mut events, finished)| async move {
-                if finished {
-                    return None;
-                }
-                loop {
-                    match events.next().await {
-                        None => {
-                            // A stream must end with [DONE]; one cut short is a failure.
-                            return Some((
-                                Err(GenerateError::Malformed(
-                                    "the stream ended without [DONE]".into(),
-                                )),
-                                (events, true),
-                            ));
+        let state = (events, Some(Ending::default()));
+        let stream = futures::stream::unfold(state, |(mut events, ending)| async move {
+            // `None` once the stream has ended or failed.
+            let mut ending = ending?;
+            loop {
+                match events.next().await {
+                    None => {
+                        // A stream must end with [DONE]; one cut short is a failure.
+                        let cut =
+                            GenerateError::Malformed("the stream ended without [DONE]".into());
+                        return Some((Err(cut), (events, None)));
+                    }
+                    Some(Err(e)) => {
+                        return Some((
+                            Err(GenerateError::Unreachable(e.to_string())),
+                            (events, None),
+                        ))
+                    }
+                    Some(Ok(event)) => {
+                        let data = event.data.trim();
+                        if data == "[DONE]" {
+                            return Some((Ok(Piece::End(ending)), (events, None)));
                         }
-                        Some(Err(e)) => {
-                            return Some((
-                                Err(GenerateError::Unreachable(e.to_string())),
-                                (events, true),
-                            ))
+                        if data.is_empty() {
+                            continue;
                         }
-                        Some(Ok(event)) => {
-                            let data = event.data.trim();
-                            if data == "[DONE]" {
-                                return None;
+                        match read_chunk(data, &mut ending) {
+                            Ok(Some(text)) if !text.is_empty() => {
+                                return Some((Ok(Piece::Text(text)), (events, Some(ending))))
                             }
-                            if data.is_empty() {
-                                continue;
-                            }
-                            match delta_text(data) {
-                                Ok(Some(text)) if !text.is_empty() => {
-                                    return Some((Ok(text), (events, false)))
-                                }
-                                Ok(_) => continue,
-                                Err(e) => return Some((Err(e), (events, true))),
-                            }
+                            Ok(_) => continue,
+                            Err(e) => return Some((Err(e), (events, None))),
                         }
                     }
                 }
-            });
+            }
+        });
         Ok(Box::pin(stream))
     }
 }
@@ -158,8 +156,9 @@ fn refusal(body: &str) -> String {
     text.chars().take(300).collect()
 }
 
-/// The text of one streamed chunk; `None` for chunks that carry none (role, finish, usage).
-fn delta_text(data: &str) -> Result<Option<String>, GenerateError> {
+/// The text of one streamed chunk (`None` for chunks that carry none: role, finish, usage);
+/// a finish reason or usage it reports goes into `ending`.
+fn read_chunk(data: &str, ending: &mut Ending) -> Result<Option<String>, GenerateError> {
     let value: serde_json::Value = serde_json::from_str(data)
         .map_err(|e| GenerateError::Malformed(format!("not JSON ({e})")))?;
     if let Some(err) = value.get("error") {
@@ -174,8 +173,19 @@ fn delta_text(data: &str) -> Result<Option<String>, GenerateError> {
         .get("choices")
         .and_then(|c| c.as_array())
         .ok_or_else(|| GenerateError::Malformed("a chunk without choices".into()))?;
-    Ok(choices
-        .first()
+    if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+        let count = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
+        ending.prompt_tokens = count("prompt_tokens").or(ending.prompt_tokens);
+        ending.completion_tokens = count("completion_tokens").or(ending.completion_tokens);
+    }
+    let choice = choices.first();
+    if let Some(reason) = choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(|r| r.as_str())
+    {
+        ending.truncated = reason == "length";
+    }
+    Ok(choice
         .and_then(|c| c.get("delta"))
         .and_then(|d| d.get("content"))
         .and_then(|t| t.as_str())
@@ -186,6 +196,10 @@ fn delta_text(data: &str) -> Result<Option<String>, GenerateError> {
 mod tests {
     use super::*;
 
+    fn delta_text(data: &str) -> Result<Option<String>, GenerateError> {
+        read_chunk(data, &mut Ending::default())
+    }
+
     #[test]
     fn chunks_yield_their_delta_text() {
         let chunk = r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hé"},"finish_reason":null}]}"#;
@@ -194,6 +208,31 @@ mod tests {
         assert_eq!(delta_text(role).unwrap(), None);
         let usage = r#"{"choices":[],"usage":{"prompt_tokens":3}}"#;
         assert_eq!(delta_text(usage).unwrap(), None);
+    }
+
+    #[test]
+    fn the_finish_reason_and_usage_chunks_tell_how_the_answer_ended() {
+        let mut ending = Ending::default();
+        let cut = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#;
+        assert_eq!(read_chunk(cut, &mut ending).unwrap(), None);
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":812,"completion_tokens":64,"total_tokens":876}}"#;
+        assert_eq!(read_chunk(usage, &mut ending).unwrap(), None);
+        assert_eq!(
+            ending,
+            Ending {
+                truncated: true,
+                prompt_tokens: Some(812),
+                completion_tokens: Some(64),
+            }
+        );
+        let stop = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#;
+        read_chunk(stop, &mut ending).unwrap();
+        assert!(!ending.truncated);
+        assert_eq!(
+            ending.completion_tokens,
+            Some(64),
+            "a null usage changes nothing"
+        );
     }
 
     #[test]

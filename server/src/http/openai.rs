@@ -171,6 +171,12 @@ struct CompletionRequest {
     store: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// The answer's cap in tokens (lowered to the server's own cap, never raised).
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    /// The older name of `max_completion_tokens`, which many clients still send.
+    #[serde(default)]
+    max_tokens: Option<u64>,
 }
 
 /// OpenAI's `stream_options`.
@@ -222,6 +228,54 @@ fn previous_question(messages: &[ChatMessage]) -> Option<String> {
         .filter(|t| !t.trim().is_empty())
 }
 
+/// Longest client system message accepted, in characters: it shares the model's context with
+/// the sources.
+const MAX_GUIDANCE_CHARS: usize = 4_000;
+
+/// The client's system (or developer) messages, joined: guidance for the answer.
+fn guidance(messages: &[ChatMessage]) -> Result<Option<String>, ApiError> {
+    let parts: Vec<String> = messages
+        .iter()
+        .filter(|m| matches!(m.role.as_str(), "system" | "developer"))
+        .filter_map(ChatMessage::text)
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let joined = parts.join("\n");
+    if joined.chars().count() > MAX_GUIDANCE_CHARS {
+        return Err(bad_request(
+            "system_message_too_long",
+            format!("System messages may hold at most {MAX_GUIDANCE_CHARS} characters in all."),
+        ));
+    }
+    if joined.contains('\0') {
+        return Err(bad_request(
+            "invalid_messages",
+            "System messages may not contain NUL characters (U+0000).",
+        ));
+    }
+    Ok(Some(joined))
+}
+
+/// The client's cap on the answer's length, if it set a usable one.
+fn token_cap(req: &CompletionRequest) -> Result<Option<usize>, ApiError> {
+    let (param, cap) = match (req.max_completion_tokens, req.max_tokens) {
+        (Some(c), _) => ("max_completion_tokens", c),
+        (None, Some(c)) => ("max_tokens", c),
+        (None, None) => return Ok(None),
+    };
+    if cap == 0 {
+        return Err(bad_request(
+            "invalid_max_tokens",
+            format!("{param} must be at least 1."),
+        ));
+    }
+    Ok(Some(usize::try_from(cap).unwrap_or(usize::MAX)))
+}
+
 /// The question is the last user message; earlier turns are the client's history.
 fn question(messages: &[ChatMessage]) -> Result<String, ApiError> {
     if messages.is_empty() {
@@ -260,6 +314,8 @@ async fn completions(
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let question = question(&req.messages)?;
+    let guidance = guidance(&req.messages)?;
+    let max_tokens = token_cap(&req)?;
     let space = readable_space(&state, &caller, &req.model).await?;
     // The client keeps the conversation: its previous question helps find what a follow-up
     // ("and how many carry over?") is about. Stored only when the client asks (`store`).
@@ -279,6 +335,8 @@ async fn completions(
             Some(ClientTurns {
                 previous_question: previous_question(&req.messages),
                 keep: req.store,
+                guidance,
+                max_tokens,
             }),
         )
         .await?;
@@ -326,8 +384,11 @@ async fn completions(
                     )],
                     ChatEvent::Token(t) => vec![chunk(json!({ "content": t.text }), None, None)],
                     ChatEvent::Done(d) => {
-                        let mut frames =
-                            vec![chunk(json!({}), Some("stop"), Some(("usage", usage(&d))))];
+                        let mut frames = vec![chunk(
+                            json!({}),
+                            Some(finish_reason(&d)),
+                            Some(("usage", usage(&d))),
+                        )];
                         if include_usage {
                             frames.push(usage_chunk(&d));
                         }
@@ -368,7 +429,7 @@ async fn completions(
                     "choices": [{
                         "index": 0,
                         "message": { "role": "assistant", "content": text },
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason(&d),
                     }],
                     "usage": usage(&d),
                     "sources": sources,
@@ -384,6 +445,15 @@ async fn completions(
         "generation_failed",
         "The answer ended without finishing.",
     ))
+}
+
+/// `length` when the token cap cut the answer, as clients that continue answers look for.
+fn finish_reason(d: &DoneEvent) -> &'static str {
+    if d.truncated {
+        "length"
+    } else {
+        "stop"
+    }
 }
 
 fn usage(d: &DoneEvent) -> Value {

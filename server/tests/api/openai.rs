@@ -361,7 +361,8 @@ async fn the_local_model_streams_a_grounded_answer() {
     assert_eq!(done["degraded"], false);
     let tokens = events.iter().filter(|e| e.event == "token").count() as u64;
     assert!(tokens > 1, "streamed token by token");
-    assert_eq!(done["usage"]["completion_tokens"].as_u64().unwrap(), tokens);
+    // Counted by the model: at least one token per streamed piece.
+    assert!(done["usage"]["completion_tokens"].as_u64().unwrap() >= tokens);
     assert!(done["usage"]["completion_tokens"].as_u64().unwrap() <= 48);
     // Counted by the model's own tokenizer: the prompt with one source is well over 50 tokens.
     assert!(
@@ -369,6 +370,138 @@ async fn the_local_model_streams_a_grounded_answer() {
         "{done}"
     );
     assert!(!answer_text(&events).trim().is_empty());
+
+    // A client's cap ends the model's answer, and the client is told so.
+    let (status, body) = app
+        .post_json(
+            "/v1/chat/completions",
+            &json!({ "model": "Handbook", "max_tokens": 2, "messages": [{ "role": "user", "content": "How many days of paid vacation?" }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kenning"]["generator"], "local", "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "length", "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 2, "{body}");
+}
+
+/// The provider's own account of an answer reaches the client: a token cap (the server's, or
+/// a lower one the client sets) ends it with `finish_reason: "length"` and a notice, `usage`
+/// holds the provider's counts, and the client's system message reaches the model below
+/// Kenning's rules.
+#[tokio::test]
+async fn caps_usage_and_system_messages_reach_the_provider_and_come_back_exact() {
+    use crate::stub::{Behaviour, Stub, PROMPT_TOKENS};
+    let stub = Stub::start(Behaviour::Answer(vec![
+        "One ", "two ", "three ", "four ", "five ", "six.",
+    ]))
+    .await;
+    let url = stub.base_url.clone();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            generate: Box::new(move |g| {
+                g.generators = vec![GeneratorKind::Openai];
+                g.generator_retries = 0;
+                g.max_answer_tokens = 4;
+                g.openai_base_url = Some(url);
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let space = seeded(&app, "Capped").await;
+
+    // The server's cap: the chat API's done event says the answer was cut.
+    let events = app
+        .ask(&space, json!({ "question": "How many vacation days?" }))
+        .await;
+    let done = &event(&events, "done").data;
+    assert_eq!(done["truncated"], true, "{done}");
+    assert!(
+        done["notice"]
+            .as_str()
+            .unwrap_or("")
+            .contains("length limit"),
+        "{done}"
+    );
+    assert_eq!(done["usage"]["completion_tokens"], 4, "{done}");
+    assert_eq!(done["usage"]["prompt_tokens"], PROMPT_TOKENS, "{done}");
+    assert_eq!(answer_text(&events), "One two three four ");
+    assert_eq!(stub.last_body()["max_completion_tokens"], 4);
+
+    // A lower cap of the client's, under its older name, with a system message.
+    let (status, body) = app
+        .post_json(
+            "/v1/chat/completions",
+            &json!({ "model": "Capped", "max_tokens": 2, "messages": [
+                { "role": "system", "content": "Answer in French." },
+                { "role": "user", "content": "How many vacation days?" },
+            ] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "One two ");
+    assert_eq!(body["choices"][0]["finish_reason"], "length", "{body}");
+    assert_eq!(
+        body["usage"],
+        json!({ "prompt_tokens": PROMPT_TOKENS, "completion_tokens": 2, "total_tokens": PROMPT_TOKENS + 2 })
+    );
+    let sent = stub.last_body();
+    assert_eq!(sent["max_completion_tokens"], 2);
+    let system = sent["messages"][0]["content"].as_str().unwrap_or("");
+    assert!(
+        system.starts_with("You answer questions using only the numbered sources")
+            && system.ends_with("Answer in French."),
+        "Kenning's rules first, the client's guidance after: {system}"
+    );
+    let user = sent["messages"][1]["content"].as_str().unwrap_or("");
+    assert!(!user.contains("French"), "{user}");
+
+    // A cap above the server's is lowered to it; an answer that ends by itself says `stop`.
+    stub.set(Behaviour::Answer(vec!["Twenty-five ", "days."]));
+    let (_, frames) = streamed(
+        &app,
+        json!({ "model": "Capped", "max_completion_tokens": 1_000_000, "stream_options": { "include_usage": true },
+                "messages": [{ "role": "user", "content": "Vacation days per year?" }] }),
+    )
+    .await;
+    assert_eq!(stub.last_body()["max_completion_tokens"], 4);
+    let chunks: Vec<&Value> = frames
+        .iter()
+        .map(|f| &f.data)
+        .filter(|d| d.is_object())
+        .collect();
+    let finishes: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .map(|c| &c["finish_reason"])
+        .filter(|r| !r.is_null())
+        .collect();
+    assert_eq!(finishes, vec!["stop"]);
+    let last = chunks.last().expect("a usage chunk");
+    assert_eq!(last["usage"]["completion_tokens"], 2, "{last}");
+
+    // Nonsense caps and oversized system messages are refused before anything runs.
+    let calls = stub.calls();
+    for (bad, expected) in [
+        (
+            json!({ "model": "Capped", "max_tokens": 0, "messages": [{ "role": "user", "content": "q" }] }),
+            400,
+        ),
+        (
+            json!({ "model": "Capped", "max_completion_tokens": -1, "messages": [{ "role": "user", "content": "q" }] }),
+            422,
+        ),
+        (
+            json!({ "model": "Capped", "messages": [{ "role": "system", "content": "x".repeat(4_001) }, { "role": "user", "content": "q" }] }),
+            400,
+        ),
+    ] {
+        let (status, body) = app.post_json("/v1/chat/completions", &bad).await;
+        assert_eq!(status, expected, "{bad}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    }
+    assert_eq!(stub.calls(), calls);
 }
 
 /// A whole (non-streamed) answer may take as long as answers may, not only the request

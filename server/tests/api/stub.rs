@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The prompt size the stub reports in its usage chunk, whatever it was sent.
+pub const PROMPT_TOKENS: usize = 4_321;
+
 /// How the stub answers.
 #[derive(Clone, Debug)]
 pub enum Behaviour {
@@ -126,9 +129,35 @@ async fn completions(State(s): State<Shared>, body: Bytes) -> Response {
     let behaviour = s.behaviour.lock().expect("lock").clone();
     match behaviour {
         Behaviour::Answer(pieces) => {
+            // As OpenAI does: one token per piece, cut at `max_completion_tokens` with
+            // `finish_reason: "length"`, and a usage chunk when `include_usage` asks for it.
+            let request: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            let cap = request["max_completion_tokens"]
+                .as_u64()
+                .map_or(usize::MAX, |c| c as usize);
+            let sent = &pieces[..pieces.len().min(cap)];
+            let finish = if sent.len() < pieces.len() {
+                "length"
+            } else {
+                "stop"
+            };
             let mut frames = vec![chunk(json!({"role": "assistant"}), None)];
-            frames.extend(pieces.iter().map(|p| chunk(json!({ "content": p }), None)));
-            frames.push(chunk(json!({}), Some("stop")));
+            frames.extend(sent.iter().map(|p| chunk(json!({ "content": p }), None)));
+            frames.push(chunk(json!({}), Some(finish)));
+            if request["stream_options"]["include_usage"] == true {
+                let usage = json!({
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": sent.len(),
+                        "total_tokens": PROMPT_TOKENS + sent.len(),
+                    },
+                });
+                frames.push(Bytes::from(format!("data: {usage}\n\n")));
+            }
             frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
             let stream = futures::stream::iter(frames).then(|f| async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
