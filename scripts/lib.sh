@@ -30,3 +30,41 @@ apt_ensure() {
       --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
+
+# Starts `kenning serve` (the binary $KENNING_BINARY, by default the debug build) named $1 on a
+# free loopback port, with its data and logs under $work and the extra settings that follow
+# (NAME=value ...). Appends its pid to the caller's server_pids array and sets $url once the
+# server has printed its address.
+start_kenning() {
+  local name="$1"
+  shift
+  local binary="${KENNING_BINARY:-$ROOT/target/debug/kenning}"
+  [ -x "$binary" ] || { echo "no server binary at $binary (build it with cargo build -p kenning)" >&2; exit 1; }
+  # Created before the server starts, so the first read cannot race the redirect.
+  : >"$work/$name.out"
+  env KENNING_MODELS_DIR="$ROOT/models" DATA_DIR="$work/$name-data" KENNING_ADDR=127.0.0.1:0 "$@" \
+    "$binary" serve >"$work/$name.out" 2>"$work/$name.log" &
+  server_pids+=("$!")
+  url=""
+  for _ in $(seq 1 300); do
+    url="$(sed -n 's/^Kenning is running at //p' "$work/$name.out")"
+    [ -n "$url" ] && break
+    kill -0 "${server_pids[-1]}" 2>/dev/null || { cat "$work/$name.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "server $name did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$url/health/readiness" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server $name did not become ready" >&2
+  cat "$work/$name.log" >&2
+  exit 1
+}
+
+# Stops the servers start_kenning started and removes $work; for `trap stop_kenning EXIT`.
+stop_kenning() {
+  for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}

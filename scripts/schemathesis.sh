@@ -2,7 +2,7 @@
 # Fuzzes the REST API against its own OpenAPI description (`/api/openapi.json`) with
 # Schemathesis: no 5xx, every response matches the documented status, content type and schema,
 # and schema-violating requests are refused. Starts a server (KENNING_BINARY, by default the
-# release build) on a fresh data directory (or uses KENNING_ST_URL), seeds a space with a
+# debug build) on a fresh data directory (or uses KENNING_ST_URL), seeds a space with a
 # document, a conversation and a point, then runs a bounded number of examples per operation
 # (KENNING_ST_EXAMPLES, default 25). With KENNING_TEST_POSTGRES_URL set (as `./scripts/test`
 # does) it also fuzzes a password-mode server on PostgreSQL, as an admin's API key and as a
@@ -20,35 +20,14 @@ fi
 
 work="$(mktemp -d)"
 server_pids=()
-cleanup() {
-  for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap stop_kenning EXIT
 
-# Starts a release server named $1 with the extra settings that follow (NAME=value ...) and
-# sets $url once it is ready. Short answers keep the chat operations quick; the chat rate limit
-# is off so every generated question reaches the answer logic instead of a 429.
+# Short answers keep the chat operations quick; the chat rate limit is off so every generated
+# question reaches the answer logic instead of a 429.
 start_server() {
   local name="$1"
   shift
-  local binary="${KENNING_BINARY:-$ROOT/target/release/kenning}"
-  [ -x "$binary" ] || { log "building the release server"; cargo build --release -p kenning; }
-  # Created before the server starts, so the first read cannot race the redirect.
-  : >"$work/$name.out"
-  env KENNING_MODELS_DIR="$ROOT/models" DATA_DIR="$work/$name-data" KENNING_ADDR=127.0.0.1:0 \
-    KENNING_MAX_ANSWER_TOKENS=8 KENNING_RATE_LIMIT_CHAT=off "$@" \
-    "$binary" serve >"$work/$name.out" 2>"$work/$name.log" &
-  server_pids+=("$!")
-  url=""
-  for _ in $(seq 1 300); do
-    url="$(sed -n 's/^Kenning is running at //p' "$work/$name.out")"
-    [ -n "$url" ] && break
-    kill -0 "${server_pids[-1]}" 2>/dev/null || { cat "$work/$name.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "server $name did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
+  start_kenning "$name" KENNING_MAX_ANSWER_TOKENS=8 KENNING_RATE_LIMIT_CHAT=off "$@"
 }
 
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }

@@ -24,20 +24,23 @@ impl Generator for Extractive {
     async fn generate(
         &self,
         prompt: &Prompt,
-        _max_tokens: usize,
+        max_tokens: usize,
     ) -> Result<TokenStream, GenerateError> {
         let answer = compose(prompt);
-        // Streamed word by word like a model's answer, so clients handle one code path.
-        let mut pieces: Vec<Result<Piece, GenerateError>> = split_keeping_spaces(&answer)
+        // Streamed word by word like a model's answer, so clients handle one code path; each
+        // word counts as a token, for the cap as for the usage. The prompt keeps its estimate.
+        let words = split_keeping_spaces(&answer);
+        let truncated = words.len() > max_tokens;
+        let mut pieces: Vec<Result<Piece, GenerateError>> = words
             .into_iter()
+            .take(max_tokens)
             .map(|w| Ok(Piece::Text(w)))
             .collect();
-        // Each word streamed counts as one token of the answer; the prompt keeps its estimate.
-        let words = pieces.len() as u64;
+        let sent = pieces.len() as u64;
         pieces.push(Ok(Piece::End(Ending {
-            truncated: false,
+            truncated,
             prompt_tokens: None,
-            completion_tokens: Some(words),
+            completion_tokens: Some(sent),
         })));
         Ok(Box::pin(futures::stream::iter(pieces)))
     }
@@ -146,6 +149,43 @@ pub fn split_keeping_spaces(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::generate::prompt::test_source as source;
+    use futures::StreamExt;
+
+    /// Every piece of an answer to `p` under a cap of `max_tokens`.
+    async fn pieces(p: &Prompt, max_tokens: usize) -> Vec<Piece> {
+        let stream = Extractive.generate(p, max_tokens).await.expect("stream");
+        stream.map(|r| r.expect("piece")).collect().await
+    }
+
+    #[tokio::test]
+    async fn the_cap_cuts_the_answer_and_the_ending_says_so() {
+        let p = Prompt::build(
+            "How many vacation days?",
+            vec![source(1, "Employees get 25 vacation days a year.")],
+            1000,
+        );
+        let whole = pieces(&p, 1000).await;
+        let words = whole.len() - 1;
+        assert_eq!(
+            whole.last(),
+            Some(&Piece::End(Ending {
+                truncated: false,
+                prompt_tokens: None,
+                completion_tokens: Some(words as u64),
+            }))
+        );
+        let cut = pieces(&p, 3).await;
+        assert_eq!(cut[..3], whole[..3]);
+        assert_eq!(
+            cut[3],
+            Piece::End(Ending {
+                truncated: true,
+                prompt_tokens: None,
+                completion_tokens: Some(3),
+            })
+        );
+        assert_eq!(cut.len(), 4);
+    }
 
     #[test]
     fn the_answer_quotes_matching_sentences_with_their_citations() {
