@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Drives a running Kenning with the clients people already use: the official `openai` SDKs for
-# Python (PyPI) and Node (npm) against `/v1`. Starts a password-mode server (KENNING_BINARY, by
+# Python (PyPI) and Node (npm) against `/v1`, and the official MCP Python SDK against `/mcp`. Starts a password-mode server (KENNING_BINARY, by
 # default the debug build) with the extractive generator so answers are deterministic, creates
 # an admin and an API key, seeds a space, then runs both suites. Installs the pinned client
 # packages first (idempotent, quick when present).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-python_packages=(openai==3.63.0)
+python_packages=(openai==3.63.0 mcp==2.3.0)
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/kenning/clients-$(printf '%s\n' "${python_packages[@]}" | sha256sum | cut -c1-12)"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, mcp' 2>/dev/null; then
   log "installing the Python clients (${python_packages[*]})"
   rm -rf "$venv"
   python3 -m venv "$venv"
@@ -55,3 +55,5 @@ log "openai Python SDK against $url/v1"
 timeout 5m "$venv/bin/python" tests/clients/python/test_openai.py
 log "openai Node SDK against $url/v1"
 (cd "$node_dir" && timeout 5m node --test)
+log "MCP Python SDK against $url/mcp"
+timeout 5m "$venv/bin/python" tests/clients/python/test_mcp.py

@@ -211,6 +211,20 @@ pub struct ChatRequest {
     pub regenerate: bool,
 }
 
+impl ChatRequest {
+    /// A new question with every choice left to the server (hybrid search, default sources).
+    pub fn new(question: String) -> Self {
+        Self {
+            question,
+            conversation_id: None,
+            mode: SearchMode::default(),
+            max_sources: None,
+            min_score: None,
+            regenerate: false,
+        }
+    }
+}
+
 /// A numbered passage an answer may cite as `[n]`, with where it sits in its document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

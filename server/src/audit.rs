@@ -78,9 +78,49 @@ impl Audit {
     }
 }
 
+impl Audit {
+    /// Records a change made through a tool call (MCP), which one route carries for many
+    /// operations, so the middleware cannot tell changes from reads.
+    pub fn note(
+        &self,
+        request: &axum::http::request::Parts,
+        caller: &crate::auth::Caller,
+        action: &str,
+        target_type: &'static str,
+        target_id: Option<String>,
+        status: u16,
+    ) {
+        let peer = request
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let request_id = request
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let entry = NewAudit {
+            actor: caller.user_id.clone(),
+            action: action.to_string(),
+            target_type: Some(target_type),
+            target_id: target_id.as_deref().and_then(target_id_of),
+            ip: Some(
+                self.limits
+                    .client_address(peer, &request.headers)
+                    .to_string(),
+            ),
+            details: json!({ "status": status, "request_id": request_id }),
+        };
+        if self.tx.try_send(entry).is_err() {
+            crate::metrics::global().record_audit_dropped();
+            tracing::warn!("audit queue full; an entry was dropped");
+        }
+    }
+}
+
 /// A target id as the route names it, kept only when it is an id (a UUID, or a point id of up
 /// to 64 letters, digits, `-` and `_`); anything else is not worth a row.
-fn target_id(segment: &str) -> Option<String> {
+fn target_id_of(segment: &str) -> Option<String> {
     if let Ok(id) = uuid::Uuid::parse_str(segment) {
         return Some(id.to_string());
     }
@@ -122,7 +162,7 @@ fn classify(
             return Some((action, None, None));
         };
         let position = route.split('/').position(|segment| segment == param)?;
-        let id = path.split('/').nth(position).and_then(target_id);
+        let id = path.split('/').nth(position).and_then(target_id_of);
         return Some((action, Some(kind), id));
     }
     if route.starts_with("/v1/") {
@@ -228,10 +268,10 @@ mod tests {
             None
         );
         assert_eq!(
-            target_id("{0190F5A2-7C1E-7000-8000-000000000000}").as_deref(),
+            target_id_of("{0190F5A2-7C1E-7000-8000-000000000000}").as_deref(),
             Some(space)
         );
-        assert_eq!(target_id("a b"), None);
+        assert_eq!(target_id_of("a b"), None);
         assert_eq!(
             c(Method::POST, "/api/v1/spaces", "/api/v1/spaces"),
             Some(("POST /api/v1/spaces".into(), None, None))

@@ -356,6 +356,13 @@ fn routes(
                 config.max_json_bytes,
             ),
         )
+        .merge(crate::http::mcp_router(
+            state.clone(),
+            audit.clone(),
+            request_timeout,
+            Duration::from_secs(config.generate.answer_timeout_secs.max(1)),
+            config.max_json_bytes,
+        ))
         .merge(ops_router().layer(timeout(request_timeout)))
         .merge(ui)
         .with_state(state)

@@ -47,7 +47,7 @@ fn access<'a>(method: &Method, path: &'a str) -> Access<'a> {
             },
         };
     }
-    if path.starts_with("/v1/") || path == "/v1" {
+    if path.starts_with("/v1/") || path == "/v1" || path == "/mcp" || path.starts_with("/mcp/") {
         return Access::Signed;
     }
     let file = path
@@ -254,6 +254,8 @@ mod tests {
         assert_eq!(of(Method::GET, "/"), Access::Page);
         assert_eq!(of(Method::GET, "/api/v1/spaces"), Access::Signed);
         assert_eq!(of(Method::POST, "/v1/chat/completions"), Access::Signed);
+        assert_eq!(of(Method::POST, "/mcp"), Access::Signed);
+        assert_eq!(of(Method::GET, "/mcp"), Access::Signed);
         assert_eq!(of(Method::GET, "/api/v1/audit"), Access::Admin);
         assert_eq!(of(Method::POST, "/api/v1/users"), Access::Admin);
     }

@@ -67,11 +67,24 @@ pub(super) struct UpsertBody {
     memories: Vec<MemoryIn>,
 }
 
+impl UpsertBody {
+    /// One memory with a new id, as the MCP `remember` tool stores it.
+    pub(super) fn one(text: String, metadata: Map<String, Value>) -> Self {
+        Self {
+            memories: vec![MemoryIn {
+                id: None,
+                text,
+                metadata,
+            }],
+        }
+    }
+}
+
 /// What an upsert wrote: the memories' ids, in the order sent.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Upserted {
     #[schema(value_type = Vec<PointIdJson>)]
-    ids: Vec<Value>,
+    pub(super) ids: Vec<Value>,
 }
 
 /// A search by meaning.
@@ -91,6 +104,18 @@ pub(super) struct SearchBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     filter: Map<String, Value>,
+}
+
+impl SearchBody {
+    /// The `limit` memories nearest `query`, unfiltered, as the MCP `recall` tool asks.
+    pub(super) fn nearest(query: String, limit: u32) -> Self {
+        Self {
+            query,
+            limit: Some(limit as usize),
+            min_score: None,
+            filter: Map::new(),
+        }
+    }
 }
 
 /// A stored memory.

@@ -6,6 +6,7 @@ mod documents;
 mod error;
 mod extract;
 mod headers;
+mod mcp;
 mod memories;
 pub(crate) mod openai;
 pub mod openapi;
@@ -85,6 +86,20 @@ pub fn openai_router(
 ) -> Router<AppState> {
     openai::router(request_timeout, request_timeout + answer_timeout)
         .layer(DefaultBodyLimit::max(max_json_bytes))
+}
+
+/// The MCP server, mounted at `/mcp`: its tools may answer questions, so it gets the answer
+/// timeout on top of the request timeout.
+pub fn mcp_router(
+    state: AppState,
+    audit: Arc<crate::audit::Audit>,
+    request_timeout: Duration,
+    answer_timeout: Duration,
+    max_json_bytes: usize,
+) -> Router<AppState> {
+    Router::new()
+        .route_service(mcp::PATH, mcp::service(state, audit, max_json_bytes))
+        .layer(timeout(request_timeout + answer_timeout))
 }
 
 /// A time limit that answers 408 instead of hanging.

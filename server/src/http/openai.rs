@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::chat::{ChatEvent, ClientTurns};
 use crate::domain::PageRequest;
 use crate::embed::Lane;
-use app::api::{ChatRequest, Citation, DoneEvent, SearchMode};
+use app::api::{ChatRequest, Citation, DoneEvent};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -111,7 +111,7 @@ pub async fn with_error_types(
 
 /// The space a model name stands for, if the caller may read it: to a caller, a space they
 /// may not read is a model that does not exist.
-async fn readable_space(
+pub(super) async fn readable_space(
     state: &AppState,
     caller: &Caller,
     model: &str,
@@ -324,14 +324,7 @@ async fn completions(
         .ask_with(
             &caller,
             &space.id,
-            ChatRequest {
-                question,
-                conversation_id: None,
-                mode: SearchMode::Hybrid,
-                max_sources: None,
-                min_score: None,
-                regenerate: false,
-            },
+            ChatRequest::new(question),
             Some(ClientTurns {
                 previous_question: previous_question(&req.messages),
                 keep: req.store,

@@ -50,6 +50,10 @@ impl RouteClass {
     /// Classifies an API request (full path, `/api/v1/…` or `/v1/…`); `None` for everything that
     /// is not an API call (pages, assets, health, metrics), which is never limited.
     pub fn of(method: &Method, path: &str) -> Option<Self> {
+        if path == "/mcp" {
+            // A tool call may ask a question: the dearest class covers every tool.
+            return Some(Self::Chat);
+        }
         if !(path.starts_with("/api/") || path.starts_with("/v1/")) {
             return None;
         }
@@ -652,6 +656,7 @@ mod tests {
             (Method::POST, "/api/v1/spaces/a/chat", Some(Chat)),
             (Method::GET, "/api/v1/spaces/a/chat", Some(Chat)),
             (Method::POST, "/v1/chat/completions", Some(Chat)),
+            (Method::POST, "/mcp", Some(Chat)),
             (Method::POST, "/api/v1/spaces/a/search", Some(Search)),
             (Method::POST, "/api/v1/spaces/a/points/search", Some(Search)),
             (Method::POST, "/api/v1/spaces/a/documents", Some(Upload)),

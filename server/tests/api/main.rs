@@ -89,6 +89,7 @@ mod embeddings;
 mod health;
 mod ingestion;
 mod limits;
+mod mcp;
 mod memories;
 mod metrics;
 mod openai;
