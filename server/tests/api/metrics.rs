@@ -34,24 +34,39 @@ async fn requests_answers_and_caches_show_up_in_prometheus_by_route_template(bac
         .is_some_and(|c| c.starts_with("text/plain")));
     let text = r.text().await.unwrap();
     for needle in [
-        "http_requests_total{method=\"POST\",route=\"/api/v1/spaces/{id}/documents\",status=\"202\"}",
-        "http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/spaces/{id}/documents/{document_id}\"",
-        "llm_calls_total{provider=\"extractive\",outcome=\"ok\"}",
-        "llm_tokens_total{provider=\"extractive\",kind=\"completion\"}",
-        "llm_time_to_first_token_seconds_bucket{provider=\"extractive\"",
-        "cache_operations_total{cache=\"answers\",result=\"hit\"}",
-        "embed_requests_total{lane=\"ingest\"}",
-        "vector_search_duration_seconds_bucket{backend=",
-        "circuit_breaker_state{provider=\"extractive\"} 0",
-        "ingest_jobs{state=\"done\"}",
-        "ingest_queue_wait_seconds_bucket",
-        "process_resident_memory_bytes",
+        "kenning_http_requests_total{method=\"POST\",route=\"/api/v1/spaces/{id}/documents\",status=\"202\"}",
+        "kenning_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/spaces/{id}/documents/{document_id}\"",
+        "kenning_llm_calls_total{provider=\"extractive\",outcome=\"ok\"}",
+        "kenning_llm_tokens_total{provider=\"extractive\",kind=\"completion\"}",
+        "kenning_llm_time_to_first_token_seconds_bucket{provider=\"extractive\"",
+        // Fractional dollars, yet a counter.
+        "# TYPE kenning_llm_cost_usd_total counter",
+        "kenning_cache_operations_total{cache=\"answers\",result=\"hit\"}",
+        "kenning_embed_requests_total{lane=\"ingest\"}",
+        "kenning_vector_search_duration_seconds_bucket{backend=",
+        // One series per state, 1 for the one the breaker is in.
+        "kenning_circuit_breaker_state{provider=\"extractive\",state=\"closed\"} 1",
+        "kenning_circuit_breaker_state{provider=\"extractive\",state=\"open\"} 0",
+        "kenning_circuit_breaker_state{provider=\"extractive\",state=\"half_open\"} 0",
+        "kenning_ingest_jobs{state=\"done\"}",
+        "kenning_ingest_queue_wait_seconds_bucket",
+        "kenning_build_info{version=\"",
+        // The standard process families, under their standard names.
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
         // Every metadata store call is counted, by operation.
-        "db_queries_total{operation=\"get_space\"}",
-        "db_queries_total{operation=\"insert_document\"}",
-        "db_queries_total{operation=\"claim_job\"}",
-        "db_query_duration_seconds_bucket{operation=\"keyword_search\"",
+        "kenning_db_queries_total{operation=\"get_space\"}",
+        "kenning_db_queries_total{operation=\"insert_document\"}",
+        "kenning_db_queries_total{operation=\"claim_job\"}",
+        "kenning_db_query_duration_seconds_bucket{operation=\"claim_job\"",
     ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}");
+    }
+    // Keyword search is the metadata store's on PostgreSQL (Qdrant Edge keeps its own index).
+    if matches!(backend, Backend::Postgres) {
+        let needle = "kenning_db_query_duration_seconds_bucket{operation=\"keyword_search\"";
         assert!(text.contains(needle), "/metrics lacks {needle}");
     }
     // Raw ids never become labels.
@@ -135,7 +150,7 @@ async fn the_exposition_passes_promtool_and_every_metric_is_documented() {
         .await;
     }
     let text = app.get("/metrics").await.text().await.unwrap();
-    assert!(text.contains("rate_limited_total{class=\"search\"}"));
+    assert!(text.contains("kenning_rate_limited_total{class=\"search\"}"));
 
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -174,6 +189,12 @@ async fn the_exposition_passes_promtool_and_every_metric_is_documented() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert!(families.len() >= 15, "{families:?}");
+    for family in &families {
+        assert!(
+            family.starts_with("kenning_") || family.starts_with("process_"),
+            "{family} is neither Kenning's own nor a standard process family"
+        );
+    }
     for family in families {
         assert!(
             docs.contains(&format!("`{family}`")),

@@ -3,6 +3,15 @@
 //! histograms). One instance per process, like the Prometheus recorder it feeds. Labels are
 //! bounded: routes by template (never raw paths), providers, caches and lanes by name.
 
+/// A metric family's exposed name: every family of Kenning's own carries the `kenning_` prefix.
+macro_rules! family {
+    ($name:literal) => {
+        concat!("kenning_", $name)
+    };
+}
+
+mod exposition;
+
 use app::api::{
     BreakerStat, CacheStat, JobStat, MetricsPoint, MetricsSnapshot, RouteStat, WindowStat,
 };
@@ -23,6 +32,8 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Process-wide metrics.
 pub struct Metrics {
     prometheus: Option<PrometheusHandle>,
+    /// The standard `process_*` families, refreshed at each scrape.
+    process: metrics_process::Collector,
     inner: Mutex<Inner>,
     started: Instant,
 }
@@ -33,6 +44,7 @@ struct Inner {
     routes: HashMap<(String, String), RouteAcc>,
     caches: BTreeMap<&'static str, (u64, u64)>,
     cpu: Option<(Instant, f64)>,
+    costs: exposition::Costs,
 }
 
 impl Inner {
@@ -120,82 +132,6 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// HELP lines for every metric, so the exposition is self-describing (and passes promtool).
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        "http_requests_total",
-        "HTTP requests answered, by method, route template and status."
-    );
-    describe_histogram!(
-        "http_request_duration_seconds",
-        "Time to the response head, by method and route template."
-    );
-    describe_counter!(
-        "llm_calls_total",
-        "Generator calls, by provider and outcome."
-    );
-    describe_counter!(
-        "llm_tokens_total",
-        "Tokens sent to and produced by generators, by provider and kind."
-    );
-    describe_histogram!(
-        "llm_time_to_first_token_seconds",
-        "From a generator call to its first token, by provider."
-    );
-    describe_gauge!(
-        "llm_cost_usd",
-        "US dollars spent on generation since start, by provider (local generation is free)."
-    );
-    describe_counter!(
-        "embed_requests_total",
-        "Embedding batches run, by lane (query, ingest)."
-    );
-    describe_histogram!("embed_batch_size", "Texts per embedding batch, by lane.");
-    describe_counter!("db_queries_total", "Metadata store calls, by operation.");
-    describe_histogram!(
-        "db_query_duration_seconds",
-        "Metadata store call duration including pool wait, by operation."
-    );
-    describe_histogram!(
-        "vector_search_duration_seconds",
-        "Nearest-neighbour search duration, by backend."
-    );
-    describe_counter!(
-        "cache_operations_total",
-        "Cache lookups and evictions, by cache and result."
-    );
-    describe_gauge!(
-        "circuit_breaker_state",
-        "Generator circuit breaker: 0 closed, 1 half-open, 2 open."
-    );
-    describe_gauge!(
-        "ingest_jobs",
-        "Ingestion jobs in the durable queue, by state."
-    );
-    describe_histogram!(
-        "ingest_queue_wait_seconds",
-        "From upload to the first attempt of its ingestion job."
-    );
-    describe_counter!("ingest_passages_total", "Passages indexed.");
-    describe_gauge!(
-        "process_resident_memory_bytes",
-        "Resident memory of the process."
-    );
-    describe_counter!(
-        "rate_limited_total",
-        "API requests refused with 429 by a rate limit, by route class."
-    );
-    describe_counter!(
-        "requests_shed_total",
-        "Questions refused with 503 because the answer concurrency cap was reached."
-    );
-    describe_counter!(
-        "audit_dropped_total",
-        "Audit log entries not written: the queue was full or the store refused them."
-    );
-}
-
 /// The process's metrics, created (and the Prometheus recorder installed) on first use.
 pub fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -208,7 +144,7 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
             .and_then(|b| {
                 b.set_buckets_for_metric(
-                    Matcher::Full("embed_batch_size".into()),
+                    Matcher::Full(family!("embed_batch_size").into()),
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
                 )
             })
@@ -219,9 +155,13 @@ impl Metrics {
                 // Another recorder (a host embedding us) wins; the dashboard still works.
                 metrics::set_global_recorder(recorder).ok().map(|_| handle)
             });
-        describe();
+        exposition::describe();
+        let process = metrics_process::Collector::default();
+        process.describe();
+        metrics::gauge!(family!("build_info"), "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         Self {
             prometheus,
+            process,
             inner: Mutex::new(Inner::default()),
             started: Instant::now(),
         }
@@ -239,8 +179,9 @@ impl Metrics {
             ("route", route.to_string()),
             ("status", status.to_string()),
         ];
-        metrics::counter!("http_requests_total", &labels).increment(1);
-        metrics::histogram!("http_request_duration_seconds", &labels).record(took.as_secs_f64());
+        metrics::counter!(family!("http_requests_total"), &labels).increment(1);
+        metrics::histogram!(family!("http_request_duration_seconds"), &labels)
+            .record(took.as_secs_f64());
         let error = status >= 500;
         // One lock for the window and the route table: this runs on every request.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -275,33 +216,29 @@ impl Metrics {
         completion_tokens: u64,
         cost_usd: f64,
     ) {
-        metrics::counter!("llm_calls_total", "provider" => provider, "outcome" => outcome)
+        metrics::counter!(family!("llm_calls_total"), "provider" => provider, "outcome" => outcome)
             .increment(1);
-        metrics::counter!("llm_tokens_total", "provider" => provider, "kind" => "prompt")
+        metrics::counter!(family!("llm_tokens_total"), "provider" => provider, "kind" => "prompt")
             .increment(prompt_tokens);
-        metrics::counter!("llm_tokens_total", "provider" => provider, "kind" => "completion")
+        metrics::counter!(family!("llm_tokens_total"), "provider" => provider, "kind" => "completion")
             .increment(completion_tokens);
-        if cost_usd > 0.0 {
-            // A gauge that only grows: Prometheus counters must end in `_total`, and the cost
-            // is fractional dollars.
-            metrics::gauge!("llm_cost_usd", "provider" => provider).increment(cost_usd);
-        }
         if let Some(t) = first_token {
-            metrics::histogram!("llm_time_to_first_token_seconds", "provider" => provider)
+            metrics::histogram!(family!("llm_time_to_first_token_seconds"), "provider" => provider)
                 .record(t.as_secs_f64());
         }
-        self.with_bucket(|b| {
-            b.tokens += completion_tokens;
-            if let Some(t) = first_token {
-                record(&mut b.ttft, t);
-            }
-        });
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.costs.add(provider, cost_usd);
+        let b = inner.current_bucket();
+        b.tokens += completion_tokens;
+        if let Some(t) = first_token {
+            record(&mut b.ttft, t);
+        }
     }
 
     /// A cache lookup.
     pub fn record_cache(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        metrics::counter!("cache_operations_total", "cache" => cache, "result" => result)
+        metrics::counter!(family!("cache_operations_total"), "cache" => cache, "result" => result)
             .increment(1);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let e = inner.caches.entry(cache).or_default();
@@ -314,27 +251,27 @@ impl Metrics {
 
     /// An entry a bounded cache dropped to stay within its size.
     pub fn record_eviction(&self, cache: &'static str) {
-        metrics::counter!("cache_operations_total", "cache" => cache, "result" => "evict")
+        metrics::counter!(family!("cache_operations_total"), "cache" => cache, "result" => "evict")
             .increment(1);
     }
 
     /// A nearest-neighbour search in a vector store.
     pub fn record_vector_search(&self, backend: &'static str, took: Duration) {
-        metrics::histogram!("vector_search_duration_seconds", "backend" => backend)
+        metrics::histogram!(family!("vector_search_duration_seconds"), "backend" => backend)
             .record(took.as_secs_f64());
         self.with_bucket(|b| record(&mut b.search, took));
     }
 
     /// A batch the embedder ran.
     pub fn record_embed(&self, lane: &'static str, batch: usize) {
-        metrics::counter!("embed_requests_total", "lane" => lane).increment(1);
-        metrics::histogram!("embed_batch_size", "lane" => lane).record(batch as f64);
+        metrics::counter!(family!("embed_requests_total"), "lane" => lane).increment(1);
+        metrics::histogram!(family!("embed_batch_size"), "lane" => lane).record(batch as f64);
     }
 
     /// A metadata store call.
     pub fn record_db(&self, operation: &'static str, took: Duration) {
-        metrics::counter!("db_queries_total", "operation" => operation).increment(1);
-        metrics::histogram!("db_query_duration_seconds", "operation" => operation)
+        metrics::counter!(family!("db_queries_total"), "operation" => operation).increment(1);
+        metrics::histogram!(family!("db_query_duration_seconds"), "operation" => operation)
             .record(took.as_secs_f64());
         self.with_bucket(|b| record(&mut b.db, took));
     }
@@ -343,37 +280,36 @@ impl Metrics {
     pub fn record_refused(&self, class: &'static str, reason: &'static str) {
         match reason {
             "rate_limited" => {
-                metrics::counter!("rate_limited_total", "class" => class).increment(1)
+                metrics::counter!(family!("rate_limited_total"), "class" => class).increment(1)
             }
-            _ => metrics::counter!("requests_shed_total", "class" => class).increment(1),
+            _ => metrics::counter!(family!("requests_shed_total"), "class" => class).increment(1),
         }
     }
 
     /// An audit entry that could not be written.
     pub fn record_audit_dropped(&self) {
-        metrics::counter!("audit_dropped_total").increment(1);
+        metrics::counter!(family!("audit_dropped_total")).increment(1);
     }
 
     /// How long a job waited in the queue before its first attempt started.
     pub fn record_queue_wait(&self, waited: Duration) {
-        metrics::histogram!("ingest_queue_wait_seconds").record(waited.as_secs_f64());
+        metrics::histogram!(family!("ingest_queue_wait_seconds")).record(waited.as_secs_f64());
     }
 
     /// Passages a finished ingestion job indexed.
     pub fn record_ingested(&self, passages: u64) {
-        metrics::counter!("ingest_passages_total").increment(passages);
+        metrics::counter!(family!("ingest_passages_total")).increment(passages);
         self.with_bucket(|b| b.passages += passages);
     }
 
     /// Sets the gauges that are read at scrape time (breakers, jobs, process).
-    fn set_gauges(&self, breakers: &[BreakerStat], jobs: &JobStat, memory: u64) {
+    fn set_gauges(&self, breakers: &[BreakerStat], jobs: &JobStat) {
         for b in breakers {
-            let value = match b.state.as_str() {
-                "closed" => 0.0,
-                "half_open" => 1.0,
-                _ => 2.0,
-            };
-            metrics::gauge!("circuit_breaker_state", "provider" => b.name.clone()).set(value);
+            for state in exposition::BREAKER_STATES {
+                let value = if b.state == state { 1.0 } else { 0.0 };
+                metrics::gauge!(family!("circuit_breaker_state"), "provider" => b.name.clone(), "state" => state)
+                    .set(value);
+            }
         }
         for (state, n) in [
             ("queued", jobs.queued),
@@ -381,29 +317,32 @@ impl Metrics {
             ("done", jobs.done),
             ("failed", jobs.failed),
         ] {
-            metrics::gauge!("ingest_jobs", "state" => state).set(n as f64);
+            metrics::gauge!(family!("ingest_jobs"), "state" => state).set(n as f64);
         }
-        metrics::gauge!("process_resident_memory_bytes").set(memory as f64);
+        self.process.collect();
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self, breakers: &[BreakerStat], jobs: &JobStat) -> String {
-        self.set_gauges(breakers, jobs, resident_memory());
-        match &self.prometheus {
+        self.set_gauges(breakers, jobs);
+        let mut out = match &self.prometheus {
             Some(p) => {
                 p.run_upkeep();
                 p.render()
             }
             None => String::new(),
-        }
+        };
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.costs.render(&mut out);
+        out
     }
 
     /// What the dashboard shows, with the gauges the caller read (breakers, jobs).
     pub fn snapshot(&self, breakers: Vec<BreakerStat>, jobs: JobStat) -> MetricsSnapshot {
         let now = unix_now();
-        let memory = resident_memory();
+        let (memory, cpu) = process_now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let cpu_percent = cpu_percent(&mut inner.cpu);
+        let cpu_percent = cpu_percent(&mut inner.cpu, cpu);
         let by_second: HashMap<u64, &Bucket> =
             inner.buckets.iter().map(|b| (b.second, b)).collect();
         let start = now.saturating_sub(WINDOW_SECS - 1);
@@ -504,19 +443,19 @@ impl Metrics {
     }
 }
 
-/// Resident memory of this process, from `/proc/self/statm` (0 where that is not available).
-fn resident_memory() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// This process's resident memory and CPU seconds so far, as the `process_*` families report
+/// them (0 where the platform does not say).
+fn process_now() -> (u64, f64) {
+    let m = metrics_process::collector::collect();
+    (
+        m.resident_memory_bytes.unwrap_or(0),
+        m.cpu_seconds_total.unwrap_or(0.0),
+    )
 }
 
-/// CPU used by this process since the previous call, as a percentage of one core.
-fn cpu_percent(last: &mut Option<(Instant, f64)>) -> f64 {
-    let Some(cpu) = process_cpu_seconds() else {
-        return 0.0;
-    };
+/// CPU used by this process since the previous call (`cpu` seconds in all now), as a
+/// percentage of one core.
+fn cpu_percent(last: &mut Option<(Instant, f64)>, cpu: f64) -> f64 {
     let now = Instant::now();
     let result = match *last {
         Some((at, before)) if now > at => {
@@ -528,17 +467,6 @@ fn cpu_percent(last: &mut Option<(Instant, f64)>) -> f64 {
     result.max(0.0)
 }
 
-/// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 1/100 s).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +475,7 @@ mod tests {
     fn the_window_aggregates_percentiles_and_errors_and_routes() {
         let m = Metrics {
             prometheus: None,
+            process: metrics_process::Collector::default(),
             inner: Mutex::new(Inner::default()),
             started: Instant::now() - Duration::from_secs(30),
         };
@@ -579,8 +508,9 @@ mod tests {
     }
 
     #[test]
-    fn process_figures_are_read_from_proc() {
-        assert!(resident_memory() > 0);
-        assert!(process_cpu_seconds().is_some());
+    fn the_process_figures_are_this_processes() {
+        let (memory, cpu) = process_now();
+        assert!(memory > 1024 * 1024, "{memory}");
+        assert!(cpu > 0.0);
     }
 }
