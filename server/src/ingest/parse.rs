@@ -193,10 +193,94 @@ fn utf8(bytes: &[u8]) -> Result<String, ParseError> {
     Ok(text.trim_start_matches('\u{feff}').to_string())
 }
 
+/// Page chrome that is never the content: navigation, menus, sidebars, site headers and
+/// footers, search forms, buttons, dialogs, hidden elements, "skip to content" links, and the
+/// help, theme and chapter-arrow widgets of mdBook (which most documentation sites use).
+/// (html2text's CSS parser needs the `;` after each declaration.)
+const CHROME_CSS: &str = "
+nav, aside, form, button, dialog, template, noscript, svg, iframe, select, input, label { display: none; }
+body > header, body > footer { display: none; }
+[role=navigation], [role=banner], [role=contentinfo], [role=search], [role=menu] { display: none; }
+[role=dialog], [aria-hidden=true], [hidden], .hidden { display: none; }
+.skip-link, .skip-to-content, .sr-only, .visually-hidden { display: none; }
+a[href='#content'], a[href='#main'], a[href='#main-content'] { display: none; }
+.sidebar, .menu-bar, .nav-chapters, .nav-wrapper, .mobile-nav-chapters { display: none; }
+#mdbook-help-container, #mdbook-menu-bar, #mdbook-sidebar, #mdbook-search-wrapper { display: none; }
+.rule-link, .header-anchor, .anchor, .headerlink { display: none; }
+";
+
 fn html(bytes: &[u8]) -> Result<String, ParseError> {
+    let failed = |e: html2text::Error| ParseError(format!("The HTML could not be read: {e}."));
     // A wide wrap width keeps paragraphs on one line: wrapping would only add line breaks.
-    html2text::from_read(bytes, 10_000)
-        .map_err(|e| ParseError(format!("The HTML could not be read: {e}.")))
+    html2text::config::with_decorator(ContentDecorator)
+        .add_css(CHROME_CSS)
+        .map_err(failed)?
+        .string_from_read(bytes, 10_000)
+        .map_err(failed)
+}
+
+/// Renders HTML as the Markdown the chunker reads: headings as `#`, lists, quotes and inline
+/// code kept; links as their text alone (no `[text][1]` references or footnote list, which
+/// would look like the `[n]` citations answers use); emphasis and images dropped.
+#[derive(Clone, Copy, Debug)]
+struct ContentDecorator;
+
+impl html2text::render::TextDecorator for ContentDecorator {
+    type Annotation = ();
+
+    fn decorate_link_start(&mut self, _url: &str) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_link_end(&mut self) -> String {
+        String::new()
+    }
+    fn decorate_em_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_em_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_strong_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_strong_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_strikeout_start(&self) -> (String, ()) {
+        (String::new(), ())
+    }
+    fn decorate_strikeout_end(&self) -> String {
+        String::new()
+    }
+    fn decorate_code_start(&self) -> (String, ()) {
+        ("`".into(), ())
+    }
+    fn decorate_code_end(&self) -> String {
+        "`".into()
+    }
+    fn decorate_preformat_first(&self) {}
+    fn decorate_preformat_cont(&self) {}
+    fn decorate_image(&mut self, _src: &str, title: &str) -> (String, ()) {
+        (title.to_string(), ())
+    }
+    fn header_prefix(&self, level: usize) -> String {
+        format!("{} ", "#".repeat(level.clamp(1, 6)))
+    }
+    fn quote_prefix(&self) -> String {
+        "> ".into()
+    }
+    fn unordered_item_prefix(&self) -> String {
+        "* ".into()
+    }
+    fn ordered_item_prefix(&self, i: i64) -> String {
+        format!("{i}. ")
+    }
+    fn make_subblock_decorator(&self) -> Self {
+        *self
+    }
+    fn finalise(&mut self, _urls: Vec<String>) -> Vec<html2text::render::TaggedLine<()>> {
+        Vec::new()
+    }
 }
 
 fn pdf(bytes: &[u8]) -> Result<String, ParseError> {
@@ -415,6 +499,51 @@ mod tests {
         assert!(p.text.contains("# Guide"), "{}", p.text);
         assert!(p.text.contains("care"));
         assert!(!p.text.contains("<b>"));
+    }
+
+    #[test]
+    fn html_chrome_goes_and_links_keep_only_their_text() {
+        let page = br##"<!DOCTYPE html><html><body>
+            <a class="skip-link" href="#content">Skip to main content</a>
+            <div id="mdbook-help-container"><h2>Keyboard shortcuts</h2><p>Press S to search</p></div>
+            <header><nav><a href="/">Home</a> <a href="/docs">Docs</a></nav></header>
+            <nav id="mdbook-sidebar" class="sidebar"><ol><li><a href="a.html">Chapter one</a></li></ol></nav>
+            <div class="menu-bar"><ul class="theme-popup" role="menu"><li><button>Coal</button></li></ul>
+              <h1 class="menu-title">The Book</h1></div>
+            <main>
+              <h1 id="own"><a class="header" href="#own">What Is Ownership?</a></h1>
+              <p>Read <a href="ch04.html">the ownership chapter</a> and <em>then</em> the
+                 <a href="ch05.html">next one</a>.</p>
+              <pre><code>let x = 5;</code></pre>
+            </main>
+            <nav class="nav-wrapper"><a rel="next" href="b.html">Next chapter</a></nav>
+            <footer>Copyright 2026</footer>
+            <div hidden>secret</div>
+          </body></html>"##;
+        let p = parse(Format::Html, page).unwrap();
+        let text = p.text;
+        assert!(text.contains("# What Is Ownership?"), "{text}");
+        assert!(
+            text.contains("Read the ownership chapter and then the next one."),
+            "{text}"
+        );
+        assert!(text.contains("let x = 5;"), "code is kept: {text}");
+        for chrome in [
+            "Skip to",
+            "Keyboard shortcuts",
+            "Press S",
+            "Home",
+            "Chapter one",
+            "Coal",
+            "The Book",
+            "Next chapter",
+            "Copyright",
+            "secret",
+        ] {
+            assert!(!text.contains(chrome), "{chrome:?} left in: {text}");
+        }
+        // No reference-style links or footnote list: `[n]` is how answers cite.
+        assert!(!text.contains('['), "{text}");
     }
 
     #[test]

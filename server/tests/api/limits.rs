@@ -89,8 +89,8 @@ async fn a_client_over_its_search_rate_gets_429_with_the_wait(backend: Backend) 
         assert!(
             metrics
                 .lines()
-                .any(|l| l.starts_with(&format!("rate_limited_total{{class=\"{class}\"}}"))),
-            "rate_limited_total for {class} missing"
+                .any(|l| l.starts_with(&format!("kenning_rate_limited_total{{class=\"{class}\"}}"))),
+            "kenning_rate_limited_total for {class} missing"
         );
     }
 }
@@ -152,7 +152,7 @@ async fn answers_beyond_the_concurrency_cap_are_shed_with_503(backend: Backend) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("requests_shed_total{class=\"chat\"}"));
+    assert!(metrics.contains("kenning_requests_shed_total{class=\"chat\"}"));
 }
 
 async fn app_sharing_limits(redis: &TestRedis) -> TestApp {
