@@ -130,7 +130,7 @@ pub enum SearchMode {
     Dense,
     /// Full-text ranking of the query's words.
     Keyword,
-    /// Both, fused with reciprocal rank fusion.
+    /// Both, fused by relative score: each side's score over its best, averaged.
     #[default]
     Hybrid,
 }
@@ -164,7 +164,7 @@ pub struct SearchRequest {
 pub struct SearchHit {
     pub chunk: Chunk,
     pub filename: String,
-    /// Cosine similarity (dense), text rank (keyword) or fused RRF score (hybrid).
+    /// Cosine similarity (dense), text rank (keyword) or fused relative score, 0 to 1 (hybrid).
     pub score: f64,
     /// 1-based rank in the dense list, when it was there.
     pub dense_rank: Option<usize>,

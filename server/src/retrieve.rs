@@ -1,5 +1,5 @@
 //! Retrieval: dense (embedding nearest neighbours), keyword (full text) and hybrid (both, fused
-//! with reciprocal rank fusion), with limits, filters, `min_score` and a result cache keyed by
+//! by relative score fusion), with limits, filters, `min_score` and a result cache keyed by
 //! the space's version so a cached answer is never stale.
 
 use crate::cache::TieredCache;
@@ -17,8 +17,9 @@ use uuid::Uuid;
 pub const DEFAULT_LIMIT: usize = 10;
 /// Most results one search may return.
 pub const MAX_LIMIT: usize = 50;
-/// The `k` of reciprocal rank fusion: 60 is the value from the original paper and common use.
-pub const RRF_K: f64 = 60.0;
+/// The dense side's share of a hybrid score; the keyword side has the rest. Equal shares beat
+/// reciprocal rank fusion on every book of the evaluation set (docs/BENCHMARKS.md), untuned.
+pub const DENSE_WEIGHT: f64 = 0.5;
 /// Longest accepted query, in characters.
 pub const MAX_QUERY_CHARS: usize = 2_000;
 
@@ -303,7 +304,9 @@ impl Retriever {
 }
 
 /// Combines the ranked lists: a single mode passes its list through with its own scores; hybrid
-/// scores each passage by reciprocal rank fusion, Σ 1 / (k + rank), over the lists it is in.
+/// scores each passage by relative score fusion: each side's score divided by that side's best
+/// (so both run from 0 to 1), weighted by [`DENSE_WEIGHT`] and summed. Unlike rank fusion, a
+/// passage far ahead on one side keeps its lead, and a close second stays close.
 pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> Vec<SearchHit> {
     let hit = |c: ChunkHit, score, dense_rank, keyword_rank| SearchHit {
         chunk: c.chunk,
@@ -330,16 +333,24 @@ pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> V
             })
             .collect(),
         SearchMode::Hybrid => {
+            let best = |list: &[ChunkHit]| list.iter().map(|c| c.score).fold(0.0, f64::max);
+            let (dense_best, keyword_best) = (best(&dense), best(&keyword));
+            // Scores at or below zero (a cosine pointing away) add nothing.
+            let relative = |score: f64, best: f64| {
+                if best > 0.0 {
+                    (score / best).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            };
             let mut fused: HashMap<String, SearchHit> = HashMap::new();
             for (i, c) in dense.into_iter().enumerate() {
                 let id = c.chunk.id.clone();
-                fused.insert(
-                    id,
-                    hit(c, 1.0 / (RRF_K + (i + 1) as f64), Some(i + 1), None),
-                );
+                let score = DENSE_WEIGHT * relative(c.score, dense_best);
+                fused.insert(id, hit(c, score, Some(i + 1), None));
             }
             for (i, c) in keyword.into_iter().enumerate() {
-                let add = 1.0 / (RRF_K + (i + 1) as f64);
+                let add = (1.0 - DENSE_WEIGHT) * relative(c.score, keyword_best);
                 match fused.get_mut(&c.chunk.id) {
                     Some(h) => {
                         h.score += add;
@@ -393,8 +404,23 @@ mod tests {
         assert_eq!(order, vec!["c", "b", "a", "d"]);
         assert_eq!(fused[0].dense_rank, Some(3));
         assert_eq!(fused[0].keyword_rank, Some(1));
-        let expected = 1.0 / (RRF_K + 3.0) + 1.0 / (RRF_K + 1.0);
+        let expected = 0.5 * 0.7 / 0.9 + 0.5 * 5.0 / 5.0;
         assert!((fused[0].score - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_clear_winner_on_one_side_keeps_its_lead() {
+        // Dense is sure of a (far ahead); keyword barely prefers b to a. Rank fusion would tie
+        // them; relative scores keep a first.
+        let dense = vec![c("a", 0.9), c("b", 0.3)];
+        let keyword = vec![c("b", 10.0), c("a", 9.5)];
+        let fused = fuse(SearchMode::Hybrid, dense, keyword);
+        assert_eq!(fused[0].chunk.id, "a");
+        assert!(fused[0].score > fused[1].score + 0.2);
+        // Negative cosines count as nothing, never as a penalty below zero.
+        let fused = fuse(SearchMode::Hybrid, vec![c("x", -0.2)], vec![c("y", 1.0)]);
+        assert_eq!(fused[0].chunk.id, "y");
+        assert_eq!(fused[1].score, 0.0);
     }
 
     #[test]
@@ -451,8 +477,9 @@ mod tests {
         proptest! {
             #[test]
             fn hybrid_fusion_is_ordered_complete_and_unique(dense in ranked(), keyword in ranked()) {
-                let d: Vec<ChunkHit> = dense.iter().map(|id| c(id, 0.5)).collect();
-                let k: Vec<ChunkHit> = keyword.iter().map(|id| c(id, 1.0)).collect();
+                // Scores falling with rank, on different scales, as cosines and BM25 are.
+                let d: Vec<ChunkHit> = dense.iter().enumerate().map(|(i, id)| c(id, 0.9 - 0.02 * i as f64)).collect();
+                let k: Vec<ChunkHit> = keyword.iter().enumerate().map(|(i, id)| c(id, 40.0 - 1.5 * i as f64)).collect();
                 let fused = fuse(SearchMode::Hybrid, d, k);
                 let ids: Vec<&str> = fused.iter().map(|h| h.chunk.id.as_str()).collect();
                 let unique: HashSet<&str> = ids.iter().copied().collect();
@@ -463,8 +490,8 @@ mod tests {
                     prop_assert!(w[0].score >= w[1].score, "sorted by fused score");
                 }
                 for h in &fused {
-                    let expect = h.dense_rank.map_or(0.0, |r| 1.0 / (RRF_K + r as f64))
-                        + h.keyword_rank.map_or(0.0, |r| 1.0 / (RRF_K + r as f64));
+                    let expect = h.dense_rank.map_or(0.0, |r| DENSE_WEIGHT * (0.9 - 0.02 * (r - 1) as f64) / 0.9)
+                        + h.keyword_rank.map_or(0.0, |r| (1.0 - DENSE_WEIGHT) * (40.0 - 1.5 * (r - 1) as f64) / 40.0);
                     prop_assert!((h.score - expect).abs() < 1e-12);
                     prop_assert_eq!(h.dense_rank.map(|r| dense[r - 1].as_str()), h.dense_rank.map(|_| h.chunk.id.as_str()));
                 }
