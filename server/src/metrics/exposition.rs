@@ -28,10 +28,6 @@ pub(super) fn describe() {
         family!("llm_time_to_first_token_seconds"),
         "From a generator call to its first token, by provider."
     );
-    describe_gauge!(
-        family!("llm_cost_usd"),
-        "US dollars spent on generation since start, by provider (local generation is free)."
-    );
     describe_counter!(
         family!("embed_requests_total"),
         "Embedding batches run, by lane (query, ingest)."
@@ -73,10 +69,6 @@ pub(super) fn describe() {
         "From upload to the first attempt of its ingestion job."
     );
     describe_counter!(family!("ingest_passages_total"), "Passages indexed.");
-    describe_gauge!(
-        family!("process_resident_memory_bytes"),
-        "Resident memory of the process."
-    );
     describe_counter!(
         family!("rate_limited_total"),
         "API requests refused with 429 by a rate limit, by route class."
