@@ -118,6 +118,40 @@ pub struct Asked {
     pub events: std::pin::Pin<Box<dyn Stream<Item = ChatEvent> + Send>>,
 }
 
+/// An answer read to its end, for callers that do not stream it.
+pub struct WholeAnswer {
+    pub text: String,
+    pub sources: Vec<Citation>,
+    pub done: DoneEvent,
+}
+
+impl Asked {
+    /// Reads the stream to its end: the answer with its sources and how it ended, or the error
+    /// that stopped it.
+    pub async fn whole(self) -> Result<WholeAnswer, ErrorDetail> {
+        let (mut text, mut sources) = (String::new(), Vec::new());
+        let mut events = self.events;
+        while let Some(event) = events.next().await {
+            match event {
+                ChatEvent::Sources(s) => sources = s.sources,
+                ChatEvent::Token(t) => text.push_str(&t.text),
+                ChatEvent::Error(e) => return Err(e),
+                ChatEvent::Done(done) => {
+                    return Ok(WholeAnswer {
+                        text,
+                        sources,
+                        done,
+                    })
+                }
+            }
+        }
+        Err(error(
+            "generation_failed",
+            "The answer ended without finishing.",
+        ))
+    }
+}
+
 impl Chat {
     /// Wires the chat over a store, a retriever and a generator chain.
     pub fn new(

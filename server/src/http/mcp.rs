@@ -8,12 +8,11 @@ use super::extract::ApiJson;
 use super::{memories, openai, ApiError, AppState};
 use crate::audit::Audit;
 use crate::auth::Caller;
-use crate::chat::{ChatEvent, ClientTurns};
+use crate::chat::ClientTurns;
 use crate::domain::PageRequest;
 use app::api::{ChatRequest, Citation, SearchMode, SearchRequest};
 use axum::http::request::Parts;
 use axum::{Extension, Json};
-use futures::StreamExt;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension as RequestParts;
 use rmcp::handler::server::wrapper::Parameters;
@@ -315,40 +314,25 @@ impl Tools {
                 }),
             )
             .await?;
-        let mut events = asked.events;
-        let (mut text, mut sources) = (String::new(), Vec::new());
-        while let Some(event) = events.next().await {
-            match event {
-                ChatEvent::Sources(s) => sources = s.sources,
-                ChatEvent::Token(t) => text.push_str(&t.text),
-                ChatEvent::Error(e) => return Err(Refusal::new(&e.code, e.message)),
-                ChatEvent::Done(done) => {
-                    let mut shown = text.trim().to_string();
-                    if !sources.is_empty() {
-                        shown.push_str("\n\nSources:\n");
-                        shown.push_str(
-                            &sources
-                                .iter()
-                                .map(source_line)
-                                .collect::<Vec<_>>()
-                                .join("\n"),
-                        );
-                    }
-                    let mut result = CallToolResult::structured(json!({
-                        "answer": text.trim(),
-                        "sources": sources,
-                        "generator": done.generator,
-                        "notice": done.notice,
-                    }));
-                    result.content = vec![ContentBlock::text(shown)];
-                    return Ok(result);
-                }
-            }
+        let whole = asked
+            .whole()
+            .await
+            .map_err(|e| Refusal::new(&e.code, e.message))?;
+        let answer = whole.text.trim();
+        let mut shown = answer.to_string();
+        if !whole.sources.is_empty() {
+            shown.push_str("\n\nSources:\n");
+            let lines: Vec<String> = whole.sources.iter().map(source_line).collect();
+            shown.push_str(&lines.join("\n"));
         }
-        Err(Refusal::new(
-            "generation_failed",
-            "The answer ended without finishing.",
-        ))
+        let mut result = CallToolResult::structured(json!({
+            "answer": answer,
+            "sources": whole.sources,
+            "generator": whole.done.generator,
+            "notice": whole.done.notice,
+        }));
+        result.content = vec![ContentBlock::text(shown)];
+        Ok(result)
     }
 
     async fn keep(&self, parts: &Parts, args: RememberArgs) -> Result<CallToolResult, Refusal> {

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::chat::{ChatEvent, ClientTurns};
 use crate::domain::PageRequest;
 use crate::embed::Lane;
-use app::api::{ChatRequest, Citation, DoneEvent};
+use app::api::{ChatRequest, DoneEvent};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -403,41 +403,27 @@ async fn completions(
             .into_response());
     }
 
-    let mut text = String::new();
-    let mut sources: Vec<Citation> = Vec::new();
-    let mut events = asked.events;
-    while let Some(e) = events.next().await {
-        match e {
-            ChatEvent::Sources(s) => sources = s.sources,
-            ChatEvent::Token(t) => text.push_str(&t.text),
-            ChatEvent::Error(e) => {
-                return Err(ApiError::new(StatusCode::BAD_GATEWAY, &e.code, e.message))
-            }
-            ChatEvent::Done(d) => {
-                return Ok(Json(json!({
-                    "id": id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [{
-                        "index": 0,
-                        "message": { "role": "assistant", "content": text },
-                        "finish_reason": finish_reason(&d),
-                    }],
-                    "usage": usage(&d),
-                    "sources": sources,
-                    // A conversation id only when one was stored (`store: true`).
-                    "kenning": { "generator": d.generator, "degraded": d.degraded, "cached": d.cached, "conversation_id": req.store.then_some(d.conversation_id) },
-                }))
-                .into_response());
-            }
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "generation_failed",
-        "The answer ended without finishing.",
-    ))
+    let whole = asked
+        .whole()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, &e.code, e.message))?;
+    let d = whole.done;
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": whole.text },
+            "finish_reason": finish_reason(&d),
+        }],
+        "usage": usage(&d),
+        "sources": whole.sources,
+        // A conversation id only when one was stored (`store: true`).
+        "kenning": { "generator": d.generator, "degraded": d.degraded, "cached": d.cached, "conversation_id": req.store.then_some(&d.conversation_id) },
+    }))
+    .into_response())
 }
 
 /// `length` when the token cap cut the answer, as clients that continue answers look for.
