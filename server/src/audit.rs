@@ -90,27 +90,39 @@ impl Audit {
         target_id: Option<String>,
         status: u16,
     ) {
-        let peer = request
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        let request_id = request
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let entry = NewAudit {
+        let (ip, request_id) = self.origin(&request.extensions, &request.headers);
+        self.send(NewAudit {
             actor: caller.user_id.clone(),
             action: action.to_string(),
             target_type: Some(target_type),
             target_id: target_id.as_deref().and_then(target_id_of),
-            ip: Some(
-                self.limits
-                    .client_address(peer, &request.headers)
-                    .to_string(),
-            ),
+            ip: Some(ip),
             details: json!({ "status": status, "request_id": request_id }),
-        };
+        });
+    }
+
+    /// Where a request came from, as entries record it: the client's address (through trusted
+    /// proxies) and the request id.
+    fn origin(
+        &self,
+        extensions: &axum::http::Extensions,
+        headers: &axum::http::HeaderMap,
+    ) -> (String, Option<String>) {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (
+            self.limits.client_address(peer, headers).to_string(),
+            request_id,
+        )
+    }
+
+    /// Queues an entry for the writer; a full queue drops it, counted and logged.
+    fn send(&self, entry: NewAudit) {
         if self.tx.try_send(entry).is_err() {
             crate::metrics::global().record_audit_dropped();
             tracing::warn!("audit queue full; an entry was dropped");
@@ -190,16 +202,7 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
     let Some((action, target_type, target_id)) = target else {
         return next.run(req).await;
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let ip = audit.limits.client_address(peer, req.headers()).to_string();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let (ip, request_id) = audit.origin(req.extensions(), req.headers());
     let response = next.run(req).await;
     // Known once the sign-in layer inside has run; it leaves the caller on the response.
     let caller = response.extensions().get::<crate::auth::Caller>();
@@ -217,10 +220,7 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         ip: Some(ip),
         details: json!({ "status": response.status().as_u16(), "request_id": request_id }),
     };
-    if audit.tx.try_send(entry).is_err() {
-        crate::metrics::global().record_audit_dropped();
-        tracing::warn!("audit queue full; an entry was dropped");
-    }
+    audit.send(entry);
     response
 }
 
