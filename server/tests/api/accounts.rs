@@ -4,8 +4,8 @@
 //! functions and pages alike — while members get exactly what their role allows.
 
 use crate::helpers::{
-    assert_error, no_redirects, parse_sse, session_cookie, spawn_app_with, Backend, Options,
-    TestApp,
+    admin_cookie, assert_error, no_redirects, parse_sse, session_cookie, spawn_app_with, Backend,
+    Options, TestApp, PASSWORD,
 };
 use app::server_fns::{GetSpace, ListConversations, ListDocuments, SearchSpace};
 use kenning::auth::AuthMode;
@@ -26,8 +26,6 @@ on_both_backends!(
     memories_belong_to_their_caller_alone,
     disabled_and_deleted_accounts_lose_every_way_in,
 );
-
-const PASSWORD: &str = "correct horse battery";
 
 async fn spawn_with_accounts(backend: Backend) -> TestApp {
     spawn_app_with(
@@ -155,15 +153,7 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Respons
 
 /// Creates the admin through the first-account setup and returns its session.
 async fn set_up_admin(app: &TestApp) -> As<'_> {
-    let r = no_redirects()
-        .post(app.url("/api/v1/auth/setup"))
-        .json(&json!({ "email": "admin@example.org", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let cookie = session_cookie(&r).expect("setup signs the admin in");
-    As::new(app, Cred::Cookie(cookie))
+    As::new(app, Cred::Cookie(admin_cookie(app).await))
 }
 
 /// An account made by the admin, signed in with an API key of its own.

@@ -414,3 +414,36 @@ pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
         .find(|v| v.starts_with("kenning_session=") && !v.starts_with("kenning_session=;"))
         .map(|v| v.split(';').next().unwrap_or_default().to_string())
 }
+
+/// The password every test account is made with.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Creates the admin (`admin@example.org`) from this machine on a password-mode server and
+/// returns its session cookie.
+pub async fn admin_cookie(app: &TestApp) -> String {
+    let r = no_redirects()
+        .post(app.url("/api/v1/auth/setup"))
+        .json(&json!({ "email": "admin@example.org", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    session_cookie(&r).expect("setup signs the admin in")
+}
+
+/// A new API key of the account signed in with `cookie`: the created key's JSON, and the key
+/// as an `Authorization` value.
+pub async fn new_key(app: &TestApp, cookie: &str) -> (Value, String) {
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/keys"))
+        .header(reqwest::header::COOKIE, cookie)
+        .json(&json!({ "name": "tests" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let bearer = format!("Bearer {}", created["key"].as_str().unwrap());
+    (created, bearer)
+}

@@ -2,13 +2,14 @@
 //! it needs an API key, lists the caller's spaces, searches and asks them, remembers and
 //! recalls, and never lets a caller reach a space or a memory that is not theirs.
 
-use crate::helpers::{no_redirects, session_cookie, spawn_app_with, Backend, Options, TestApp};
+use crate::helpers::{
+    admin_cookie, new_key, no_redirects, session_cookie, spawn_app_with, Backend, Options, TestApp,
+    PASSWORD,
+};
 use kenning::auth::AuthMode;
 use serde_json::{json, Value};
 
 on_both_backends!(an_agent_uses_its_own_spaces_and_memories_through_mcp_and_nothing_else);
-
-const PASSWORD: &str = "correct horse battery";
 
 /// An MCP client holding one API key (or none).
 struct Agent<'a> {
@@ -53,16 +54,8 @@ impl Agent<'_> {
 
 /// A signed-in account's new API key.
 async fn key_of(app: &TestApp, cookie: &str) -> String {
-    let r = no_redirects()
-        .post(app.url("/api/v1/auth/keys"))
-        .header("Cookie", cookie)
-        .json(&json!({ "name": "agent" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let body: Value = r.json().await.unwrap();
-    body["key"].as_str().unwrap().to_string()
+    let (created, _) = new_key(app, cookie).await;
+    created["key"].as_str().unwrap().to_string()
 }
 
 async fn an_agent_uses_its_own_spaces_and_memories_through_mcp_and_nothing_else(backend: Backend) {
@@ -74,14 +67,7 @@ async fn an_agent_uses_its_own_spaces_and_memories_through_mcp_and_nothing_else(
         },
     )
     .await;
-    let r = no_redirects()
-        .post(app.url("/api/v1/auth/setup"))
-        .json(&json!({ "email": "admin@example.org", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let admin_cookie = session_cookie(&r).unwrap();
+    let admin_cookie = admin_cookie(&app).await;
     let admin = Agent {
         app: &app,
         key: Some(key_of(&app, &admin_cookie).await),

@@ -5,14 +5,12 @@
 //! addresses, API keys minting keys, and NUL characters.
 
 use crate::helpers::{self, assert_error, no_redirects, spawn_app, spawn_app_with, Backend};
-use crate::helpers::{Options, TestApp};
+use crate::helpers::{admin_cookie, new_key, Options, TestApp, PASSWORD};
 use kenning::auth::AuthMode;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION};
 use serde_json::{json, Value};
 
 on_both_backends!(nul_characters_are_refused_or_dropped_never_a_server_error);
-
-const PASSWORD: &str = "correct horse battery";
 
 async fn with_accounts(
     change: impl FnOnce(&mut kenning::config::ServeConfig) + Send + 'static,
@@ -39,22 +37,6 @@ fn session_cookie(r: &reqwest::Response) -> String {
     helpers::session_cookie(r).expect("a session cookie")
 }
 
-/// A new API key of the account signed in with `cookie`, as an `Authorization` value.
-async fn new_key(app: &TestApp, cookie: &str) -> (Value, String) {
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/keys"))
-        .header(COOKIE, cookie)
-        .json(&json!({ "name": "tests" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.unwrap();
-    let bearer = format!("Bearer {}", created["key"].as_str().unwrap());
-    (created, bearer)
-}
-
 /// `GET /api/v1/spaces` with one header: the status.
 async fn spaces_status(app: &TestApp, name: reqwest::header::HeaderName, value: &str) -> u16 {
     let r = app
@@ -63,18 +45,6 @@ async fn spaces_status(app: &TestApp, name: reqwest::header::HeaderName, value: 
         .header(name, value)
         .send();
     r.await.unwrap().status().as_u16()
-}
-
-/// Creates the admin from this machine and returns its session cookie.
-async fn admin_cookie(app: &TestApp) -> String {
-    let r = no_redirects()
-        .post(app.url("/api/v1/auth/setup"))
-        .json(&json!({ "email": "admin@example.org", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    session_cookie(&r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
