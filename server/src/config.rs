@@ -569,6 +569,12 @@ pub struct ServeConfig {
     #[arg(long, env = "KENNING_MAX_POINTS_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_points_bytes: usize,
 
+    /// Vector lengths the points of one account's spaces may have between them (admins and
+    /// single-user mode are exempt), so no single account can use up the embedded engine's 16
+    /// lengths per server; 0: no cap.
+    #[arg(long, env = "KENNING_MAX_POINT_LENGTHS_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub max_point_lengths_per_account: u64,
+
     /// Time limit for ordinary requests, in seconds.
     #[arg(long, env = "KENNING_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

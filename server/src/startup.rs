@@ -180,6 +180,9 @@ impl Application {
             points: engine.points.clone(),
             auth: auth.clone(),
             health: health.clone(),
+            point_lengths: Arc::new(crate::http::LengthQuota::new(
+                usize::try_from(config.max_point_lengths_per_account).unwrap_or(usize::MAX),
+            )),
             leptos_options: leptos_options.clone(),
         };
         let retention = (config.audit_retention_days > 0)

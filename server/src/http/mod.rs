@@ -16,6 +16,7 @@ mod spaces;
 
 pub use error::ApiError;
 pub use headers::security_headers;
+pub use points::LengthQuota;
 
 use crate::chat::Chat;
 use crate::embed::Embedder;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// The shared `/health` report.
     pub health: Arc<crate::health::HealthCache>,
+    /// The per-account cap on the vector lengths of points.
+    pub point_lengths: Arc<LengthQuota>,
     pub leptos_options: LeptosOptions,
 }
 

@@ -4,14 +4,19 @@
 use super::extract::ApiJson;
 use super::openapi::Errors;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
+use crate::domain::PageRequest;
 use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
 use crate::service::ServiceError;
+use app::api::Role;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
+use axum::Extension;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use std::time::Instant;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -110,6 +115,89 @@ pub(super) struct PointOut {
     payload: Map<String, Value>,
 }
 
+/// The cap on the vector lengths of one account's points. The embedded engine keeps points of
+/// at most 16 lengths per server (a shard each), so without it one account could take them all.
+pub struct LengthQuota {
+    per_account: usize,
+    /// Held while a bound caller's check and write run, so the cap cannot be raced past.
+    first_writes: tokio::sync::Mutex<()>,
+}
+
+impl LengthQuota {
+    /// A cap of `per_account` lengths (0: none).
+    pub fn new(per_account: usize) -> Self {
+        Self {
+            per_account,
+            first_writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The cap that applies to `caller`: accounts that are not admins have one.
+    fn bound(&self, caller: &Caller) -> Option<usize> {
+        (self.per_account > 0 && !caller.is_admin && caller.user_id.is_some())
+            .then_some(self.per_account)
+    }
+}
+
+/// Refuses points of a length new to the caller once the spaces they may write to hold points
+/// of `limit` lengths. Only a space's first points can add a length (later ones must match
+/// it), so a space that has points costs nothing here.
+async fn check_length_quota(
+    state: &AppState,
+    limit: usize,
+    caller: &Caller,
+    space: Uuid,
+    dims: usize,
+) -> Result<(), ApiError> {
+    if state.points.info(space).await?.dimensions.is_some() {
+        return Ok(());
+    }
+    let user = crate::auth::caller_account(caller)?;
+    let store = state.service.store();
+    let mut lengths = BTreeSet::new();
+    let mut page = PageRequest {
+        limit: PageRequest::MAX_LIMIT,
+        offset: 0,
+    };
+    loop {
+        let spaces = store
+            .list_spaces_of(user, page)
+            .await
+            .map_err(|e| ServiceError::from_store(e, "space"))?;
+        for other in &spaces.items {
+            let Ok(id) = Uuid::parse_str(&other.id) else {
+                continue;
+            };
+            let role = store
+                .member_role(id, user)
+                .await
+                .map_err(|e| ServiceError::from_store(e, "space"))?;
+            if id == space || role < Some(Role::Editor) {
+                continue;
+            }
+            if let Some(d) = state.points.info(id).await?.dimensions {
+                lengths.insert(d);
+            }
+        }
+        match spaces.next_offset() {
+            Some(offset) => page.offset = offset,
+            None => break,
+        }
+    }
+    if lengths.contains(&dims) || lengths.len() < limit {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "point_length_quota",
+        format!(
+            "the spaces you can write to already hold points of {limit} vector lengths \
+             ({lengths:?}), the most one account may use; send vectors of one of those lengths, \
+             or delete the points of one length first"
+        ),
+    ))
+}
+
 /// The space must exist: points of unknown spaces are a 404, never silently created.
 async fn space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
     let found = state.service.get_space(id).await?;
@@ -129,6 +217,7 @@ async fn read_space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
 #[tracing::instrument(skip(state, body), fields(points = body.points.len()))]
 pub(super) async fn upsert(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpsertBody>,
 ) -> Result<Json<Upserted>, ApiError> {
@@ -145,7 +234,16 @@ pub(super) async fn upsert(
         })
         .collect::<Result<Vec<_>, PointError>>()?;
     let dimensions = points.first().map_or(0, |p| p.vector.len());
-    let upserted = state.points.upsert(space, points).await?;
+    let upserted = match state.point_lengths.bound(&caller) {
+        Some(limit) => {
+            // A space's first points fix its length: check and write as one step, so writes
+            // racing into several new spaces cannot slip past the cap together.
+            let _first = state.point_lengths.first_writes.lock().await;
+            check_length_quota(&state, limit, &caller, space, dimensions).await?;
+            state.points.upsert(space, points).await?
+        }
+        None => state.points.upsert(space, points).await?,
+    };
     Ok(Json(Upserted {
         upserted,
         dimensions,

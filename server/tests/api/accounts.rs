@@ -25,6 +25,7 @@ on_both_backends!(
     password_guessing_is_cut_off_by_the_sign_in_limit,
     memories_belong_to_their_caller_alone,
     disabled_and_deleted_accounts_lose_every_way_in,
+    one_account_cannot_use_up_the_vector_lengths,
 );
 
 async fn spawn_with_accounts(backend: Backend) -> TestApp {
@@ -1349,4 +1350,108 @@ async fn disabled_and_deleted_accounts_lose_every_way_in(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// Points of one new vector length in a fresh space of `who`'s: the status and body.
+async fn first_points(who: &As<'_>, space: &str, dims: usize) -> (u16, Value) {
+    who.send(
+        Method::PUT,
+        &format!("/api/v1/spaces/{space}/points"),
+        Some(json!({ "points": [{ "id": 1, "vector": vec![0.5_f32; dims] }] })),
+    )
+    .await
+}
+
+async fn new_space(who: &As<'_>, name: &str) -> String {
+    let (status, space) = who.post("/api/v1/spaces", json!({ "name": name })).await;
+    assert_eq!(status, 201, "{space}");
+    space["id"].as_str().unwrap().to_string()
+}
+
+async fn one_account_cannot_use_up_the_vector_lengths(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            serve: Box::new(|c| {
+                c.auth = AuthMode::Password;
+                c.limits.rate_limit_sign_in = "off".parse().unwrap();
+                c.max_point_lengths_per_account = 2;
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = set_up_admin(&app).await;
+    let member = account(&app, &admin, "member@example.org").await;
+
+    let a = new_space(&member, "a").await;
+    let b = new_space(&member, "b").await;
+    let c = new_space(&member, "c").await;
+    assert_eq!(first_points(&member, &a, 3).await.0, 200);
+    assert_eq!(first_points(&member, &b, 4).await.0, 200);
+    // A third length is refused, and nothing of it is kept; a length already used is not new.
+    let (status, body) = first_points(&member, &c, 5).await;
+    assert_eq!(status, 403, "{body}");
+    assert_error(&body, "point_length_quota");
+    let (_, info) = member.get(&format!("/api/v1/spaces/{c}/points")).await;
+    assert_eq!(info["points"], 0, "{info}");
+    assert_eq!(first_points(&member, &c, 3).await.0, 200);
+    // Points of a length the space already has are no new length either.
+    assert_eq!(first_points(&member, &b, 4).await.0, 200);
+
+    // Deleting a space frees its length for the account.
+    let r = member
+        .req(Method::DELETE, &format!("/api/v1/spaces/{b}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let d = new_space(&member, "d").await;
+    assert_eq!(first_points(&member, &d, 5).await.0, 200);
+
+    // Spaces the account may only read do not count against it.
+    let shared = new_space(&admin, "shared").await;
+    assert_eq!(first_points(&admin, &shared, 6).await.0, 200);
+    let (status, body) = admin
+        .send(
+            Method::PUT,
+            &format!("/api/v1/spaces/{shared}/members"),
+            Some(json!({ "email": "member@example.org", "role": "viewer" })),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let e = new_space(&member, "e").await;
+    assert_eq!(first_points(&member, &e, 3).await.0, 200);
+
+    // First writes racing into many new spaces cannot slip past the cap together.
+    let racer = account(&app, &admin, "racer@example.org").await;
+    let mut spaces = Vec::new();
+    for i in 0..6 {
+        spaces.push(new_space(&racer, &format!("race {i}")).await);
+    }
+    let writes = spaces
+        .iter()
+        .enumerate()
+        .map(|(i, s)| first_points(&racer, s, 10 + i));
+    let statuses: Vec<u16> = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        4,
+        "{statuses:?}"
+    );
+
+    // Admins are not bound by it.
+    for dims in 20..24 {
+        let s = new_space(&admin, &format!("admin {dims}")).await;
+        assert_eq!(first_points(&admin, &s, dims).await.0, 200);
+    }
 }
