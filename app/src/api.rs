@@ -170,6 +170,13 @@ pub struct SearchHit {
     pub dense_rank: Option<usize>,
     /// 1-based rank in the keyword list, when it was there.
     pub keyword_rank: Option<usize>,
+    /// Its cosine similarity in the dense list, when it was there: what the semantic stage
+    /// thought of it, apart from the fusion.
+    #[serde(default)]
+    pub dense_score: Option<f64>,
+    /// Its text rank (BM25 or full-text rank) in the keyword list, when it was there.
+    #[serde(default)]
+    pub keyword_score: Option<f64>,
 }
 
 /// Search results with what produced them.

@@ -624,8 +624,8 @@ impl LazyRoute for SearchPage {
                                 <ol class="results" id="search-results">
                                     {r.results.into_iter().map(|h| {
                                         let ranks = [
-                                            h.dense_rank.map(|d| format!("semantic #{d}")),
-                                            h.keyword_rank.map(|k| format!("keyword #{k}")),
+                                            h.dense_rank.map(|d| stage("semantic", d, h.dense_score)),
+                                            h.keyword_rank.map(|k| stage("keyword", k, h.keyword_score)),
                                         ].into_iter().flatten().collect::<Vec<_>>().join(" · ");
                                         view! {
                                             <li class="result card">
@@ -651,6 +651,14 @@ impl LazyRoute for SearchPage {
 }
 
 /// Wraps occurrences of the query's words in `<mark>`, case-insensitively.
+/// How one search stage ranked a passage, with that stage's own score when it is known.
+fn stage(name: &str, rank: usize, score: Option<f64>) -> String {
+    match score {
+        Some(s) => format!("{name} #{rank} ({s:.3})"),
+        None => format!("{name} #{rank}"),
+    }
+}
+
 fn highlight(text: &str, terms: &[String]) -> impl IntoView {
     let lower = text.to_lowercase();
     // Lowercasing can change byte lengths for some scripts; only highlight when it does not.

@@ -308,12 +308,15 @@ impl Retriever {
 /// (so both run from 0 to 1), weighted by [`DENSE_WEIGHT`] and summed. Unlike rank fusion, a
 /// passage far ahead on one side keeps its lead, and a close second stays close.
 pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> Vec<SearchHit> {
-    let hit = |c: ChunkHit, score, dense_rank, keyword_rank| SearchHit {
+    // A passage as one list ranked it: `rank` 1-based, the stage's own score kept beside.
+    let hit = |c: ChunkHit, score: f64, rank: usize, dense: bool| SearchHit {
+        score,
+        dense_rank: dense.then_some(rank),
+        keyword_rank: (!dense).then_some(rank),
+        dense_score: dense.then_some(c.score),
+        keyword_score: (!dense).then_some(c.score),
         chunk: c.chunk,
         filename: c.filename,
-        score,
-        dense_rank,
-        keyword_rank,
     };
     match mode {
         SearchMode::Dense => dense
@@ -321,7 +324,7 @@ pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> V
             .enumerate()
             .map(|(i, c)| {
                 let s = c.score;
-                hit(c, s, Some(i + 1), None)
+                hit(c, s, i + 1, true)
             })
             .collect(),
         SearchMode::Keyword => keyword
@@ -329,7 +332,7 @@ pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> V
             .enumerate()
             .map(|(i, c)| {
                 let s = c.score;
-                hit(c, s, None, Some(i + 1))
+                hit(c, s, i + 1, false)
             })
             .collect(),
         SearchMode::Hybrid => {
@@ -347,7 +350,7 @@ pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> V
             for (i, c) in dense.into_iter().enumerate() {
                 let id = c.chunk.id.clone();
                 let score = DENSE_WEIGHT * relative(c.score, dense_best);
-                fused.insert(id, hit(c, score, Some(i + 1), None));
+                fused.insert(id, hit(c, score, i + 1, true));
             }
             for (i, c) in keyword.into_iter().enumerate() {
                 let add = (1.0 - DENSE_WEIGHT) * relative(c.score, keyword_best);
@@ -355,9 +358,10 @@ pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> V
                     Some(h) => {
                         h.score += add;
                         h.keyword_rank = Some(i + 1);
+                        h.keyword_score = Some(c.score);
                     }
                     None => {
-                        fused.insert(c.chunk.id.clone(), hit(c, add, None, Some(i + 1)));
+                        fused.insert(c.chunk.id.clone(), hit(c, add, i + 1, false));
                     }
                 }
             }
@@ -404,6 +408,11 @@ mod tests {
         assert_eq!(order, vec!["c", "b", "a", "d"]);
         assert_eq!(fused[0].dense_rank, Some(3));
         assert_eq!(fused[0].keyword_rank, Some(1));
+        // Each stage's own score is kept beside the fused one.
+        assert_eq!(fused[0].dense_score, Some(0.7));
+        assert_eq!(fused[0].keyword_score, Some(5.0));
+        assert_eq!(fused[3].dense_score, None);
+        assert_eq!(fused[3].keyword_score, Some(4.0));
         let expected = 0.5 * 0.7 / 0.9 + 0.5 * 5.0 / 5.0;
         assert!((fused[0].score - expected).abs() < 1e-12);
     }

@@ -90,6 +90,10 @@ async fn every_mode_finds_the_passage_that_answers(backend: Backend) {
         top["dense_rank"].is_number() && top["keyword_rank"].is_number(),
         "{top}"
     );
+    // Each stage's own score is shown beside the fused one: a cosine and a positive text rank.
+    let cosine = top["dense_score"].as_f64().unwrap();
+    assert!(cosine > 0.0 && cosine <= 1.0, "{top}");
+    assert!(top["keyword_score"].as_f64().unwrap() > 0.0, "{top}");
     let chunk = &top["chunk"];
     assert!(chunk["text"].as_str().unwrap().contains("Tuesdays"));
     assert_eq!(chunk["heading_path"], "Deployments");
