@@ -7,8 +7,17 @@ passage of its page), then asks each question in each search mode and reports re
 MRR@10, nDCG@10, how often the right page is the top hit, and latency. A passage counts as
 the answer when it contains the answer phrase (case and whitespace ignored).
 
+With --answers it also asks every question (or --answer-sample N of them, spread evenly) through
+the chat API and reports how often the answer is correct (it holds at least two thirds of the
+answer phrase's content words), cites at all, cites right (a citation shown for it is a passage
+holding the answer phrase), how many shown citations their passage does not support (fewer
+than 60 % of the cited sentence's content words in the passage), how often it says "I don't
+know", and its first-token and whole-answer latency; plus, over tests/eval/unanswerable.jsonl
+(questions the corpus cannot answer), how often it rightly declines.
+
 Usage: eval.py --url URL --html DIR [--key KEY] [--modes dense,keyword,hybrid]
-               [--min-recall5 X] [--min-mrr10 Y] [--json FILE] [questions.jsonl ...]
+               [--min-recall5 X] [--min-mrr10 Y] [--answers] [--answer-sample N]
+               [--min-correct X] [--min-cites-right Y] [--json FILE] [questions.jsonl ...]
 Standard library only, so it runs wherever Python 3 does. scripts/eval.sh starts a server
 and calls it.
 """
@@ -63,6 +72,132 @@ class Api:
             raw=body,
             content_type=f"multipart/form-data; boundary={boundary}",
         )
+
+
+STOPWORDS = set(
+    """a an the and or but if of to in on at by for with from as is are was were be been being
+    it its this that these those there their them they you your we our i he she his her not no
+    do does did so than then too very can could should would may might must will shall into out
+    up down over under about any all each every some such what which who whom whose when where
+    why how also only just more most other own same both few""".split()
+)
+
+
+def content_words(text):
+    return [w for w in re.findall(r"[a-z0-9_]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
+
+
+def holds(text, phrase, share):
+    """Whether `text` holds at least `share` of the content words of `phrase`."""
+    want = content_words(phrase)
+    if not want:
+        return False
+    have = set(content_words(text))
+    return sum(1 for w in want if w in have) >= share * len(want)
+
+
+CITATION = re.compile(r"\[(\d+)\]")
+
+
+def shown_citations(text, done):
+    """(sentence, n) pairs the reader is shown: the server's verified attribution when the done
+    event carries one, else every [n] in the text, attached to the sentence it ends."""
+    if done and done.get("sentences") is not None:
+        return [(s["text"], n) for s in done["sentences"] for n in s.get("sources", [])]
+    pairs, start = [], 0
+    # Each run of markers cites the sentence just before it (markers before or after its stop).
+    for group in re.finditer(r"(?:\s*\[\d+\])+[.!?]?", text):
+        before = text[start:group.start()].strip()
+        sentences = [x for x in re.split(r"(?<=[.!?])\s+", before) if x.strip()]
+        sentence = sentences[-1] if sentences else before
+        for n in CITATION.findall(group.group()):
+            pairs.append((sentence, int(n)))
+        start = group.end()
+    return pairs
+
+
+def ask(api, space, question):
+    """One answer by the chat API: its events and timings."""
+    body = json.dumps({"question": question}).encode()
+    req = urllib.request.Request(f"{api.url}/api/v1/spaces/{space}/chat", data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Accept", "text/event-stream")
+    if api.key:
+        req.add_header("Authorization", f"Bearer {api.key}")
+    started = time.monotonic()
+    first, sources, done, error, text, event = None, [], None, None, "", None
+    with urllib.request.urlopen(req, timeout=300) as r:
+        for raw in r:
+            line = raw.decode().rstrip("\n").rstrip("\r")
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:].strip())
+                if event == "sources":
+                    sources = data["sources"]
+                elif event == "token":
+                    if first is None:
+                        first = time.monotonic() - started
+                    text += data["text"]
+                elif event == "done":
+                    done = data
+                elif event == "error":
+                    error = data
+    total = time.monotonic() - started
+    return {"text": text, "sources": sources, "done": done, "error": error,
+            "first_ms": (first or total) * 1000, "total_ms": total * 1000}
+
+
+def declined(text):
+    return text.strip().lower().startswith("i don't know")
+
+
+def evaluate_answers(api, space, questions, unanswerable):
+    rows = []
+    for q in questions:
+        a = ask(api, space, q["question"])
+        passages = {s["n"]: s["text"] for s in a["sources"]}
+        pairs = shown_citations(a["text"], a["done"])
+        answer = norm(q["answer"])
+        cited = {n for _, n in pairs}
+        rows.append({
+            "id": q["id"],
+            "correct": holds(a["text"], q["answer"], 2 / 3),
+            "in_sources": any(answer in norm(t) for t in passages.values()),
+            "cites": bool(cited),
+            "cites_right": any(answer in norm(passages.get(n, "")) for n in cited),
+            "pairs": len(pairs),
+            "unsupported": sum(1 for sentence, n in pairs if not holds(passages.get(n, ""), sentence, 0.6)),
+            "declined": declined(a["text"]),
+            "error": a["error"],
+            "first_ms": a["first_ms"],
+            "total_ms": a["total_ms"],
+            "text": a["text"],
+            "question": q["question"],
+            "answer": q["answer"],
+            "sources": [{"n": n, "text": t} for n, t in passages.items()],
+            "sentences": (a["done"] or {}).get("sentences"),
+        })
+    declines = [declined(ask(api, space, q["question"])["text"]) for q in unanswerable]
+    n = len(rows)
+    first = sorted(r["first_ms"] for r in rows)
+    total = sorted(r["total_ms"] for r in rows)
+    pairs = sum(r["pairs"] for r in rows)
+    return {
+        "questions": n,
+        "correct": sum(r["correct"] for r in rows) / n,
+        "answer_in_sources": sum(r["in_sources"] for r in rows) / n,
+        "cites": sum(r["cites"] for r in rows) / n,
+        "cites_right": sum(r["cites_right"] for r in rows) / n,
+        "unsupported_citations": (sum(r["unsupported"] for r in rows) / pairs) if pairs else 0.0,
+        "declined": sum(r["declined"] for r in rows) / n,
+        "errors": sum(1 for r in rows if r["error"]),
+        "unanswerable": len(declines),
+        "unanswerable_declined": (sum(declines) / len(declines)) if declines else None,
+        "first_p50_ms": statistics.median(first),
+        "total_p50_ms": statistics.median(total),
+        "rows": rows,
+    }
 
 
 def load(paths):
@@ -150,6 +285,10 @@ def main():
     p.add_argument("--modes", default="dense,keyword,hybrid")
     p.add_argument("--min-recall5", type=float, help="fail when hybrid recall@5 is lower")
     p.add_argument("--min-mrr10", type=float, help="fail when hybrid MRR@10 is lower")
+    p.add_argument("--answers", action="store_true", help="also ask the questions and score the answers")
+    p.add_argument("--answer-sample", type=int, help="ask only this many questions, spread evenly")
+    p.add_argument("--min-correct", type=float, help="fail when fewer answers are correct")
+    p.add_argument("--min-cites-right", type=float, help="fail when fewer answers cite right")
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args()
     files = args.questions or sorted(glob.glob(os.path.join(ROOT, "tests/eval/questions-*.jsonl")))
@@ -166,7 +305,7 @@ def main():
     broken = [q["id"] for q in questions if not any(norm(q["answer"]) in t for t in texts[q["page"]])]
     print(f"{total} passages; labels whose phrase is in no single passage of their page: {len(broken)} {broken}")
 
-    results = [evaluate(api, space, docs, questions, mode) for mode in args.modes.split(",")]
+    results = [evaluate(api, space, docs, questions, mode) for mode in args.modes.split(",") if mode]
     print()
     print("| mode | questions | recall@5 | MRR@10 | nDCG@10 | right page first | p50 ms | p95 ms |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -177,15 +316,38 @@ def main():
         )
     for r in results:
         print(f"{r['mode']} misses (not in the top 5): {' '.join(r['misses'])}")
+    answers = None
+    if args.answers:
+        asked = questions
+        if args.answer_sample and args.answer_sample < len(questions):
+            step = len(questions) / args.answer_sample
+            asked = [questions[int(i * step)] for i in range(args.answer_sample)]
+        with open(os.path.join(ROOT, "tests/eval/unanswerable.jsonl")) as f:
+            unanswerable = [json.loads(line) for line in f if line.strip()]
+        answers = evaluate_answers(api, space, asked, unanswerable)
+        a = answers
+        print()
+        print("| questions | correct | answer in sources | cites | cites right | unsupported citations | says I don't know | declines unanswerable | errors | first token p50 ms | whole answer p50 ms |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print(
+            f"| {a['questions']} | {a['correct']:.2f} | {a['answer_in_sources']:.2f} | {a['cites']:.2f} | {a['cites_right']:.2f} "
+            f"| {a['unsupported_citations']:.2f} | {a['declined']:.2f} | {a['unanswerable_declined']:.2f} ({a['unanswerable']}) "
+            f"| {a['errors']} | {a['first_p50_ms']:.0f} | {a['total_p50_ms']:.0f} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"pages": len(pages), "passages": total, "broken_labels": broken, "results": results}, f, indent=2)
+            json.dump({"pages": len(pages), "passages": total, "broken_labels": broken, "results": results,
+                       "answers": answers}, f, indent=2)
     hybrid = next((r for r in results if r["mode"] == "hybrid"), None)
     failed = []
     if hybrid and args.min_recall5 is not None and hybrid["recall@5"] < args.min_recall5:
         failed.append(f"hybrid recall@5 {hybrid['recall@5']:.2f} < {args.min_recall5}")
     if hybrid and args.min_mrr10 is not None and hybrid["mrr@10"] < args.min_mrr10:
         failed.append(f"hybrid MRR@10 {hybrid['mrr@10']:.2f} < {args.min_mrr10}")
+    if answers and args.min_correct is not None and answers["correct"] < args.min_correct:
+        failed.append(f"answers correct {answers['correct']:.2f} < {args.min_correct}")
+    if answers and args.min_cites_right is not None and answers["cites_right"] < args.min_cites_right:
+        failed.append(f"answers citing right {answers['cites_right']:.2f} < {args.min_cites_right}")
     if broken and (args.min_recall5 is not None or args.min_mrr10 is not None):
         failed.append(f"{len(broken)} labels cannot be answered from one passage")
     if failed:

@@ -2,7 +2,8 @@
 # Measures retrieval quality on the labeled set in tests/eval: installs the toolchain's
 # rust-docs component (the corpus) when missing, starts a server (KENNING_BINARY, by default the
 # debug build) on a fresh data directory, and runs scripts/eval.py against it. Arguments go to
-# eval.py, e.g. `--min-recall5 0.8` to fail below a floor, `--json out.json`, or question files.
+# eval.py, e.g. `--min-recall5 0.8` to fail below a floor, `--json out.json`, `--answers` to score
+# answers too, or question files.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -16,6 +17,8 @@ fi
 work="$(mktemp -d)"
 server_pids=()
 trap stop_kenning EXIT
-start_kenning eval KENNING_RATE_LIMIT_SEARCH=off KENNING_GENERATORS=extractive
+# EVAL_GENERATORS picks the answer chain to score with --answers (default: extractive alone).
+start_kenning eval KENNING_RATE_LIMIT_SEARCH=off KENNING_RATE_LIMIT_CHAT=off \
+  KENNING_GENERATORS="${EVAL_GENERATORS:-extractive}"
 log "evaluating retrieval on $url"
 python3 scripts/eval.py --url "$url" --html "$html" "$@"
