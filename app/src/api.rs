@@ -294,7 +294,8 @@ pub struct Timings {
 pub struct DoneEvent {
     pub conversation_id: String,
     pub message_id: String,
-    /// The generator that wrote the answer (`local`, `openai`, `extractive`).
+    /// The generator that wrote the answer (`local`, `openai`, `extractive`; `none` when the
+    /// answer was declined before any was asked).
     pub generator: String,
     /// True when a preferred generator failed and a later one in the chain answered.
     pub degraded: bool,
@@ -304,8 +305,37 @@ pub struct DoneEvent {
     /// The length limit, not the model, ended the answer (OpenAI's `finish_reason: "length"`).
     #[serde(default)]
     pub truncated: bool,
+    /// The answer sentence by sentence, each with the sources the server found to support it:
+    /// the citations to show, in place of those the generator wrote.
+    #[serde(default)]
+    pub sentences: Vec<AttributedSentence>,
+    /// Sentences that make a claim no source supports.
+    #[serde(default)]
+    pub unsupported: usize,
+    /// Why the answer is "I don't know" without any generator asked: no passage was relevant
+    /// enough to answer from.
+    #[serde(default)]
+    pub declined: Option<String>,
     pub usage: Usage,
     pub timings: Timings,
+}
+
+/// One sentence of an answer and the sources that support it, checked by the server rather
+/// than taken on the generator's word.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AttributedSentence {
+    /// The sentence, without citation markers.
+    pub text: String,
+    /// The whitespace that followed it (a space, a line break), so the sentences join back
+    /// into the answer.
+    pub separator: String,
+    /// Sources whose passage supports it: the citations shown. Empty when none does.
+    pub sources: Vec<usize>,
+    /// Sources the generator cited for it, supported or not.
+    pub claimed: Vec<usize>,
+    /// False when it makes a claim that no source supports.
+    pub supported: bool,
 }
 
 /// A conversation with a space.

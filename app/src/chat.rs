@@ -54,6 +54,39 @@ fn cited_text(text: &str, sources: &[Citation], space_id: &str) -> Vec<AnyView> 
     out
 }
 
+/// A finished answer as the server checked it: each sentence followed by the citations of the
+/// passages that support it, and marked when none does.
+fn attributed_text(
+    sentences: &[crate::api::AttributedSentence],
+    sources: &[Citation],
+    space_id: &str,
+) -> Vec<AnyView> {
+    let mut out = Vec::new();
+    for sentence in sentences {
+        if sentence.supported {
+            out.push(sentence.text.clone().into_any());
+        } else {
+            out.push(
+                view! { <span class="unsupported" title="No source supports this sentence">{sentence.text.clone()}</span> }
+                    .into_any(),
+            );
+        }
+        for n in &sentence.sources {
+            if let Some(s) = sources.iter().find(|s| s.n == *n) {
+                let href = passage_href(space_id, s);
+                let title = format!("{} — {}", s.filename, s.heading_path);
+                out.push(" ".into_any());
+                out.push(
+                    view! { <a class="cite" href=href title=title>{format!("[{n}]")}</a> }
+                        .into_any(),
+                );
+            }
+        }
+        out.push(sentence.separator.clone().into_any());
+    }
+    out
+}
+
 /// The numbered sources under an answer.
 fn source_list(sources: &[Citation], space_id: &str) -> impl IntoView {
     let items = sources
@@ -379,7 +412,10 @@ impl LazyRoute for ChatPage {
                 .get()
                 .into_iter()
                 .map(|t| {
-                    let body = cited_text(&t.answer, &t.sources, &s);
+                    let body = match t.done.as_ref().filter(|d| !d.sentences.is_empty()) {
+                        Some(d) => attributed_text(&d.sentences, &t.sources, &s),
+                        None => cited_text(&t.answer, &t.sources, &s),
+                    };
                     let status = match &t.state {
                         TurnState::Waiting => Some(view! { <p class="muted small typing">"Finding sources…"</p> }.into_any()),
                         TurnState::Streaming if t.answer.is_empty() => Some(view! { <p class="muted small typing">"Thinking…"</p> }.into_any()),

@@ -5,14 +5,16 @@
 use crate::auth::Caller;
 use crate::cache::TieredCache;
 use crate::domain::{parse_id, InvalidInput};
+use crate::generate::attribute::{render, Attribution};
+use crate::generate::extractive::DECLINE;
 use crate::generate::{Chain, Ending, Piece, Prompt};
 use crate::redis_link::RedisLink;
 use crate::retrieve::{Retriever, Search};
 use crate::service::{owner_of, search_error, ServiceError};
 use crate::store::{MetadataStore, NewMessage};
 use app::api::{
-    ChatRequest, Citation, DoneEvent, ErrorDetail, SearchHit, SearchRequest, SourcesEvent, Timings,
-    TokenEvent, Usage,
+    ChatRequest, Citation, DoneEvent, ErrorDetail, SearchHit, SearchMode, SearchRequest,
+    SearchResponse, SourcesEvent, Timings, TokenEvent, Usage,
 };
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
@@ -54,9 +56,14 @@ impl ChatEvent {
     }
 }
 
+/// The built-in embedder's relevance floor (see `--answer-min-similarity`).
+pub const DEFAULT_MIN_SIMILARITY: f64 = 0.35;
+
 /// How answers are made.
 #[derive(Clone, Debug)]
 pub struct ChatSettings {
+    /// Least cosine similarity of the closest passage for an answer to be attempted.
+    pub min_similarity: Option<f64>,
     /// Passages numbered as sources when the request names no number.
     pub max_sources: usize,
     /// Characters of each passage put into the prompt.
@@ -137,11 +144,15 @@ impl Asked {
                 ChatEvent::Token(t) => text.push_str(&t.text),
                 ChatEvent::Error(e) => return Err(e),
                 ChatEvent::Done(done) => {
+                    // A whole answer can show the verified citations in place of the model's.
+                    if !done.sentences.is_empty() {
+                        text = render(&done.sentences);
+                    }
                     return Ok(WholeAnswer {
                         text,
                         sources,
                         done,
-                    })
+                    });
                 }
             }
         }
@@ -304,6 +315,7 @@ impl Chat {
             .await
             .map_err(|e| ServiceError::from_store(e, "space"))?;
         let found = self.retriever.search(&search).await.map_err(search_error)?;
+        let declined = self.too_far(search.mode, &found);
         let retrieval_ms = ms(started);
         let conversation_id = match existing {
             Some(id) => id,
@@ -373,6 +385,7 @@ impl Chat {
             conversation_id,
             keep,
             previous: previous.filter(|_| query != question),
+            declined,
             guidance,
             max_tokens,
             question,
@@ -393,6 +406,30 @@ impl Chat {
 }
 
 impl Chat {
+    /// Why no generator should be asked, when no passage is relevant enough to answer from:
+    /// none was found, or the closest is below the similarity floor. Keyword searches and
+    /// results without a dense score are never declined on similarity.
+    fn too_far(&self, mode: SearchMode, found: &SearchResponse) -> Option<String> {
+        if found.results.is_empty() {
+            return Some("no passage of this space matches the question".into());
+        }
+        let floor = self.settings.min_similarity?;
+        if mode == SearchMode::Keyword {
+            return None;
+        }
+        let best = found
+            .results
+            .iter()
+            .filter_map(|h| h.dense_score)
+            .reduce(f64::max)?;
+        (best < floor).then(|| {
+            format!(
+                "no passage of this space is close enough to the question (the closest scores \
+                 {best:.2}, answers need {floor:.2})"
+            )
+        })
+    }
+
     /// The last question asked in a conversation, if any. Messages are keyed by conversation
     /// alone, so this is only for a conversation `ask` has just found under the caller.
     async fn previous_question(&self, conversation: Uuid) -> Result<Option<String>, ServiceError> {
@@ -496,6 +533,8 @@ struct Run {
     previous: Option<String>,
     /// The client's system message, read under Kenning's own.
     guidance: Option<String>,
+    /// Why the answer is "I don't know" without asking a generator, when it is.
+    declined: Option<String>,
     /// Longest answer, in tokens.
     max_tokens: usize,
     started: Instant,
@@ -513,17 +552,23 @@ impl Run {
             yield ChatEvent::Sources(sources);
             let sources_ms = ms(self.started);
             if let Some(hit) = cached {
-                yield ChatEvent::Token(TokenEvent { text: hit.text.clone() });
+                // Checked again rather than cached: the check is cheap and always current.
+                let attribution = Attribution::of(&hit.text, &citations);
+                let text = attribution.text();
+                yield ChatEvent::Token(TokenEvent { text: text.clone() });
                 let first_token_ms = Some(ms(self.started));
-                match self.save(&hit.text, &citations, &hit.generator).await {
+                match self.save(&text, &citations, &hit.generator).await {
                     Ok(message_id) => yield ChatEvent::Done(DoneEvent {
                         conversation_id: self.conversation.clone(),
                         message_id,
                         generator: hit.generator.clone(),
                         degraded: false,
-                        notice: None,
+                        notice: checked_notice(&attribution, &citations, hit.truncated),
                         cached: true,
                         truncated: hit.truncated,
+                        declined: None,
+                        unsupported: attribution.unsupported(),
+                        sentences: attribution.sentences,
                         usage: hit.usage.clone(),
                         timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
                     }),
@@ -532,6 +577,29 @@ impl Run {
                 return;
             }
 
+            if let Some(reason) = &self.declined {
+                let text = format!("{DECLINE}: {reason}.");
+                yield ChatEvent::Token(TokenEvent { text: text.clone() });
+                let first_token_ms = Some(ms(self.started));
+                match self.save(&text, &[], NO_GENERATOR).await {
+                    Ok(message_id) => yield ChatEvent::Done(DoneEvent {
+                        conversation_id: self.conversation.clone(),
+                        message_id,
+                        generator: NO_GENERATOR.into(),
+                        degraded: false,
+                        notice: None,
+                        cached: false,
+                        truncated: false,
+                        declined: Some(reason.clone()),
+                        unsupported: 0,
+                        sentences: Vec::new(),
+                        usage: Usage::default(),
+                        timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
+                    }),
+                    Err(e) => yield ChatEvent::Error(e),
+                }
+                return;
+            }
             let mut prompt = Prompt::build(&self.question, citations.clone(), self.settings.max_source_chars);
             if let Some(previous) = &self.previous {
                 prompt = prompt.following(previous);
@@ -607,16 +675,8 @@ impl Run {
                 usage.completion_tokens,
                 price.cost(&usage),
             );
-            let notice = match (started.notice, cites_a_source(&text, &citations)) {
-                (Some(n), _) => Some(n),
-                (None, _) if ending.truncated => Some(
-                    "The answer reached the length limit and was cut off.".to_string(),
-                ),
-                (None, false) if !citations.is_empty() && !text.trim_start().starts_with("I don't know") => Some(
-                    "This answer cites none of the sources; check it against them before relying on it.".to_string(),
-                ),
-                (None, _) => None,
-            };
+            let attribution = Attribution::of(&text, &citations);
+            let notice = started.notice.or_else(|| checked_notice(&attribution, &citations, ending.truncated));
             if !started.degraded {
                 self.answers.insert(format!("{:?}", self.key), Arc::new(CachedAnswer {
                     text: text.clone(),
@@ -625,7 +685,8 @@ impl Run {
                     truncated: ending.truncated,
                 })).await;
             }
-            match self.save(&text, &citations, started.generator).await {
+            // The turn keeps the verified citations, not the ones the generator wrote.
+            match self.save(&attribution.text(), &citations, started.generator).await {
                 Ok(message_id) => yield ChatEvent::Done(DoneEvent {
                     conversation_id: self.conversation.clone(),
                     message_id,
@@ -634,6 +695,9 @@ impl Run {
                     notice,
                     cached: false,
                     truncated: ending.truncated,
+                    declined: None,
+                    unsupported: attribution.unsupported(),
+                    sentences: attribution.sentences,
                     usage,
                     timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
                 }),
@@ -725,9 +789,35 @@ fn cites(text: &str, source: &Citation) -> bool {
     text.contains(&format!("[{}]", source.n))
 }
 
-/// Whether `text` cites at least one of `sources`.
-fn cites_a_source(text: &str, sources: &[Citation]) -> bool {
-    sources.iter().any(|c| cites(text, c))
+/// The generator named for answers declined before any generator was asked.
+pub const NO_GENERATOR: &str = "none";
+
+/// What a reader should know about a finished answer once its sentences are checked.
+fn checked_notice(
+    attribution: &Attribution,
+    sources: &[Citation],
+    truncated: bool,
+) -> Option<String> {
+    let unsupported = attribution.unsupported();
+    let declined = attribution
+        .sentences
+        .first()
+        .is_some_and(|s| s.text.starts_with(DECLINE));
+    if truncated {
+        Some("The answer reached the length limit and was cut off.".into())
+    } else if unsupported > 0 {
+        Some(format!(
+            "{unsupported} sentence(s) of this answer are supported by none of the sources and \
+             are marked; check them before relying on them."
+        ))
+    } else if !sources.is_empty() && !attribution.cites() && !declined {
+        Some(
+            "This answer cites none of the sources; check it against them before relying on it."
+                .into(),
+        )
+    } else {
+        None
+    }
 }
 
 fn citation(n: usize, hit: SearchHit) -> Citation {

@@ -109,7 +109,7 @@ impl Application {
             store.clone(),
             retriever.clone(),
             chain.clone(),
-            chat_settings(&config.generate),
+            chat_settings(&config.generate, config.ingest.embedder),
         );
         if let Some(link) = &redis {
             chat = chat.with_redis(link.clone());
@@ -823,8 +823,16 @@ pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::
     ))
 }
 
-fn chat_settings(config: &GenerateConfig) -> ChatSettings {
+fn chat_settings(config: &GenerateConfig, embedder: crate::config::EmbedderKind) -> ChatSettings {
+    // The default floor is measured on the built-in embedder; another model's scale differs.
+    let min_similarity = match (config.answer_min_similarity, embedder) {
+        (Some(s), _) => Some(s),
+        (None, crate::config::EmbedderKind::Openai) => None,
+        (None, _) => Some(crate::chat::DEFAULT_MIN_SIMILARITY),
+    }
+    .filter(|s| *s > 0.0);
     ChatSettings {
+        min_similarity,
         max_sources: config
             .chat_sources
             .clamp(1, crate::chat::MAX_SOURCES as usize),

@@ -2,6 +2,7 @@
 //! server, and an extractive composer that needs no model), and a chain with circuit breakers
 //! that falls through them so a failing provider degrades an answer instead of failing it.
 
+pub mod attribute;
 pub mod chain;
 pub mod extractive;
 pub mod local;

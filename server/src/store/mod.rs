@@ -596,17 +596,24 @@ const STOP_WORDS: &[&str] = &[
 /// index should match, never syntax.
 pub fn search_terms(query: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
-    for t in query
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-    {
-        let t = t.to_lowercase();
-        if !STOP_WORDS.contains(&t.as_str()) && !terms.contains(&t) {
+    for t in content_words(query) {
+        if !terms.contains(&t) {
             terms.push(t);
         }
+        if terms.len() == 32 {
+            break;
+        }
     }
-    terms.truncate(32);
     terms
+}
+
+/// The words of a text that carry meaning: lowercased, without stop words and punctuation, in
+/// order, repeats kept.
+pub fn content_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .filter(|t| !STOP_WORDS.contains(&t.as_str()))
 }
 
 #[cfg(test)]

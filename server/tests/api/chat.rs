@@ -22,6 +22,8 @@ on_both_backends!(
     failing_hanging_and_abandoned_answers_leave_no_tasks_behind,
     answers_stream_uncompressed_and_keep_non_ascii_text_intact,
     a_follow_up_is_answered_in_the_context_of_the_question_before_it,
+    the_server_checks_every_cited_sentence_against_its_source,
+    questions_no_passage_is_close_to_are_declined_without_a_generator,
 );
 
 const LEAVE: &str = "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation \
@@ -591,4 +593,135 @@ async fn failing_hanging_and_abandoned_answers_leave_no_tasks_behind(backend: Ba
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn the_server_checks_every_cited_sentence_against_its_source(backend: Backend) {
+    let (app, stub) = app_with_stub(backend, Behaviour::Answer(vec!["unused"])).await;
+    let space = seeded(&app, "Checked").await;
+    let ask = "How many vacation days does an employee get?";
+    // The sources the answer will get, in order: the same search the chat runs.
+    let (_, found) = app
+        .post_json(
+            &format!("/api/v1/spaces/{space}/search"),
+            &json!({ "query": ask, "limit": 5 }),
+        )
+        .await;
+    let n_of = |needle: &str| {
+        found["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|h| h["chunk"]["text"].as_str().unwrap().contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("no source holds {needle:?}: {found}"))
+    };
+    let (leave, laptop) = (n_of("twenty-five days"), n_of("laptop"));
+    // A provider citing the laptop passage for the leave policy, and making one claim up.
+    let answer: &'static str = Box::leak(
+        format!(
+            "Every employee receives twenty-five days of paid vacation each year [{laptop}]. \
+             Requests are approved by the chief executive in person [{leave}]."
+        )
+        .into_boxed_str(),
+    );
+    stub.set(Behaviour::Answer(vec![answer]));
+
+    let events = app.ask(&space, question(ask)).await;
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "openai", "{done}");
+    let sentences = done["sentences"].as_array().unwrap();
+    assert_eq!(sentences.len(), 2, "{done}");
+    // The wrong citation is replaced by the passage that says it.
+    assert_eq!(sentences[0]["claimed"], json!([laptop]), "{done}");
+    assert_eq!(sentences[0]["sources"], json!([leave]), "{done}");
+    assert_eq!(sentences[0]["supported"], true);
+    // The made-up claim keeps no citation and is marked.
+    assert_eq!(sentences[1]["claimed"], json!([leave]));
+    assert_eq!(sentences[1]["sources"], json!([]), "{done}");
+    assert_eq!(sentences[1]["supported"], false);
+    assert_eq!(done["unsupported"], 1);
+    assert!(
+        done["notice"]
+            .as_str()
+            .unwrap_or("")
+            .contains("supported by none of the sources"),
+        "{done}"
+    );
+
+    // The stored turn keeps the verified citations only.
+    let checked = format!(
+        "Every employee receives twenty-five days of paid vacation each year. [{leave}] \
+         Requests are approved by the chief executive in person."
+    );
+    let conversation = done["conversation_id"].as_str().unwrap();
+    let (_, messages) = app
+        .get_json(&format!(
+            "/api/v1/spaces/{space}/conversations/{conversation}/messages"
+        ))
+        .await;
+    let turn = &messages["items"][1];
+    assert_eq!(turn["content"], checked.as_str(), "{messages}");
+    let cited: Vec<u64> = turn["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cited, vec![leave as u64], "{turn}");
+
+    // A whole answer through the OpenAI API carries the checked text too.
+    let (status, body) = app
+        .post_json(
+            "/v1/chat/completions",
+            &json!({ "model": "Checked", "messages": [{ "role": "user", "content": ask }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], checked.as_str());
+}
+
+/// Asks `q` and checks the answer was declined before any generator ran, for a reason that
+/// says `why`.
+async fn assert_declined(app: &TestApp, space: &str, q: &str, why: &str) {
+    let events = app.ask(space, question(q)).await;
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "none", "{done}");
+    assert!(
+        done["declined"].as_str().unwrap_or("").contains(why),
+        "{done}"
+    );
+    assert!(answer_text(&events).starts_with("I don't know"));
+}
+
+async fn questions_no_passage_is_close_to_are_declined_without_a_generator(backend: Backend) {
+    let (app, stub) = app_with_stub(backend, Behaviour::Answer(vec!["Canberra [1]."])).await;
+    let space = seeded(&app, "Far").await;
+    assert_declined(
+        &app,
+        &space,
+        "What is the capital of Australia?",
+        "close enough",
+    )
+    .await;
+    // An empty space has nothing to answer from either.
+    let empty = app.create_space("Empty").await;
+    assert_declined(
+        &app,
+        &empty,
+        "How many vacation days do we get?",
+        "no passage",
+    )
+    .await;
+    assert_eq!(stub.calls(), 0, "no generator was asked");
+    // A question the space can answer still reaches the provider.
+    let events = app
+        .ask(
+            &space,
+            question("How many vacation days does an employee get?"),
+        )
+        .await;
+    let done = &event(&events, "done").data;
+    assert_eq!(done["generator"], "openai", "{done}");
+    assert!(done["declined"].is_null(), "{done}");
+    assert_eq!(stub.calls(), 1);
 }
