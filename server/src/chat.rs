@@ -578,6 +578,7 @@ impl Run {
             }
 
             if let Some(reason) = &self.declined {
+                crate::metrics::global().record_declined();
                 let text = format!("{DECLINE}: {reason}.");
                 yield ChatEvent::Token(TokenEvent { text: text.clone() });
                 let first_token_ms = Some(ms(self.started));
@@ -676,6 +677,9 @@ impl Run {
                 price.cost(&usage),
             );
             let attribution = Attribution::of(&text, &citations);
+            let unsupported = attribution.unsupported();
+            let backed = attribution.sentences.iter().filter(|s| !s.sources.is_empty()).count();
+            crate::metrics::global().record_answer_check(backed, unsupported);
             let notice = started.notice.or_else(|| checked_notice(&attribution, &citations, ending.truncated));
             if !started.degraded {
                 self.answers.insert(format!("{:?}", self.key), Arc::new(CachedAnswer {

@@ -17,6 +17,14 @@ pub(super) fn describe() {
         "Time to the response head, by method and route template."
     );
     describe_counter!(
+        family!("answer_sentences_total"),
+        "Sentences of generated answers shown with a supporting source, or marked unsupported."
+    );
+    describe_counter!(
+        family!("answers_declined_total"),
+        "Answers declined without a generator: no passage was close enough to the question."
+    );
+    describe_counter!(
         family!("llm_calls_total"),
         "Generator calls, by provider and outcome."
     );

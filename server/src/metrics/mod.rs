@@ -206,6 +206,20 @@ impl Metrics {
         }
     }
 
+    /// The server's check of a generated answer: how many of its sentences are shown with a
+    /// supporting source and how many claims none supports, so operators see answers overreach.
+    pub fn record_answer_check(&self, supported: usize, unsupported: usize) {
+        metrics::counter!(family!("answer_sentences_total"), "verdict" => "supported")
+            .increment(supported as u64);
+        metrics::counter!(family!("answer_sentences_total"), "verdict" => "unsupported")
+            .increment(unsupported as u64);
+    }
+
+    /// An answer declined before any generator ran: nothing in the space was close enough.
+    pub fn record_declined(&self) {
+        metrics::counter!(family!("answers_declined_total")).increment(1);
+    }
+
     /// One answer attempt by a generator: its outcome, first-token time and token counts.
     pub fn record_llm(
         &self,

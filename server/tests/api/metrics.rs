@@ -25,6 +25,11 @@ async fn requests_answers_and_caches_show_up_in_prometheus_by_route_template(bac
         app.ask(&space, json!({ "question": "How many vacation days?" }))
             .await;
     }
+    app.ask(
+        &space,
+        json!({ "question": "What is the capital of Australia?" }),
+    )
+    .await;
     let r = app.get("/metrics").await;
     assert_eq!(r.status(), 200);
     assert!(r
@@ -37,6 +42,9 @@ async fn requests_answers_and_caches_show_up_in_prometheus_by_route_template(bac
         "kenning_http_requests_total{method=\"POST\",route=\"/api/v1/spaces/{id}/documents\",status=\"202\"}",
         "kenning_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/spaces/{id}/documents/{document_id}\"",
         "kenning_llm_calls_total{provider=\"extractive\",outcome=\"ok\"}",
+        // The server's check of answers, and questions declined before any generator.
+        "kenning_answer_sentences_total{verdict=\"supported\"} ",
+        "kenning_answers_declined_total ",
         "kenning_llm_tokens_total{provider=\"extractive\",kind=\"completion\"}",
         "kenning_llm_time_to_first_token_seconds_bucket{provider=\"extractive\"",
         // Fractional dollars, yet a counter.
