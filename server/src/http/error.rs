@@ -92,6 +92,16 @@ impl IntoResponse for ApiError {
             .retry_after
             .or((self.detail.code == "overloaded").then_some(5));
         let retry = wait.map(|w| [(header::RETRY_AFTER, w.max(1).to_string())]);
-        (self.status, retry, Json(ErrorBody { error: self.detail })).into_response()
+        // A 401 names the scheme that gets in (RFC 9110), so clients and MCP hosts know to
+        // send an API key; Bearer never opens a browser's password dialog as Basic would.
+        let challenge = (self.status == StatusCode::UNAUTHORIZED)
+            .then_some([(header::WWW_AUTHENTICATE, "Bearer realm=\"kenning\"")]);
+        (
+            self.status,
+            retry,
+            challenge,
+            Json(ErrorBody { error: self.detail }),
+        )
+            .into_response()
     }
 }

@@ -149,6 +149,22 @@ async fn an_agent_uses_its_own_spaces_and_memories_through_mcp_and_nothing_else(
     });
     let (status, body) = stranger.rpc("initialize", initialize.clone()).await;
     assert_eq!(status, 401, "{body}");
+    // The refusal tells the MCP host which credentials to send.
+    let r = app
+        .client
+        .post(app.url("/mcp"))
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers().get(reqwest::header::WWW_AUTHENTICATE);
+    assert!(
+        challenge
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer ")),
+        "{challenge:?}"
+    );
     let (status, _) = Agent {
         app: &app,
         key: Some("kn_not_a_real_key".into()),
@@ -262,27 +278,41 @@ async fn an_agent_uses_its_own_spaces_and_memories_through_mcp_and_nothing_else(
     assert_eq!(bad["isError"], true, "{bad}");
 
     // The memory written through MCP is in the audit log (newest first), with who wrote it.
-    let r = app
-        .client
-        .get(app.url("/api/v1/audit?limit=50"))
-        .bearer_auth(admin.key.as_deref().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let audit: Value = r.json().await.unwrap();
-    let entries: Vec<&Value> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "MCP remember")
-        .collect();
-    let statuses: Vec<&Value> = entries.iter().map(|e| &e["details"]["status"]).collect();
+    // Entries are written by a queue behind the response, so give them a moment to land.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (audit, statuses) = loop {
+        let r = app
+            .client
+            .get(app.url("/api/v1/audit?limit=50"))
+            .bearer_auth(admin.key.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let audit: Value = r.json().await.unwrap();
+        let statuses: Vec<Value> = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "MCP remember")
+            .map(|e| e["details"]["status"].clone())
+            .collect();
+        if statuses.len() >= 2 || std::time::Instant::now() > deadline {
+            break (audit, statuses);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         statuses,
         [400, 200],
         "the refused attempt is there too: {audit}"
     );
-    let entry = entries[1];
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "MCP remember")
+        .nth(1)
+        .unwrap();
     assert_eq!(entry["target_type"], "memory", "{audit}");
     assert_eq!(
         entry["target_id"], remembered["structuredContent"]["ids"][0],

@@ -168,6 +168,13 @@ async fn credentials_of_another_scheme_are_ignored_not_refused() {
     );
     let r = get("/api/v1/spaces", basic, None).await.unwrap();
     assert_eq!(r.status(), 401);
+    // The refusal names the scheme that works, and it is not Basic (no browser dialog).
+    assert_eq!(
+        r.headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"kenning\"")
+    );
     assert_error(&r.json().await.unwrap(), "unauthenticated");
     let r = get("/api/v1/spaces", basic, Some(&cookie)).await.unwrap();
     assert_eq!(
