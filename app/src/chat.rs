@@ -36,12 +36,7 @@ fn cited_text(text: &str, sources: &[Citation], space_id: &str) -> Vec<AnyView> 
         match source {
             Some(s) => {
                 out.push(rest[..open].to_string().into_any());
-                let href = passage_href(space_id, s);
-                let title = format!("{} — {}", s.filename, s.heading_path);
-                out.push(
-                    view! { <a class="cite" href=href title=title>{format!("[{}]", s.n)}</a> }
-                        .into_any(),
-                );
+                out.push(cite_link(s, space_id));
                 rest = &after[digits.len() + 1..];
             }
             None => {
@@ -52,6 +47,13 @@ fn cited_text(text: &str, sources: &[Citation], space_id: &str) -> Vec<AnyView> 
     }
     out.push(rest.to_string().into_any());
     out
+}
+
+/// A citation marker `[n]` as a link to its passage.
+fn cite_link(s: &Citation, space_id: &str) -> AnyView {
+    let href = passage_href(space_id, s);
+    let title = format!("{} — {}", s.filename, s.heading_path);
+    view! { <a class="cite" href=href title=title>{format!("[{}]", s.n)}</a> }.into_any()
 }
 
 /// A finished answer as the server checked it: each sentence followed by the citations of the
@@ -73,13 +75,8 @@ fn attributed_text(
         }
         for n in &sentence.sources {
             if let Some(s) = sources.iter().find(|s| s.n == *n) {
-                let href = passage_href(space_id, s);
-                let title = format!("{} — {}", s.filename, s.heading_path);
                 out.push(" ".into_any());
-                out.push(
-                    view! { <a class="cite" href=href title=title>{format!("[{n}]")}</a> }
-                        .into_any(),
-                );
+                out.push(cite_link(s, space_id));
             }
         }
         out.push(sentence.separator.clone().into_any());

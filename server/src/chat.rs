@@ -700,7 +700,7 @@ impl Run {
                     cached: false,
                     truncated: ending.truncated,
                     declined: None,
-                    unsupported: attribution.unsupported(),
+                    unsupported,
                     sentences: attribution.sentences,
                     usage,
                     timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },

@@ -154,75 +154,63 @@ impl Words {
 /// citation markers written after the stop (`… days. [1]`) stay with the sentence they follow.
 fn split(answer: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    let chars: Vec<char> = answer.chars().collect();
-    let mut i = 0;
-    let mut current = String::new();
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\n'
-            || (matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace()))
-        {
-            if c != '\n' {
-                current.push(c);
-                i += 1;
-            }
-            let mut separator = String::new();
-            while let Some(&w) = chars.get(i).filter(|w| w.is_whitespace()) {
-                separator.push(w);
-                i += 1;
-            }
+    // The end of the whitespace that starts at byte `at`.
+    let spaces_end = |at: usize| {
+        answer[at..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(answer.len(), |n| at + n)
+    };
+    let (mut start, mut i) = (0, 0);
+    while let Some(c) = answer[i..].chars().next() {
+        let next = answer[i + c.len_utf8()..].chars().next();
+        let stop = matches!(c, '.' | '!' | '?') && next.is_none_or(char::is_whitespace);
+        if c == '\n' || stop {
+            let end = if stop { i + c.len_utf8() } else { i };
+            let mut text = answer[start..end].to_string();
+            let (mut gap, mut after) = (end, spaces_end(end));
             // Markers right after the stop belong to this sentence.
-            let rest: String = chars[i..].iter().collect();
-            let taken = leading_markers(&rest);
+            let taken = leading_markers(&answer[after..]);
             if taken > 0 {
-                let markers: String = chars[i..i + taken].iter().collect();
-                current.push(' ');
-                current.push_str(markers.trim());
-                i += taken;
-                separator.clear();
-                while let Some(&w) = chars.get(i).filter(|w| w.is_whitespace()) {
-                    separator.push(w);
-                    i += 1;
-                }
+                text.push(' ');
+                text.push_str(&answer[after..after + taken]);
+                gap = after + taken;
+                after = spaces_end(gap);
             }
-            out.push((std::mem::take(&mut current), separator));
+            out.push((text, answer[gap..after].to_string()));
+            (start, i) = (after, after);
             continue;
         }
         if c == '[' {
             // Markers followed by a new sentence (not by a lower-case word) end this one,
             // stop or no stop: `… (os error 9) [1] In particular, …`.
-            let rest: String = chars[i..].iter().collect();
-            let taken = leading_markers(&rest);
-            let mut after = chars[i + taken..].iter();
-            let spaced = after.next().is_some_and(|w| w.is_whitespace());
-            let next = after.find(|w| !w.is_whitespace());
-            if taken > 0 && spaced && next.is_some_and(|n| !n.is_lowercase()) {
-                current.extend(&chars[i..i + taken]);
-                i += taken;
-                let mut separator = String::new();
-                while let Some(&w) = chars.get(i).filter(|w| w.is_whitespace()) {
-                    separator.push(w);
-                    i += 1;
-                }
-                out.push((std::mem::take(&mut current), separator));
+            let end = i + leading_markers(&answer[i..]);
+            let rest = &answer[end..];
+            let spaced = rest.starts_with(char::is_whitespace);
+            let next = rest.trim_start().chars().next();
+            if end > i && spaced && next.is_some_and(|n| !n.is_lowercase()) {
+                let after = spaces_end(end);
+                out.push((
+                    answer[start..end].to_string(),
+                    answer[end..after].to_string(),
+                ));
+                (start, i) = (after, after);
                 continue;
             }
         }
-        current.push(c);
-        i += 1;
+        i += c.len_utf8();
     }
-    if !current.is_empty() {
-        // Whitespace the answer ends with is kept, as the separator of its last sentence.
-        let text = current.trim_end().len();
-        let separator = current.split_off(text);
-        out.push((current, separator));
+    // Whitespace the answer ends with is kept, as the separator of its last sentence.
+    let rest = &answer[start..];
+    if !rest.is_empty() {
+        let text = rest.trim_end();
+        out.push((text.to_string(), rest[text.len()..].to_string()));
     }
     out.retain(|(s, sep)| !(s.trim().is_empty() && sep.is_empty()));
     out
 }
 
-/// Characters (not bytes) of the citation markers at the start of `text`, spaces between them
-/// included.
+/// Bytes of the citation markers at the start of `text`, spaces between them included (all
+/// ASCII, so as many characters).
 fn leading_markers(text: &str) -> usize {
     let mut taken = 0;
     let mut rest = text;
@@ -232,7 +220,7 @@ fn leading_markers(text: &str) -> usize {
         };
         let skipped = rest[len..].len() - rest[len..].trim_start_matches(' ').len();
         let next = &rest[len + skipped..];
-        taken += rest[..len].chars().count();
+        taken += len;
         if marker_len(next).is_some() {
             taken += skipped;
             rest = next;

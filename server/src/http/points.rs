@@ -168,11 +168,14 @@ async fn check_length_quota(
             let Ok(id) = Uuid::parse_str(&other.id) else {
                 continue;
             };
+            if id == space {
+                continue;
+            }
             let role = store
                 .member_role(id, user)
                 .await
                 .map_err(|e| ServiceError::from_store(e, "space"))?;
-            if id == space || role < Some(Role::Editor) {
+            if role < Some(Role::Editor) {
                 continue;
             }
             if let Some(d) = state.points.info(id).await?.dimensions {

@@ -9,6 +9,7 @@ use crate::helpers::{
 };
 use app::server_fns::{GetSpace, ListConversations, ListDocuments, SearchSpace};
 use kenning::auth::AuthMode;
+use kenning::config::ServeConfig;
 use leptos::server_fn::ServerFn;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::multipart::{Form, Part};
@@ -29,6 +30,14 @@ on_both_backends!(
 );
 
 async fn spawn_with_accounts(backend: Backend) -> TestApp {
+    spawn_with_accounts_and(backend, |_| {}).await
+}
+
+/// A password-mode server as [`spawn_with_accounts`], with `tweak` applied to its settings too.
+async fn spawn_with_accounts_and(
+    backend: Backend,
+    tweak: impl FnOnce(&mut ServeConfig) + Send + 'static,
+) -> TestApp {
     spawn_app_with(
         backend,
         Options {
@@ -36,6 +45,7 @@ async fn spawn_with_accounts(backend: Backend) -> TestApp {
                 c.auth = AuthMode::Password;
                 // These tests sign in more often than the guessing limit allows.
                 c.limits.rate_limit_sign_in = "off".parse().unwrap();
+                tweak(c);
             }),
             ..Options::default()
         },
@@ -766,18 +776,10 @@ async fn members_get_what_their_role_allows_and_no_more(backend: Backend) {
 }
 
 async fn rate_limits_count_per_account_and_per_space(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Options {
-            serve: Box::new(|c| {
-                c.auth = AuthMode::Password;
-                c.limits.rate_limit_sign_in = "off".parse().unwrap();
-                c.limits.rate_limit_search = "2/min".parse().unwrap();
-                c.limits.rate_limit_space = "3/min".parse().unwrap();
-            }),
-            ..Options::default()
-        },
-    )
+    let app = spawn_with_accounts_and(backend, |c| {
+        c.limits.rate_limit_search = "2/min".parse().unwrap();
+        c.limits.rate_limit_space = "3/min".parse().unwrap();
+    })
     .await;
     let admin = set_up_admin(&app).await;
     let ann = account(&app, &admin, "ann@example.org").await;
@@ -1369,18 +1371,7 @@ async fn new_space(who: &As<'_>, name: &str) -> String {
 }
 
 async fn one_account_cannot_use_up_the_vector_lengths(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Options {
-            serve: Box::new(|c| {
-                c.auth = AuthMode::Password;
-                c.limits.rate_limit_sign_in = "off".parse().unwrap();
-                c.max_point_lengths_per_account = 2;
-            }),
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_with_accounts_and(backend, |c| c.max_point_lengths_per_account = 2).await;
     let admin = set_up_admin(&app).await;
     let member = account(&app, &admin, "member@example.org").await;
 
