@@ -64,8 +64,7 @@ pub fn compose(prompt: &Prompt) -> String {
         Some(p) => format!("{p} {}", prompt.question),
         None => prompt.question.clone(),
     };
-    let mut terms: Vec<String> = search_terms(&asked).iter().map(|t| stem(t)).collect();
-    terms.dedup();
+    let terms = question_terms(&asked);
     if prompt.sources.is_empty() {
         return "I don't know: this space has no passages that match the question.".into();
     }
@@ -130,6 +129,18 @@ pub fn compose(prompt: &Prompt) -> String {
         .map(|(n, s)| format!("{s} [{n}]"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The stems a question is matched on, each once: "days" and "day" are one term, or it would
+/// count twice.
+fn question_terms(asked: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for t in search_terms(asked).iter().map(|t| stem(t)) {
+        if !terms.contains(&t) {
+            terms.push(t);
+        }
+    }
+    terms
 }
 
 /// Splits passage text into sentences, dropping Markdown heading marks and blank lines.
@@ -288,6 +299,14 @@ mod tests {
         let a = compose(&p);
         assert!(a.starts_with("Compilation is slow. [1]"), "{a}");
         assert!(a.contains("The incremental flag speeds it up. [1]"), "{a}");
+    }
+
+    #[test]
+    fn a_word_asked_in_two_forms_is_one_term() {
+        assert_eq!(
+            question_terms("How many days of leave, per day of work?"),
+            vec!["many", "day", "leave", "per", "work"]
+        );
     }
 
     #[test]
