@@ -119,7 +119,8 @@ pub(super) struct PointOut {
 /// at most 16 lengths per server (a shard each), so without it one account could take them all.
 pub struct LengthQuota {
     per_account: usize,
-    /// Held while a bound caller's check and write run, so the cap cannot be raced past.
+    /// Held while a bound caller's first write to a space is checked and made, so the cap
+    /// cannot be raced past.
     first_writes: tokio::sync::Mutex<()>,
 }
 
@@ -149,7 +150,8 @@ async fn check_length_quota(
     space: Uuid,
     dims: usize,
 ) -> Result<(), ApiError> {
-    if state.points.info(space).await?.dimensions.is_some() {
+    // Checked again under the lock: a racing first write may have fixed it meanwhile.
+    if state.points.space_dimensions(space).await?.is_some() {
         return Ok(());
     }
     let user = crate::auth::caller_account(caller)?;
@@ -178,7 +180,7 @@ async fn check_length_quota(
             if role < Some(Role::Editor) {
                 continue;
             }
-            if let Some(d) = state.points.info(id).await?.dimensions {
+            if let Some(d) = state.points.space_dimensions(id).await? {
                 lengths.insert(d);
             }
         }
@@ -237,7 +239,12 @@ pub(super) async fn upsert(
         })
         .collect::<Result<Vec<_>, PointError>>()?;
     let dimensions = points.first().map_or(0, |p| p.vector.len());
-    let upserted = match state.point_lengths.bound(&caller) {
+    let first = match state.point_lengths.bound(&caller) {
+        // Only a space's first points can add a length; later ones must match it.
+        Some(limit) if state.points.space_dimensions(space).await?.is_none() => Some(limit),
+        _ => None,
+    };
+    let upserted = match first {
         Some(limit) => {
             // A space's first points fix its length: check and write as one step, so writes
             // racing into several new spaces cannot slip past the cap together.

@@ -326,6 +326,10 @@ impl PointStore for EdgePointStore {
         "points-edge"
     }
 
+    async fn space_dimensions(&self, space: Uuid) -> Result<Option<usize>, PointError> {
+        self.dimensions(space).await
+    }
+
     async fn upsert(&self, space: Uuid, points: Vec<Point>) -> Result<usize, PointError> {
         let dims = validate_batch(&points)?;
         let _first;

@@ -183,6 +183,9 @@ pub trait PointStore: Send + Sync + 'static {
     async fn get(&self, space: Uuid, id: &PointId) -> Result<Option<Point>, PointError>;
     /// Removes one point; false when there was none.
     async fn delete(&self, space: Uuid, id: &PointId) -> Result<bool, PointError>;
+    /// The space's vector length, or `None` while it has no points: what `info` says of it,
+    /// without counting the points.
+    async fn space_dimensions(&self, space: Uuid) -> Result<Option<usize>, PointError>;
     /// Counts and index state, for clients and benchmarks waiting for an index to be ready.
     async fn info(&self, space: Uuid) -> Result<PointsInfo, PointError>;
     /// Removes every point of a deleted space, and its fixed dimensions.

@@ -113,6 +113,10 @@ impl PointStore for PgPointStore {
         "points-pgvector"
     }
 
+    async fn space_dimensions(&self, space: Uuid) -> Result<Option<usize>, PointError> {
+        self.dimensions(space).await
+    }
+
     async fn upsert(&self, space: Uuid, points: Vec<Point>) -> Result<usize, PointError> {
         let dims = validate_batch(&points)?;
         let fixed = match self.dimensions(space).await? {

@@ -553,6 +553,10 @@ impl PointStore for SqlitePointStore {
         "points-embedded"
     }
 
+    async fn space_dimensions(&self, space: Uuid) -> Result<Option<usize>, PointError> {
+        self.dimensions(space).await
+    }
+
     async fn upsert(&self, space: Uuid, points: Vec<Point>) -> Result<usize, PointError> {
         let dims = validate_batch(&points)?;
         let slot = self.loaded(space).await?;
