@@ -27,9 +27,21 @@ impl Attribution {
     pub fn of(answer: &str, sources: &[Citation]) -> Self {
         let passages: Vec<(usize, Words)> =
             sources.iter().map(|s| (s.n, Words::of(&s.text))).collect();
+        let mut lines = Lines::default();
         let sentences = split(answer)
             .into_iter()
             .map(|(raw, separator)| {
+                if lines.verbatim(&raw, &separator) {
+                    // Code and table rows are kept as written: not claims in sentences, and a
+                    // marker there is part of the code.
+                    return AttributedSentence {
+                        text: raw,
+                        separator,
+                        sources: Vec::new(),
+                        claimed: Vec::new(),
+                        supported: true,
+                    };
+                }
                 let (text, claimed) = take_markers(&raw);
                 let claim = Words::of(&text);
                 if text.trim_start().starts_with(DECLINE) || claim.words.len() < MIN_CLAIM_WORDS {
@@ -110,6 +122,32 @@ pub fn render(sentences: &[AttributedSentence]) -> String {
         out.push_str(&s.separator);
     }
     out
+}
+
+/// Where the split answer is in its Markdown: code fences and table rows are not prose.
+#[derive(Default)]
+struct Lines {
+    /// Whether the next piece starts a line (the first one does).
+    mid_line: bool,
+    in_fence: bool,
+    /// Whether the current line is code or a table row, for every piece of it.
+    verbatim: bool,
+}
+
+impl Lines {
+    /// Whether `piece` (followed by `separator`) is code or part of a table row.
+    fn verbatim(&mut self, piece: &str, separator: &str) -> bool {
+        if !self.mid_line {
+            let lead = piece.trim_start();
+            let fence = lead.starts_with("```") || lead.starts_with("~~~");
+            self.verbatim = fence || self.in_fence || lead.starts_with('|');
+            if fence {
+                self.in_fence = !self.in_fence;
+            }
+        }
+        self.mid_line = !separator.contains('\n');
+        self.verbatim
+    }
 }
 
 /// The stemmed content words of a text, and the numbers among them.
@@ -422,6 +460,23 @@ mod tests {
         let (text, claimed) = take_markers("Index with v[i] or [a, b] arrays [3].");
         assert_eq!(text, "Index with v[i] or [a, b] arrays.");
         assert_eq!(claimed, vec![3]);
+    }
+
+    #[test]
+    fn code_and_table_rows_are_kept_as_written_and_not_judged() {
+        let answer = "Employees receive 25 vacation days per year. [1]\n\n```text\n\
+                      let  days = v[2];  // Made up claim about the moon. [2] Really.\n```\n\n\
+                      | Who | Days. | Pets |\n|---|---|---|\n\
+                      - Unused days expire in March. [2]\n";
+        let a = Attribution::of(answer, &sources());
+        assert_eq!(
+            a.text(),
+            "Employees receive 25 vacation days per year. [1]\n\n```text\n\
+             let  days = v[2];  // Made up claim about the moon. [2] Really.\n```\n\n\
+             | Who | Days. | Pets |\n|---|---|---|\n\
+             - Unused days expire in March. [1]\n"
+        );
+        assert_eq!(a.unsupported(), 0);
     }
 
     #[test]

@@ -143,12 +143,18 @@ fn question_terms(asked: &str) -> Vec<String> {
     terms
 }
 
-/// Splits passage text into sentences, dropping Markdown heading marks and blank lines.
+/// Splits passage text into sentences, dropping blank lines, code fences, rules and the block
+/// syntax lines start with (heading marks, quotes, list markers): the answer joins sentences
+/// from anywhere into one paragraph, where a leading `- ` or a fence would turn all of it into
+/// a list or a code block.
 fn sentences(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let line = line.trim().trim_start_matches('#').trim();
-        if line.is_empty() {
+        let line = without_block_syntax(line);
+        let rule = line
+            .chars()
+            .all(|c| matches!(c, '-' | '*' | '_' | '=' | ' '));
+        if rule || line.starts_with("```") || line.starts_with("~~~") {
             continue;
         }
         let mut start = 0;
@@ -169,6 +175,31 @@ fn sentences(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A line without the Markdown block syntax it starts with: indentation, heading marks, quote
+/// markers, list markers and task boxes.
+fn without_block_syntax(line: &str) -> &str {
+    let mut line = line.trim();
+    loop {
+        let before = line.len();
+        line = line.trim_start_matches(['#', '>']).trim_start();
+        for bullet in ["- ", "* ", "+ ", "[ ] ", "[x] ", "[X] "] {
+            if let Some(rest) = line.strip_prefix(bullet) {
+                line = rest.trim_start();
+            }
+        }
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        if (1..=9).contains(&digits) {
+            let rest = &line[digits..];
+            if let Some(rest) = rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")) {
+                line = rest.trim_start();
+            }
+        }
+        if line.len() == before {
+            return line;
+        }
+    }
 }
 
 /// A crude English stem so "days" matches "day" and "carried" matches "carry".
@@ -317,6 +348,22 @@ mod tests {
             1000,
         );
         assert_eq!(compose(&p), NO_ANSWER);
+    }
+
+    #[test]
+    fn block_syntax_never_reaches_the_one_paragraph_answer() {
+        let text = "## Leave\n\n- Every employee gets 25 days.\n> 2. [x] Requests go to HR.\n\n\
+                    ```rust\nfn main() {}\n```\n---\n12) Twelve is a number here.";
+        assert_eq!(
+            sentences(text),
+            vec![
+                "Leave",
+                "Every employee gets 25 days.",
+                "Requests go to HR.",
+                "fn main() {}",
+                "Twelve is a number here."
+            ]
+        );
     }
 
     #[test]
