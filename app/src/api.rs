@@ -316,8 +316,24 @@ pub struct DoneEvent {
     /// enough to answer from.
     #[serde(default)]
     pub declined: Option<String>,
+    /// The checked answer as HTML that is safe to insert into a page: Markdown rendered, raw
+    /// HTML escaped, citations linking their passages in Kenning's UI (relative links),
+    /// unsupported sentences in `<span class="unsupported">`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     pub usage: Usage,
     pub timings: Timings,
+}
+
+/// Where a citation leads in the UI: the passage on its document's page, highlighted and
+/// scrolled to.
+pub fn passage_href(space_id: &str, c: &Citation) -> String {
+    let page = crate::server_fns::PAGE_SIZE;
+    let offset = (c.position / page) * page;
+    format!(
+        "/spaces/{space_id}/documents/{}?offset={offset}&chunk={}#chunk-{}",
+        c.document_id, c.chunk_id, c.chunk_id
+    )
 }
 
 /// One sentence of an answer and the sources that support it, checked by the server rather
@@ -360,6 +376,10 @@ pub struct Message {
     pub citations: Vec<Citation>,
     pub generator: Option<String>,
     pub created_at: String,
+    /// An answer as HTML for the chat page (Markdown rendered, raw HTML escaped, citations as
+    /// links); filled for the UI only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
 }
 
 /// What the metrics dashboard shows: recent per-second history and current state.

@@ -1,7 +1,9 @@
 //! The chat page (answers streamed token by token over Server-Sent Events, with citations that
 //! open the cited passage) and the document page those citations land on.
 
-use crate::api::{Citation, DoneEvent, ErrorDetail, Message, SourcesEvent, TokenEvent};
+use crate::api::{
+    passage_href, Citation, DoneEvent, ErrorDetail, Message, SourcesEvent, TokenEvent,
+};
 use crate::components::{error_text, Badge, ErrorNotice, PageHeader};
 use crate::server_fns::*;
 use leptos::prelude::*;
@@ -12,16 +14,8 @@ use leptos_router::{
     lazy_route, LazyRoute,
 };
 
-/// Where a citation leads: the passage on its document's page, highlighted and scrolled to.
-pub fn passage_href(space_id: &str, c: &Citation) -> String {
-    let offset = (c.position / PAGE_SIZE) * PAGE_SIZE;
-    format!(
-        "/spaces/{space_id}/documents/{}?offset={offset}&chunk={}#chunk-{}",
-        c.document_id, c.chunk_id, c.chunk_id
-    )
-}
-
-/// Renders answer text with each `[n]` that names a source turned into a link to it.
+/// Renders streaming answer text with each `[n]` that names a source turned into a link to it;
+/// a finished answer comes with the server's HTML instead.
 fn cited_text(text: &str, sources: &[Citation], space_id: &str) -> Vec<AnyView> {
     let mut out = Vec::new();
     let mut rest = text;
@@ -36,7 +30,12 @@ fn cited_text(text: &str, sources: &[Citation], space_id: &str) -> Vec<AnyView> 
         match source {
             Some(s) => {
                 out.push(rest[..open].to_string().into_any());
-                out.push(cite_link(s, space_id));
+                let href = passage_href(space_id, s);
+                let title = format!("{} — {}", s.filename, s.heading_path);
+                out.push(
+                    view! { <a class="cite" href=href title=title>{format!("[{}]", s.n)}</a> }
+                        .into_any(),
+                );
                 rest = &after[digits.len() + 1..];
             }
             None => {
@@ -49,39 +48,15 @@ fn cited_text(text: &str, sources: &[Citation], space_id: &str) -> Vec<AnyView> 
     out
 }
 
-/// A citation marker `[n]` as a link to its passage.
-fn cite_link(s: &Citation, space_id: &str) -> AnyView {
-    let href = passage_href(space_id, s);
-    let title = format!("{} — {}", s.filename, s.heading_path);
-    view! { <a class="cite" href=href title=title>{format!("[{}]", s.n)}</a> }.into_any()
-}
-
-/// A finished answer as the server checked it: each sentence followed by the citations of the
-/// passages that support it, and marked when none does.
-fn attributed_text(
-    sentences: &[crate::api::AttributedSentence],
-    sources: &[Citation],
-    space_id: &str,
-) -> Vec<AnyView> {
-    let mut out = Vec::new();
-    for sentence in sentences {
-        if sentence.supported {
-            out.push(sentence.text.clone().into_any());
-        } else {
-            out.push(
-                view! { <span class="unsupported" title="No source supports this sentence">{sentence.text.clone()}</span> }
-                    .into_any(),
-            );
+/// An answer's text: the server's rendering when there is one, else the plain text streaming in.
+fn answer_body(html: Option<String>, text: &str, sources: &[Citation], space_id: &str) -> AnyView {
+    match html {
+        Some(html) => view! { <div class="answer-text rendered" inner_html=html></div> }.into_any(),
+        None => {
+            view! { <div class="answer-text plain">{cited_text(text, sources, space_id)}</div> }
+                .into_any()
         }
-        for n in &sentence.sources {
-            if let Some(s) = sources.iter().find(|s| s.n == *n) {
-                out.push(" ".into_any());
-                out.push(cite_link(s, space_id));
-            }
-        }
-        out.push(sentence.separator.clone().into_any());
     }
-    out
 }
 
 /// The numbered sources under an answer.
@@ -385,11 +360,11 @@ impl LazyRoute for ChatPage {
                             if m.role == "user" {
                                 view! { <li class="turn question">{m.content}</li> }.into_any()
                             } else {
-                                let body = cited_text(&m.content, &m.citations, &s);
+                                let body = answer_body(m.html, &m.content, &m.citations, &s);
                                 let generator = m.generator.unwrap_or_default();
                                 view! {
                                     <li class="turn answer">
-                                        <div class="answer-text">{body}</div>
+                                        {body}
                                         {(!m.citations.is_empty()).then(|| source_list(&m.citations, &s))}
                                         <p class="muted small">{format!("Answered by {generator}")}</p>
                                     </li>
@@ -409,10 +384,8 @@ impl LazyRoute for ChatPage {
                 .get()
                 .into_iter()
                 .map(|t| {
-                    let body = match t.done.as_ref().filter(|d| !d.sentences.is_empty()) {
-                        Some(d) => attributed_text(&d.sentences, &t.sources, &s),
-                        None => cited_text(&t.answer, &t.sources, &s),
-                    };
+                    let html = t.done.as_ref().and_then(|d| d.html.clone());
+                    let body = answer_body(html, &t.answer, &t.sources, &s);
                     let status = match &t.state {
                         TurnState::Waiting => Some(view! { <p class="muted small typing">"Finding sources…"</p> }.into_any()),
                         TurnState::Streaming if t.answer.is_empty() => Some(view! { <p class="muted small typing">"Thinking…"</p> }.into_any()),
@@ -437,7 +410,7 @@ impl LazyRoute for ChatPage {
                         <li class="turn question">{t.question.clone()}</li>
                         <li class="turn answer live" aria-live="polite">
                             {t.notice.clone().map(|n| view! { <div class="notice warn" role="status">{n}</div> })}
-                            <div class="answer-text">{body}</div>
+                            {body}
                             {(!t.sources.is_empty()).then(|| source_list(&t.sources, &s))}
                             {status}
                             {finished.then(|| view! {

@@ -8,6 +8,8 @@ pub mod backend;
 mod chat;
 mod components;
 mod dashboard;
+#[cfg(feature = "ssr")]
+pub mod markdown;
 mod pages;
 pub mod server_fns;
 

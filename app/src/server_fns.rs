@@ -201,11 +201,19 @@ pub async fn list_messages(
     conversation_id: String,
 ) -> Result<Page<Message>, ServerFnError> {
     let caller = signed_in()?;
-    in_space(&space_id, crate::api::Role::Viewer)
+    let mut page = in_space(&space_id, crate::api::Role::Viewer)
         .await?
         .list_messages(&caller, &space_id, &conversation_id, 200, 0)
         .await
-        .map_err(to_fn_error)
+        .map_err(to_fn_error)?;
+    for m in page.items.iter_mut().filter(|m| m.role == "assistant") {
+        m.html = Some(crate::markdown::answer_html(
+            &m.content,
+            &m.citations,
+            &space_id,
+        ));
+    }
+    Ok(page)
 }
 
 /// The metrics dashboard's data, polled every two seconds.

@@ -1,22 +1,16 @@
 import { expect, test } from "@playwright/test";
-import { createAndOpenSpace } from "./helpers";
+import { createAndOpenSpace, uploadMarkdownAndWait } from "./helpers";
 
 test("a new user asks a question, watches the answer stream, opens a citation and can stop an answer", async ({
   page,
 }) => {
   await createAndOpenSpace(page, "Handbook");
-  await page.locator("#upload-form input[type=file]").setInputFiles({
-    name: "leave.md",
-    mimeType: "text/markdown",
-    buffer: Buffer.from(
-      "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation each year.\n\n" +
-        "## Carry over\n\nUp to five unused vacation days carry over into the next year.\n",
-    ),
-  });
-  await page.getByRole("button", { name: "Upload" }).click();
-  await expect(page.locator("#documents tr", { hasText: "leave.md" }).locator(".badge")).toHaveText("ready", {
-    timeout: 60_000,
-  });
+  await uploadMarkdownAndWait(
+    page,
+    "leave.md",
+    "# Leave policy\n\nEvery employee receives twenty-five days of paid vacation each year.\n\n" +
+      "## Carry over\n\nUp to five unused vacation days carry over into the next year.\n",
+  );
 
   await page.getByRole("link", { name: "Ask this space" }).click();
   await expect(page.getByRole("heading", { level: 1, name: "Chat" })).toBeVisible();

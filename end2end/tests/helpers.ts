@@ -11,3 +11,16 @@ export async function createAndOpenSpace(page: Page, prefix: string): Promise<st
   await expect(page.getByRole("heading", { level: 1, name })).toBeVisible();
   return name;
 }
+
+/** Uploads a Markdown file on the open space page and waits until it is ready to search. */
+export async function uploadMarkdownAndWait(page: Page, name: string, text: string): Promise<void> {
+  await page.locator("#upload-form input[type=file]").setInputFiles({
+    name,
+    mimeType: "text/markdown",
+    buffer: Buffer.from(text),
+  });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.locator("#documents tr", { hasText: name }).locator(".badge")).toHaveText("ready", {
+    timeout: 60_000,
+  });
+}

@@ -542,6 +542,11 @@ struct Run {
 }
 
 impl Run {
+    /// The checked answer as the chat page shows it.
+    fn html(&self, attribution: &Attribution, citations: &[Citation]) -> String {
+        app::markdown::checked_html(&attribution.sentences, citations, &self.key.0.to_string())
+    }
+
     fn events(
         self,
         sources: SourcesEvent,
@@ -568,6 +573,7 @@ impl Run {
                         truncated: hit.truncated,
                         declined: None,
                         unsupported: attribution.unsupported(),
+                        html: Some(self.html(&attribution, &citations)),
                         sentences: attribution.sentences,
                         usage: hit.usage.clone(),
                         timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
@@ -593,6 +599,7 @@ impl Run {
                         truncated: false,
                         declined: Some(reason.clone()),
                         unsupported: 0,
+                        html: Some(app::markdown::answer_html(&text, &[], &self.key.0.to_string())),
                         sentences: Vec::new(),
                         usage: Usage::default(),
                         timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },
@@ -701,6 +708,7 @@ impl Run {
                     truncated: ending.truncated,
                     declined: None,
                     unsupported,
+                    html: Some(self.html(&attribution, &citations)),
                     sentences: attribution.sentences,
                     usage,
                     timings: Timings { retrieval_ms: self.retrieval_ms, sources_ms, first_token_ms, total_ms: ms(self.started) },

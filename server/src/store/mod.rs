@@ -832,6 +832,7 @@ impl<I: Wire, T: Wire> From<MessageRow<I, T>> for Message {
             citations: serde_json::from_str(&r.citations).unwrap_or_default(),
             generator: r.generator,
             created_at: r.created_at.wire(),
+            html: None,
         }
     }
 }

@@ -23,6 +23,7 @@ on_both_backends!(
     answers_stream_uncompressed_and_keep_non_ascii_text_intact,
     a_follow_up_is_answered_in_the_context_of_the_question_before_it,
     the_server_checks_every_cited_sentence_against_its_source,
+    a_providers_markdown_reaches_the_page_rendered_with_its_html_escaped,
     questions_no_passage_is_close_to_are_declined_without_a_generator,
 );
 
@@ -647,6 +648,21 @@ async fn the_server_checks_every_cited_sentence_against_its_source(backend: Back
             .contains("supported by none of the sources"),
         "{done}"
     );
+    // The page gets the same verdicts as HTML: the verified citation links its passage, the
+    // wrong one is gone, the made-up claim is marked.
+    let html = done["html"].as_str().unwrap_or_default();
+    assert!(
+        html.contains(&format!(">[{leave}]</a>"))
+            && html.contains(&format!("href=\"/spaces/{space}/documents/")),
+        "{html}"
+    );
+    assert!(!html.contains(&format!(">[{laptop}]</a>")), "{html}");
+    assert!(
+        html.contains(
+            "<span class=\"unsupported\" title=\"No source supports this sentence\">Requests are approved"
+        ),
+        "{html}"
+    );
 
     // The stored turn keeps the verified citations only.
     let checked = format!(
@@ -678,6 +694,55 @@ async fn the_server_checks_every_cited_sentence_against_its_source(backend: Back
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], checked.as_str());
+}
+
+async fn a_providers_markdown_reaches_the_page_rendered_with_its_html_escaped(backend: Backend) {
+    let (app, _stub) = app_with_stub(
+        backend,
+        Behaviour::Answer(vec![
+            "## Leave\n\n- Every employee receives **twenty-five days** of paid vacation each \
+             year [1].\n- <img src=x onerror=alert(1)> <script>alert(2)</script>\n\n\
+             ```text\nleave --days 25 [2]\n```\n\n[more](javascript:alert(3))\n",
+        ]),
+    )
+    .await;
+    let space = seeded(&app, "Markdown").await;
+    let events = app
+        .ask(
+            &space,
+            question("How many vacation days does an employee get?"),
+        )
+        .await;
+    let done = &event(&events, "done").data;
+    let html = done["html"].as_str().unwrap_or_default();
+    for rendered in [
+        "<h2>Leave</h2>",
+        "<li>Every employee receives <strong>twenty-five days</strong> of paid vacation each year.",
+        "<pre><code class=\"language-text\">leave --days 25 [2]\n</code></pre>",
+        "&lt;img src=x onerror=alert(1)&gt;",
+        "&lt;script&gt;alert(2)&lt;/script&gt;",
+    ] {
+        assert!(html.contains(rendered), "{rendered:?} not in {html}");
+    }
+    for markup in ["<img", "<script", "javascript:"] {
+        assert!(!html.contains(markup), "{markup:?} in {html}");
+    }
+    assert!(
+        html.contains("more"),
+        "a refused link keeps its text: {html}"
+    );
+    // The REST history carries the text only; the chat page's server function renders it.
+    let conversation = done["conversation_id"].as_str().unwrap();
+    let (_, messages) = app
+        .get_json(&format!(
+            "/api/v1/spaces/{space}/conversations/{conversation}/messages"
+        ))
+        .await;
+    assert!(messages["items"][1].get("html").is_none(), "{messages}");
+    assert!(messages["items"][1]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("<script>"));
 }
 
 /// Asks `q` and checks the answer was declined before any generator ran, for a reason that
