@@ -425,6 +425,12 @@ pub struct GenerateConfig {
     #[arg(long, env = "KENNING_LLM_THREADS")]
     pub llm_threads: Option<usize>,
 
+    /// When the local model's first token should come, in milliseconds: each prompt gets the
+    /// sentences of its sources that match the question best, as many as the measured prefill
+    /// speed reads in this time. 0 sends every source whole.
+    #[arg(long, env = "KENNING_ANSWER_FIRST_TOKEN_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub answer_first_token_ms: u64,
+
     /// Context window of the local model, in tokens.
     #[arg(long, env = "KENNING_LLM_CONTEXT", default_value_t = 2048)]
     pub llm_context: u32,

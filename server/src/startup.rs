@@ -792,6 +792,8 @@ pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::
                     context_tokens: config.llm_context,
                     temperature: config.llm_temperature,
                     queue: config.llm_queue,
+                    first_token_target: (config.answer_first_token_ms > 0)
+                        .then(|| Duration::from_millis(config.answer_first_token_ms)),
                     ..LlmSettings::default()
                 };
                 if let Some(t) = config.llm_threads {

@@ -113,6 +113,11 @@ impl Chain {
                     ))
                     .await;
                 }
+                // Fitted per attempt: the budget follows the speed measured meanwhile.
+                let fitted = link.generator.prompt_budget().map(|budget| {
+                    super::budget::fit(prompt, budget, |p| link.generator.prompt_tokens(p))
+                });
+                let prompt = fitted.as_ref().unwrap_or(prompt);
                 let first = tokio::time::timeout(
                     self.settings.first_token_timeout,
                     first_piece(link.generator.as_ref(), prompt, max_tokens),

@@ -54,79 +54,85 @@ impl Generator for Extractive {
     }
 }
 
-/// The answer text: the sentences of the sources that share the most telling words with the
-/// question (each shared word weighted by how rare it is among the sources' sentences, better
-/// ranked sources preferred), plus the sentence that follows the best one, since an answer often
-/// goes on there; in source order, each cited. Measured on the evaluation set (BENCHMARKS.md).
-pub fn compose(prompt: &Prompt) -> String {
+/// A sentence of a source and how well it matches the question.
+pub(crate) struct Scored {
+    /// The source's place in retrieval order.
+    pub rank: usize,
+    /// The sentence's place in its source.
+    pub index: usize,
+    pub score: f64,
+}
+
+/// The sentences of a prompt's sources (per source, in order), and those sharing a word with
+/// the question, best first: each shared word weighted by how rare it is among the sentences,
+/// better ranked sources preferred; equal scores keep source order.
+pub(crate) fn scored_sentences(prompt: &Prompt) -> (Vec<Vec<String>>, Vec<Scored>) {
     // A follow-up ("and how fast?") is matched together with the question it follows.
     let asked = match &prompt.previous {
         Some(p) => format!("{p} {}", prompt.question),
         None => prompt.question.clone(),
     };
     let terms = question_terms(&asked);
-    if prompt.sources.is_empty() {
-        return "I don't know: this space has no passages that match the question.".into();
-    }
-    struct Candidate {
-        rank: usize,
-        index: usize,
-        n: usize,
-        text: String,
-        words: HashSet<String>,
-    }
-    let mut all: Vec<Candidate> = Vec::new();
-    let mut by_source: Vec<Vec<String>> = Vec::new();
-    for (rank, source) in prompt.sources.iter().enumerate() {
-        let list = sentences(&source.text);
-        for (index, text) in list.iter().enumerate() {
-            all.push(Candidate {
-                rank,
-                index,
-                n: source.n,
-                words: content_words(text).map(|w| stem(&w)).collect(),
-                text: text.clone(),
-            });
-        }
-        by_source.push(list);
-    }
-    let count = all.len().max(1) as f64;
+    let by_source: Vec<Vec<String>> = prompt.sources.iter().map(|s| sentences(&s.text)).collect();
+    let words: Vec<Vec<HashSet<String>>> = by_source
+        .iter()
+        .map(|list| {
+            list.iter()
+                .map(|text| content_words(text).map(|w| stem(&w)).collect())
+                .collect()
+        })
+        .collect();
+    let count = words.iter().map(Vec::len).sum::<usize>().max(1) as f64;
     let idf: Vec<f64> = terms
         .iter()
         .map(|t| {
-            let df = all.iter().filter(|c| c.words.contains(t)).count() as f64;
+            let df = words.iter().flatten().filter(|w| w.contains(t)).count() as f64;
             (1.0 + count / (1.0 + df)).ln()
         })
         .collect();
-    let mut scored: Vec<(f64, &Candidate)> = all
-        .iter()
-        .filter_map(|c| {
+    let mut scored: Vec<Scored> = Vec::new();
+    for (rank, list) in words.iter().enumerate() {
+        for (index, w) in list.iter().enumerate() {
             let shared: f64 = terms
                 .iter()
                 .zip(&idf)
-                .filter(|(t, _)| c.words.contains(*t))
-                .map(|(_, w)| w)
+                .filter(|(t, _)| w.contains(*t))
+                .map(|(_, weight)| weight)
                 .sum();
-            (shared > 0.0).then(|| (shared + RANK_PRIOR / (c.rank as f64 + 1.0), c))
-        })
-        .collect();
-    if scored.is_empty() {
-        return NO_ANSWER.into();
+            if shared > 0.0 {
+                let score = shared + RANK_PRIOR / (rank as f64 + 1.0);
+                scored.push(Scored { rank, index, score });
+            }
+        }
     }
     // Stable: equal scores keep source order.
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut chosen: std::collections::BTreeMap<(usize, usize), (usize, String)> = scored
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+    (by_source, scored)
+}
+
+/// The answer text: the sentences of the sources that share the most telling words with the
+/// question ([`scored_sentences`]), plus the sentence that follows the best one, since an
+/// answer often goes on there; in source order, each cited. Measured on the evaluation set
+/// (BENCHMARKS.md).
+pub fn compose(prompt: &Prompt) -> String {
+    if prompt.sources.is_empty() {
+        return "I don't know: this space has no passages that match the question.".into();
+    }
+    let (by_source, scored) = scored_sentences(prompt);
+    let Some(best) = scored.first() else {
+        return NO_ANSWER.into();
+    };
+    let mut chosen: std::collections::BTreeSet<(usize, usize)> = scored
         .iter()
         .take(MAX_SENTENCES)
-        .map(|(_, c)| ((c.rank, c.index), (c.n, c.text.clone())))
+        .map(|c| (c.rank, c.index))
         .collect();
-    let best = scored[0].1;
-    if let Some(next) = by_source[best.rank].get(best.index + 1) {
-        chosen.insert((best.rank, best.index + 1), (best.n, next.clone()));
+    if best.index + 1 < by_source[best.rank].len() {
+        chosen.insert((best.rank, best.index + 1));
     }
     chosen
-        .into_values()
-        .map(|(n, s)| format!("{s} [{n}]"))
+        .into_iter()
+        .map(|(rank, index)| format!("{} [{}]", by_source[rank][index], prompt.sources[rank].n))
         .collect::<Vec<_>>()
         .join(" ")
 }

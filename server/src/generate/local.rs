@@ -30,6 +30,9 @@ pub struct LlmSettings {
     pub queue: usize,
     /// Sampling temperature; 0 is greedy decoding, which keeps a small model closest to its sources.
     pub temperature: f32,
+    /// When the first token should come: prompts are cut to what the measured prefill speed
+    /// reads in this time. `None` sends every source whole.
+    pub first_token_target: Option<std::time::Duration>,
 }
 
 impl Default for LlmSettings {
@@ -44,9 +47,45 @@ impl Default for LlmSettings {
             context_tokens: 2048,
             queue: 8,
             temperature: 0.0,
+            first_token_target: Some(std::time::Duration::from_secs(2)),
         }
     }
 }
+
+/// Prompt tokens the model reads per second, measured on every prompt it reads (a moving
+/// average, so the budget follows the load the machine is under).
+#[derive(Debug, Default)]
+pub struct PrefillSpeed(std::sync::atomic::AtomicU64);
+
+impl PrefillSpeed {
+    /// Share of the newest measurement in the average.
+    const WEIGHT: f64 = 0.3;
+
+    /// Tokens per second so far; `None` before the first measurement.
+    pub fn get(&self) -> Option<f64> {
+        let bits = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// Adds a prompt of `tokens` read in `took`; prompts too short to time are skipped.
+    pub fn record(&self, tokens: usize, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        if tokens < 32 || secs <= 0.0 {
+            return;
+        }
+        let now = tokens as f64 / secs;
+        let next = match self.get() {
+            Some(before) => before + Self::WEIGHT * (now - before),
+            None => now,
+        };
+        self.0
+            .store(next.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Share of the target spent reading the prompt; the rest covers sampling the first token and
+/// the variation between prompts.
+const PREFILL_SHARE: f64 = 0.85;
 
 /// llama.cpp's global state: initialised once per process, never freed.
 fn backend() -> Result<&'static LlamaBackend, String> {
@@ -94,6 +133,9 @@ pub struct LocalGenerator {
     model: &'static LlamaModel,
     template: LlamaChatTemplate,
     jobs: SyncSender<Job>,
+    speed: std::sync::Arc<PrefillSpeed>,
+    first_token_target: Option<std::time::Duration>,
+    context_tokens: u32,
 }
 
 impl LocalGenerator {
@@ -103,14 +145,31 @@ impl LocalGenerator {
         let template = template(model)?;
         let (jobs, queue) = sync_channel::<Job>(settings.queue.max(1));
         let thread_template = template.clone();
+        let speed = std::sync::Arc::new(PrefillSpeed::default());
+        let (first_token_target, context_tokens) =
+            (settings.first_token_target, settings.context_tokens);
+        let worker = Worker {
+            model,
+            template: thread_template,
+            settings,
+            speed: speed.clone(),
+        };
         std::thread::Builder::new()
             .name("kenning-llm".into())
-            .spawn(move || run(model, thread_template, settings, queue))?;
+            .spawn(move || run(worker, queue))?;
         Ok(Self {
             model,
             template,
             jobs,
+            speed,
+            first_token_target,
+            context_tokens,
         })
+    }
+
+    /// Prompt tokens read per second, once measured.
+    pub fn prefill_speed(&self) -> Option<f64> {
+        self.speed.get()
     }
 
     /// The prompt's token ids, as the model thread will see them.
@@ -180,6 +239,13 @@ impl Generator for LocalGenerator {
         }
     }
 
+    fn prompt_budget(&self) -> Option<u64> {
+        let target = self.first_token_target?.as_secs_f64();
+        let tokens = self.speed.get()? * target * PREFILL_SHARE;
+        // Never more than the context holds with room left for an answer.
+        Some((tokens as u64).min(u64::from(self.context_tokens) * 3 / 4))
+    }
+
     async fn generate(
         &self,
         prompt: &Prompt,
@@ -212,14 +278,50 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The generation thread: takes jobs one at a time until every sender is gone.
-fn run(
+/// What the generation thread owns.
+struct Worker {
     model: &'static LlamaModel,
     template: LlamaChatTemplate,
     settings: LlmSettings,
-    queue: Receiver<Job>,
-) {
+    speed: std::sync::Arc<PrefillSpeed>,
+}
+
+/// A prompt of the usual shape, read once at start to measure the prefill speed before the
+/// first question needs a budget.
+fn calibration_prompt() -> String {
+    let passage = "[1] (handbook.md › Leave) Every employee receives twenty-five days of paid \
+                   vacation each year, and up to five unused days carry over into the next year.\n";
+    format!(
+        "Sources:\n{}\nQuestion: How many vacation days carry over?\nAnswer:",
+        passage.repeat(4)
+    )
+}
+
+/// The generation thread: measures the prefill speed, then takes jobs one at a time until
+/// every sender is gone.
+fn run(worker: Worker, queue: Receiver<Job>) {
+    let Worker {
+        model,
+        template,
+        settings,
+        speed,
+    } = worker;
     let mut context: Option<LlamaContext<'static>> = None;
+    if settings.first_token_target.is_some() {
+        if let Ok(mut ctx) = new_context(model, &settings) {
+            let read = prompt_token_ids(
+                model,
+                &template,
+                super::prompt::SYSTEM,
+                &calibration_prompt(),
+            )
+            .and_then(|tokens| prefill(&mut ctx, &tokens, &speed));
+            if let Err(e) = read {
+                tracing::warn!(error = %e, "measuring the local model's prefill speed failed");
+            }
+            context = Some(ctx);
+        }
+    }
     while let Ok(job) = queue.recv() {
         // The client left while the job waited: nothing to do.
         if job.out.is_closed() {
@@ -237,12 +339,42 @@ fn run(
         let Some(ctx) = context.as_mut() else {
             continue;
         };
-        if let Err(e) = generate(model, &template, ctx, &settings, &job) {
+        if let Err(e) = generate(model, &template, ctx, &settings, &speed, &job) {
             // A context that failed mid-decode is rebuilt for the next job.
             context = None;
             let _ = job.out.blocking_send(Err(e));
         }
     }
+}
+
+/// Reads `tokens` into a cleared context in batches, timing it; returns the batch holding the
+/// last token, whose logits the first sample comes from.
+fn prefill(
+    ctx: &mut LlamaContext<'static>,
+    tokens: &[LlamaToken],
+    speed: &PrefillSpeed,
+) -> Result<LlamaBatch<'static>, GenerateError> {
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| GenerateError::Failed(format!("{what}: {e}"));
+    let started = std::time::Instant::now();
+    ctx.clear_kv_cache();
+    let n_batch = (ctx.n_batch() as usize).max(1);
+    let mut batch = LlamaBatch::new(n_batch, 1);
+    let last = tokens.len() as i32 - 1;
+    let mut pos: i32 = 0;
+    for chunk in tokens.chunks(n_batch) {
+        batch.clear();
+        for &t in chunk {
+            batch
+                .add(t, pos, &[0], pos == last)
+                .map_err(|e| failed("batching the prompt", &e))?;
+            pos += 1;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| failed("reading the prompt", &e))?;
+    }
+    speed.record(tokens.len(), started.elapsed());
+    Ok(batch)
 }
 
 fn new_context(
@@ -268,11 +400,11 @@ fn generate(
     template: &LlamaChatTemplate,
     ctx: &mut LlamaContext<'static>,
     settings: &LlmSettings,
+    speed: &PrefillSpeed,
     job: &Job,
 ) -> Result<(), GenerateError> {
     let failed =
         |what: &str, e: &dyn std::fmt::Display| GenerateError::Failed(format!("{what}: {e}"));
-    ctx.clear_kv_cache();
     let tokens = prompt_token_ids(model, template, &job.system, &job.user)?;
     let vocab = model.vocab();
     let n_ctx = ctx.n_ctx() as usize;
@@ -283,21 +415,8 @@ fn generate(
         )));
     }
     let budget = job.max_tokens.min(n_ctx - tokens.len() - 1);
-    let n_batch = (ctx.n_batch() as usize).max(1);
-    let mut batch = LlamaBatch::new(n_batch, 1);
-    let last = tokens.len() as i32 - 1;
-    let mut pos: i32 = 0;
-    for chunk in tokens.chunks(n_batch) {
-        batch.clear();
-        for &t in chunk {
-            batch
-                .add(t, pos, &[0], pos == last)
-                .map_err(|e| failed("batching the prompt", &e))?;
-            pos += 1;
-        }
-        ctx.decode(&mut batch)
-            .map_err(|e| failed("reading the prompt", &e))?;
-    }
+    let mut batch = prefill(ctx, &tokens, speed)?;
+    let mut pos = tokens.len() as i32;
     let penalties = LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0);
     let mut sampler = if settings.temperature <= 0.0 {
         // Greedy: the most likely token each time, the steadiest choice for a small model.

@@ -3,6 +3,7 @@
 //! that falls through them so a failing provider degrades an answer instead of failing it.
 
 pub mod attribute;
+pub mod budget;
 pub mod chain;
 pub mod extractive;
 pub mod local;
@@ -74,6 +75,11 @@ pub trait Generator: Send + Sync + 'static {
     /// Tokens the prompt costs this generator (an estimate unless the generator can count).
     fn prompt_tokens(&self, prompt: &Prompt) -> u64 {
         prompt.estimated_tokens()
+    }
+    /// Most tokens a prompt may have for the first token to come in time, when reading the
+    /// prompt is what the first token waits on (a local model); `None` when it is not.
+    fn prompt_budget(&self) -> Option<u64> {
+        None
     }
     /// Starts answering; the returned stream yields text pieces. Dropping the stream stops the
     /// work promptly (the client went away or the answer timed out).

@@ -59,6 +59,16 @@ impl Prompt {
         }
     }
 
+    /// The same question, guidance and follow-up with other sources (cut to fit a budget).
+    pub fn with_sources(&self, sources: Vec<Citation>) -> Self {
+        let mut rebuilt = Self::build(&self.question, sources, usize::MAX);
+        if let Some(previous) = &self.previous {
+            rebuilt = rebuilt.following(previous);
+        }
+        rebuilt.system = self.system.clone();
+        rebuilt
+    }
+
     /// Marks the prompt as a follow-up to `previous`, which the model sees before the question.
     pub fn following(mut self, previous: &str) -> Self {
         let line = format!("\nQuestion: {}", one_line(&self.question));
