@@ -425,6 +425,11 @@ pub struct GenerateConfig {
     #[arg(long, env = "KENNING_LLM_THREADS")]
     pub llm_threads: Option<usize>,
 
+    /// CPU threads the local model reads prompts on while nothing else needs the cores
+    /// (default: every core); while anything else runs it reads on `--llm-threads`.
+    #[arg(long, env = "KENNING_LLM_PREFILL_THREADS")]
+    pub llm_prefill_threads: Option<usize>,
+
     /// When the local model's first token should come, in milliseconds: each prompt gets the
     /// sentences of its sources that match the question best, as many as the measured prefill
     /// speed reads in this time. 0 sends every source whole.

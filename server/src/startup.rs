@@ -799,6 +799,9 @@ pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::
                 if let Some(t) = config.llm_threads {
                     settings.threads = t.max(1);
                 }
+                if let Some(t) = config.llm_prefill_threads {
+                    settings.prefill_threads = t.max(1);
+                }
                 let local = tokio::task::spawn_blocking(move || {
                     LocalGenerator::load(&path, settings).with_context(|| {
                         format!(

@@ -22,8 +22,10 @@ use std::sync::{Mutex, OnceLock};
 /// How the local model runs.
 #[derive(Clone, Debug)]
 pub struct LlmSettings {
-    /// CPU threads for prefill and decoding.
+    /// CPU threads for decoding, and for reading prompts while anything else runs.
     pub threads: usize,
+    /// CPU threads for reading prompts while nothing else needs the cores.
+    pub prefill_threads: usize,
     /// Context window in tokens (prompt plus answer).
     pub context_tokens: u32,
     /// Requests that may wait while one is generating; more are refused as busy.
@@ -44,6 +46,7 @@ impl Default for LlmSettings {
             // 1 thread 0.85 s (docs/BENCHMARKS.md).
             threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            prefill_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             context_tokens: 2048,
             queue: 8,
             temperature: 0.0,
@@ -133,7 +136,10 @@ pub struct LocalGenerator {
     model: &'static LlamaModel,
     template: LlamaChatTemplate,
     jobs: SyncSender<Job>,
-    speed: std::sync::Arc<PrefillSpeed>,
+    /// Prefill speed with the decoding threads, and with every core (see [`Worker::wide`]).
+    speeds: Speeds,
+    /// Whether prompts may be read on more threads than decoding uses.
+    widens: bool,
     first_token_target: Option<std::time::Duration>,
     context_tokens: u32,
 }
@@ -145,31 +151,43 @@ impl LocalGenerator {
         let template = template(model)?;
         let (jobs, queue) = sync_channel::<Job>(settings.queue.max(1));
         let thread_template = template.clone();
-        let speed = std::sync::Arc::new(PrefillSpeed::default());
+        let speeds = Speeds::default();
         let (first_token_target, context_tokens) =
             (settings.first_token_target, settings.context_tokens);
+        let widens = settings.prefill_threads > settings.threads;
+        if widens {
+            super::cpu::watch();
+        }
         let worker = Worker {
             model,
             template: thread_template,
             settings,
-            speed: speed.clone(),
+            speeds: speeds.clone(),
         };
         std::thread::Builder::new()
-            .name("kenning-llm".into())
+            .name(super::cpu::MODEL_THREAD.into())
             .spawn(move || run(worker, queue))?;
         Ok(Self {
             model,
             template,
             jobs,
-            speed,
+            speeds,
+            widens,
             first_token_target,
             context_tokens,
         })
     }
 
-    /// Prompt tokens read per second, once measured.
+    /// Prompt tokens read per second right now (on every core when they are free), once
+    /// measured.
     pub fn prefill_speed(&self) -> Option<f64> {
-        self.speed.get()
+        let narrow = self.speeds[0].get();
+        if self.widens && super::cpu::cores_free() {
+            // Until prompts have been read on every core, the narrow speed is the safe guess.
+            self.speeds[1].get().or(narrow)
+        } else {
+            narrow
+        }
     }
 
     /// The prompt's token ids, as the model thread will see them.
@@ -241,7 +259,7 @@ impl Generator for LocalGenerator {
 
     fn prompt_budget(&self) -> Option<u64> {
         let target = self.first_token_target?.as_secs_f64();
-        let tokens = self.speed.get()? * target * PREFILL_SHARE;
+        let tokens = self.prefill_speed()? * target * PREFILL_SHARE;
         // Never more than the context holds with room left for an answer.
         Some((tokens as u64).min(u64::from(self.context_tokens) * 3 / 4))
     }
@@ -278,12 +296,22 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Prefill speeds: reading with the decoding threads, and with every core.
+type Speeds = [std::sync::Arc<PrefillSpeed>; 2];
+
 /// What the generation thread owns.
 struct Worker {
     model: &'static LlamaModel,
     template: LlamaChatTemplate,
     settings: LlmSettings,
-    speed: std::sync::Arc<PrefillSpeed>,
+    speeds: Speeds,
+}
+
+impl Worker {
+    /// Whether the next prompt is read on every core: only when nothing else needs them.
+    fn wide(&self) -> bool {
+        self.settings.prefill_threads > self.settings.threads && super::cpu::cores_free()
+    }
 }
 
 /// A prompt of the usual shape, read once at start to measure the prefill speed before the
@@ -300,26 +328,22 @@ fn calibration_prompt() -> String {
 /// The generation thread: measures the prefill speed, then takes jobs one at a time until
 /// every sender is gone.
 fn run(worker: Worker, queue: Receiver<Job>) {
-    let Worker {
-        model,
-        template,
-        settings,
-        speed,
-    } = worker;
-    let mut context: Option<LlamaContext<'static>> = None;
-    if settings.first_token_target.is_some() {
-        if let Ok(mut ctx) = new_context(model, &settings) {
+    // One context per way of reading prompts (llama.cpp fixes a context's threads when it is
+    // made), each made when first needed; decoding uses the same threads in both.
+    let mut contexts: [Option<LlamaContext<'static>>; 2] = [None, None];
+    if worker.settings.first_token_target.is_some() {
+        if let Ok(mut ctx) = new_context(worker.model, &worker.settings, false) {
             let read = prompt_token_ids(
-                model,
-                &template,
+                worker.model,
+                &worker.template,
                 super::prompt::SYSTEM,
                 &calibration_prompt(),
             )
-            .and_then(|tokens| prefill(&mut ctx, &tokens, &speed));
+            .and_then(|tokens| prefill(&mut ctx, &tokens, &worker.speeds[0]));
             if let Err(e) = read {
                 tracing::warn!(error = %e, "measuring the local model's prefill speed failed");
             }
-            context = Some(ctx);
+            contexts[0] = Some(ctx);
         }
     }
     while let Ok(job) = queue.recv() {
@@ -327,21 +351,24 @@ fn run(worker: Worker, queue: Receiver<Job>) {
         if job.out.is_closed() {
             continue;
         }
-        if context.is_none() {
-            match new_context(model, &settings) {
-                Ok(c) => context = Some(c),
+        let wide = worker.wide();
+        let slot = &mut contexts[usize::from(wide)];
+        if slot.is_none() {
+            match new_context(worker.model, &worker.settings, wide) {
+                Ok(c) => *slot = Some(c),
                 Err(e) => {
                     let _ = job.out.blocking_send(Err(GenerateError::Failed(e)));
                     continue;
                 }
             }
         }
-        let Some(ctx) = context.as_mut() else {
+        let Some(ctx) = slot.as_mut() else {
             continue;
         };
-        if let Err(e) = generate(model, &template, ctx, &settings, &speed, &job) {
+        let speed = &worker.speeds[usize::from(wide)];
+        if let Err(e) = generate(&worker, ctx, speed, &job) {
             // A context that failed mid-decode is rebuilt for the next job.
-            context = None;
+            *slot = None;
             let _ = job.out.blocking_send(Err(e));
         }
     }
@@ -377,17 +404,25 @@ fn prefill(
     Ok(batch)
 }
 
+/// A context decoding on `settings.threads`, reading prompts on `settings.prefill_threads`
+/// when `wide`.
 fn new_context(
     model: &'static LlamaModel,
     settings: &LlmSettings,
+    wide: bool,
 ) -> Result<LlamaContext<'static>, String> {
     let backend = backend()?;
     let threads = settings.threads.max(1) as i32;
+    let prefill = if wide {
+        settings.prefill_threads.max(1) as i32
+    } else {
+        threads
+    };
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(settings.context_tokens.max(256)))
         .with_n_batch(512)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(prefill);
     model
         .new_context(backend, params)
         .map_err(|e| format!("creating the model context: {e}"))
@@ -396,13 +431,12 @@ fn new_context(
 /// One answer: prefill the prompt, then sample and send tokens until end of generation, the
 /// token budget, or the reader going away.
 fn generate(
-    model: &'static LlamaModel,
-    template: &LlamaChatTemplate,
+    worker: &Worker,
     ctx: &mut LlamaContext<'static>,
-    settings: &LlmSettings,
     speed: &PrefillSpeed,
     job: &Job,
 ) -> Result<(), GenerateError> {
+    let (model, template, settings) = (worker.model, &worker.template, &worker.settings);
     let failed =
         |what: &str, e: &dyn std::fmt::Display| GenerateError::Failed(format!("{what}: {e}"));
     let tokens = prompt_token_ids(model, template, &job.system, &job.user)?;
@@ -416,7 +450,6 @@ fn generate(
     }
     let budget = job.max_tokens.min(n_ctx - tokens.len() - 1);
     let mut batch = prefill(ctx, &tokens, speed)?;
-    let mut pos = tokens.len() as i32;
     let penalties = LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0);
     let mut sampler = if settings.temperature <= 0.0 {
         // Greedy: the most likely token each time, the steadiest choice for a small model.
@@ -433,7 +466,8 @@ fn generate(
     let mut pending: Vec<u8> = Vec::new();
     let mut sampled: u64 = 0;
     let mut truncated = true;
-    for _ in 0..budget {
+    let first = tokens.len() as i32;
+    for pos in (first..).take(budget) {
         // `sample` also accepts the token into the sampler's history.
         let token = sampler.sample(ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
@@ -452,7 +486,6 @@ fn generate(
         batch
             .add(token, pos, &[0], true)
             .map_err(|e| failed("batching a token", &e))?;
-        pos += 1;
         ctx.decode(&mut batch).map_err(|e| failed("decoding", &e))?;
     }
     if !pending.is_empty() {

@@ -5,6 +5,7 @@
 pub mod attribute;
 pub mod budget;
 pub mod chain;
+pub mod cpu;
 pub mod extractive;
 pub mod local;
 pub mod openai;
