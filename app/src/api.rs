@@ -36,8 +36,90 @@ pub struct Document {
     pub phase: Option<String>,
     /// How far that job is, from 0 to 1.
     pub progress: f64,
+    /// The source a sync read it from; none for uploads.
+    #[serde(default)]
+    pub source_id: Option<String>,
+    /// Its path or URL: a newer upload or sync under the same key replaces this document once
+    /// the new version is indexed.
+    #[serde(default)]
+    pub source_key: Option<String>,
+    /// 1 for the first version under its key, counting up with each changed one.
+    #[serde(default = "first_version")]
+    pub version: i64,
     pub created_at: String,
     pub updated_at: String,
+}
+
+fn first_version() -> i64 {
+    1
+}
+
+/// Where a space's documents come from and how they are kept current: a folder on the server's
+/// disk (under an admin-configured root), one web page, or a site crawled from its start page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Source {
+    pub id: String,
+    pub space_id: String,
+    /// `folder`, `url` or `site`.
+    pub kind: String,
+    /// The folder's path on the server, or the page's URL.
+    pub location: String,
+    /// Synced every this many minutes; none means on demand only.
+    pub interval_minutes: Option<i64>,
+    /// Pages a site sync reads at most.
+    pub max_pages: i64,
+    /// `idle` or `syncing`.
+    pub status: String,
+    /// What a running sync is doing: `listing`, `reading`, `removing`.
+    pub phase: Option<String>,
+    /// How far a running sync is, from 0 to 1.
+    pub progress: f64,
+    pub last_sync_at: Option<String>,
+    /// What the last finished sync did.
+    pub last_result: Option<SyncResult>,
+    /// Why the last sync failed; it is retried with a growing delay.
+    pub last_error: Option<String>,
+    /// Failed syncs in a row.
+    pub failures: i64,
+    pub next_sync_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What one sync did, file by file (or page by page).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SyncResult {
+    /// New keys, queued for ingestion.
+    pub added: u64,
+    /// Changed content, queued as a new version that replaces the old one once indexed.
+    pub updated: u64,
+    /// Same size and time, or same bytes: nothing read again, nothing embedded.
+    pub unchanged: u64,
+    /// Gone from the source, so their documents were deleted.
+    pub deleted: u64,
+    /// Could not be read or stored; the reasons are in `errors` (the first few).
+    pub failed: u64,
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// A source to add to a space.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSource {
+    /// `folder`, `url` or `site`.
+    pub kind: String,
+    /// A folder path under one of the server's source roots, or an `http(s)` URL.
+    pub location: String,
+    /// Sync every this many minutes (1 to 10,080); omit for on demand only.
+    #[serde(default)]
+    pub interval_minutes: Option<i64>,
+    /// Pages a site sync reads at most (1 to 10,000; default 100).
+    #[serde(default)]
+    pub max_pages: Option<i64>,
 }
 
 /// A unit of background work (ingesting one document), with its progress and retry state.
@@ -377,7 +459,7 @@ pub struct Message {
     pub generator: Option<String>,
     pub created_at: String,
     /// An answer as HTML for the chat page (Markdown rendered, raw HTML escaped, citations as
-    /// links); filled for the UI only.
+    /// links, unsupported sentences marked); filled for the UI only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
 }

@@ -96,6 +96,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Page<Document>, ErrorDetail>;
     /// Deletes one document of a space.
     async fn delete_document(&self, space_id: &str, document_id: &str) -> Result<(), ErrorDetail>;
+    /// A space's sources with their sync state.
+    async fn list_sources(&self, space_id: &str) -> Result<Vec<crate::api::Source>, ErrorDetail>;
     /// Probes every dependency.
     async fn health(&self) -> HealthReport;
     /// Upload limit in bytes, shown in the UI so users know before they try.

@@ -109,6 +109,16 @@ pub async fn list_documents(
         .map_err(to_fn_error)
 }
 
+/// A space's sources, with their last sync and any running one's progress.
+#[server]
+pub async fn list_sources(space_id: String) -> Result<Vec<crate::api::Source>, ServerFnError> {
+    in_space(&space_id, crate::api::Role::Viewer)
+        .await?
+        .list_sources(&space_id)
+        .await
+        .map_err(to_fn_error)
+}
+
 /// Deletes one document.
 #[server]
 pub async fn delete_document(space_id: String, document_id: String) -> Result<(), ServerFnError> {
@@ -201,19 +211,11 @@ pub async fn list_messages(
     conversation_id: String,
 ) -> Result<Page<Message>, ServerFnError> {
     let caller = signed_in()?;
-    let mut page = in_space(&space_id, crate::api::Role::Viewer)
+    in_space(&space_id, crate::api::Role::Viewer)
         .await?
         .list_messages(&caller, &space_id, &conversation_id, 200, 0)
         .await
-        .map_err(to_fn_error)?;
-    for m in page.items.iter_mut().filter(|m| m.role == "assistant") {
-        m.html = Some(crate::markdown::answer_html(
-            &m.content,
-            &m.citations,
-            &space_id,
-        ));
-    }
-    Ok(page)
+        .map_err(to_fn_error)
 }
 
 /// The metrics dashboard's data, polled every two seconds.

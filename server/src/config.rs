@@ -174,6 +174,12 @@ pub struct IngestCommand {
     #[arg(long, env = "KENNING_API_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub api_key: Option<SecretString>,
 
+    /// Make the space mirror the folder: a changed file replaces its document (as it always
+    /// does, keyed by its path below the folder), and documents whose file is gone are deleted.
+    /// Documents a server-side source brought are left to that source.
+    #[arg(long)]
+    pub sync: bool,
+
     #[command(flatten)]
     pub store: StoreConfig,
 
@@ -650,6 +656,16 @@ pub struct ServeConfig {
     /// 403, so a page elsewhere cannot post forms, uploads or deletes to Kenning.
     #[arg(long, env = "KENNING_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Folders (comma-separated) that folder sources may read: a source names one of them or a
+    /// folder below. None (the default) turns folder sources off.
+    #[arg(long, env = "KENNING_SOURCE_ROOTS", value_delimiter = ',')]
+    pub source_roots: Vec<PathBuf>,
+
+    /// Lets web sources fetch loopback addresses (127.0.0.0/8, ::1). Only for tests against a
+    /// server on this machine; private, link-local and metadata addresses stay refused.
+    #[arg(long, env = "KENNING_SOURCE_ALLOW_LOOPBACK", default_value_t = false)]
+    pub source_allow_loopback: bool,
 
     /// Sign-in: `password` (accounts, sessions, API keys, roles per space), `none` (single
     /// user, no sign-in; only on a loopback address), or `auto`: `none` on loopback,

@@ -150,6 +150,30 @@ pub fn clean_filename(raw: Option<&str>) -> String {
     out
 }
 
+/// The longest source key (a path or URL) a document may carry.
+pub const MAX_SOURCE_KEY_BYTES: usize = 2048;
+
+/// A document's source key as given by a client: no control characters, not blank, bounded.
+pub fn source_key(raw: &str) -> Result<String, InvalidInput> {
+    let key: String = raw.chars().filter(|c| !c.is_control()).collect();
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(InvalidInput {
+            code: "invalid_key",
+            message:
+                "The document key is empty; leave it out to key the document by its file name."
+                    .into(),
+        });
+    }
+    if key.len() > MAX_SOURCE_KEY_BYTES {
+        return Err(InvalidInput {
+            code: "invalid_key",
+            message: format!("The document key is longer than {MAX_SOURCE_KEY_BYTES} bytes."),
+        });
+    }
+    Ok(key.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

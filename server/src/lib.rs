@@ -22,6 +22,7 @@ pub mod resilience;
 pub mod retrieve;
 pub mod serve;
 pub mod service;
+pub mod sources;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

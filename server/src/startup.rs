@@ -127,7 +127,11 @@ impl Application {
             wake.clone(),
         )
         .with_chain(chain)
-        .with_points(engine.points.clone());
+        .with_points(engine.points.clone())
+        .with_sources(crate::sources::SourceSettings {
+            roots: config.source_roots.clone(),
+            allow_loopback: config.source_allow_loopback,
+        });
         if let Some(link) = redis {
             service = service.with_redis(link);
         }
@@ -156,6 +160,7 @@ impl Application {
                 .with_queue_cap(config.max_queued_jobs),
         );
         let stop_workers = CancellationToken::new();
+        spawn_source_scheduler(service.clone(), stop_workers.clone());
         let workers = spawn_workers(
             &engine,
             data_dir,
@@ -928,4 +933,17 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// Syncs sources on their schedules until `stop`; each tick takes the due ones in turn.
+fn spawn_source_scheduler(service: Arc<Service>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(crate::sources::SCHEDULER_TICK) => {}
+            }
+            service.sync_due_sources().await;
+        }
+    });
 }

@@ -687,3 +687,93 @@ async fn two_instances_and_a_worker_share_postgres_and_redis() {
     assert_eq!(search(&b).await, 429, "one allowance across both instances");
     assert_eq!(search(&a).await, 429);
 }
+
+/// Embedding batches the server has run for ingestion, read from its own `/metrics` (this
+/// process embeds for nobody else).
+async fn ingest_embeddings(server: &Server) -> f64 {
+    let text = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with("kenning_embed_requests_total") && l.contains("lane=\"ingest\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Starts a sync of a source and waits until the sync and the ingestion it queued are over.
+async fn synced(server: &Server, space: &str, source: &str) -> Value {
+    let (status, started) = server
+        .json(
+            reqwest::Method::POST,
+            &format!("/api/v1/spaces/{space}/sources/{source}/sync"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (_, s) = server
+            .json(
+                reqwest::Method::GET,
+                &format!("/api/v1/spaces/{space}/sources/{source}"),
+                None,
+            )
+            .await;
+        if s["status"] == "idle" {
+            settled_documents(server, space).await;
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the sync did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_of_a_thousand_unchanged_files_embeds_nothing() {
+    let site = Site::new(Backend::Sqlite).await;
+    let folder = site.dir.path().join("notes");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..1000 {
+        std::fs::write(
+            folder.join(format!("note-{i:04}.md")),
+            format!("# Note {i}\n\nNote {i} records decision number {i}.\n"),
+        )
+        .unwrap();
+    }
+    let root = folder.to_string_lossy().into_owned();
+    let server = site.start_serving_with(1, &[("KENNING_SOURCE_ROOTS", root.as_str())]);
+    let space = server.create_space("Thousand").await;
+    let (status, source) = server
+        .json(
+            reqwest::Method::POST,
+            &format!("/api/v1/spaces/{space}/sources"),
+            Some(json!({ "kind": "folder", "location": root })),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let source = source["id"].as_str().unwrap().to_string();
+    let first = synced(&server, &space, &source).await;
+    assert_eq!(first["last_result"]["added"], 1000, "{first}");
+    let embedded = ingest_embeddings(&server).await;
+    assert!(embedded >= 1.0, "the first sync embeds the notes");
+
+    let again = synced(&server, &space, &source).await;
+    assert_eq!(again["last_result"]["unchanged"], 1000, "{again}");
+    assert_eq!(again["last_result"]["added"], 0, "{again}");
+    assert_eq!(
+        ingest_embeddings(&server).await,
+        embedded,
+        "an unchanged folder costs no embedding call"
+    );
+    let docs = settled_documents(&server, &space).await;
+    assert_eq!(docs.len(), 1000);
+    assert!(docs
+        .values()
+        .all(|d| d["status"] == "ready" && d["version"] == 1));
+}

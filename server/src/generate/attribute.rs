@@ -111,6 +111,14 @@ impl Attribution {
     }
 }
 
+/// A stored answer as the chat page shows it: checked again against its sources (the check is
+/// deterministic, so its verdicts are those the answer got when it was written) and rendered,
+/// unsupported sentences marked.
+pub fn stored_html(text: &str, sources: &[Citation], space_id: &str) -> String {
+    let checked = Attribution::of(text, sources);
+    app::markdown::checked_html(&checked.sentences, sources, space_id)
+}
+
 /// An answer's text from its attributed sentences, each followed by its verified citations.
 pub fn render(sentences: &[AttributedSentence]) -> String {
     let mut out = String::new();
@@ -477,6 +485,33 @@ mod tests {
              - Unused days expire in March. [1]\n"
         );
         assert_eq!(a.unsupported(), 0);
+    }
+
+    #[test]
+    fn a_stored_answer_shows_the_marks_it_was_given() {
+        let written = Attribution::of(
+            "Employees receive 25 vacation days per year [2]. The moon is made of cheese [1].",
+            &sources(),
+        );
+        let stored = written.text();
+        let html = stored_html(&stored, &sources(), "s");
+        assert!(html.contains("per year. <a class=\"cite\""), "{html}");
+        assert!(
+            html.contains("<span class=\"unsupported\" title=\"No source supports this sentence\">The moon is made of cheese.</span>"),
+            "{html}"
+        );
+        assert_eq!(
+            Attribution::of(&stored, &sources()).sentences,
+            written
+                .sentences
+                .iter()
+                .map(|s| AttributedSentence {
+                    claimed: s.sources.clone(),
+                    ..s.clone()
+                })
+                .collect::<Vec<_>>(),
+            "checking the stored text again gives the same verdicts"
+        );
     }
 
     #[test]

@@ -45,10 +45,22 @@ pub(super) async fn list(
     Ok(Json(state.service.list_documents(&id, q.parse()?).await?))
 }
 
+/// `?key=` for an upload.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// Names the document across versions (a path or URL, up to 2,048 bytes); the file name when
+    /// left out. A new upload under a key that already has a document becomes its next version
+    /// and replaces it once indexed.
+    pub key: Option<String>,
+}
+
 /// Accepts the first multipart field that carries a file (named `file` by convention).
 /// 202 Accepted once the file and its ingestion job are durable (poll the document or its
 /// `job_id` for progress); 200 with the existing document when identical content is already there.
-#[utoipa::path(post, operation_id = "documents_upload", path = "/api/v1/spaces/{id}/documents", tag = "documents", params(("id" = String, Path, description = "Space id")),
+/// Different content under a key (by default the file name) that already has a document is its
+/// next version: the earlier one keeps answering until the new one is indexed, then goes.
+#[utoipa::path(post, operation_id = "documents_upload", path = "/api/v1/spaces/{id}/documents", tag = "documents", params(("id" = String, Path, description = "Space id"), UploadQuery),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, description = "Accepted: the file and its ingestion job are durable", body = Document),
@@ -59,8 +71,13 @@ pub(super) async fn list(
 pub(super) async fn upload(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Document>), ApiError> {
+    let origin = crate::service::Origin {
+        key: q.key,
+        ..Default::default()
+    };
     let mut multipart = multipart
         .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "expected_multipart", r.body_text()))?;
     loop {
@@ -81,7 +98,7 @@ pub(super) async fn upload(
         let mime = field.content_type().map(str::to_owned);
         let uploaded = state
             .service
-            .upload_document(&id, filename.as_deref(), mime.as_deref(), field)
+            .upload_document(&id, filename.as_deref(), mime.as_deref(), origin, field)
             .await?;
         let status = if uploaded.created {
             StatusCode::ACCEPTED

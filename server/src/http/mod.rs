@@ -12,6 +12,7 @@ pub(crate) mod openai;
 pub mod openapi;
 mod ops;
 mod points;
+mod sources;
 mod spaces;
 
 pub use error::ApiError;
@@ -73,6 +74,7 @@ pub fn api_router(
         .merge(auth::router().layer(timeout(request_timeout)))
         .merge(documents::router().layer(timeout(request_timeout)))
         .merge(documents::upload_router().layer(timeout(upload_timeout)))
+        .merge(sources::router().layer(timeout(request_timeout)))
         // Answers stream for as long as the chat's own answer timeout allows; this limit only
         // covers the time to the response head (retrieval), not the stream.
         .merge(chat::router().layer(timeout(request_timeout)))

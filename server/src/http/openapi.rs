@@ -71,6 +71,11 @@ pub enum Errors {
         super::documents::chunks,
         super::documents::job,
         super::documents::search,
+        super::sources::list,
+        super::sources::create,
+        super::sources::read,
+        super::sources::remove,
+        super::sources::sync,
         super::chat::ask_post,
         super::chat::ask_get,
         super::chat::conversations,
@@ -112,6 +117,7 @@ pub enum Errors {
     tags(
         (name = "spaces", description = "Knowledge spaces"),
         (name = "documents", description = "Uploads, ingestion progress, passages and search"),
+        (name = "sources", description = "Folders and web pages a space keeps in sync"),
         (name = "chat", description = "Answers streamed as Server-Sent Events, and conversations"),
         (name = "points", description = "Client-supplied vectors with payloads"),
         (name = "memories", description = "Texts each caller asks Kenning to remember, found by meaning"),
@@ -162,7 +168,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 49, "every routed operation is in the spec");
+        assert_eq!(operations, 54, "every routed operation is in the spec");
     }
 
     #[test]

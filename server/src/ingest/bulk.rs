@@ -9,6 +9,7 @@ use crate::retrieve::Retriever;
 use crate::service::{Service, ServiceError};
 use crate::startup::{spawn_workers, Engine};
 use app::api::Document;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Summary {
     pub ready: usize,
     pub duplicates: usize,
     pub passages: i64,
+    /// Documents deleted by `--sync` because their file is gone.
+    pub deleted: usize,
     /// Files refused at upload, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
     /// Documents whose ingestion failed, with the reason.
@@ -34,11 +37,12 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} file(s): {} ready ({} passages), {} already present, {} skipped, {} failed in {:.1} s",
+            "{} file(s): {} ready ({} passages), {} already present, {} deleted, {} skipped, {} failed in {:.1} s",
             self.files,
             self.ready,
             self.passages,
             self.duplicates,
+            self.deleted,
             self.skipped.len(),
             self.failed.len(),
             self.elapsed.as_secs_f64()
@@ -75,6 +79,26 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A file's key: its path below the folder being ingested (`/`-separated), or its name when a
+/// single file is ingested, so ingesting the folder again replaces each changed file's document.
+pub fn key_of(root: &Path, file: &Path) -> String {
+    let relative = file
+        .strip_prefix(root)
+        .ok()
+        .filter(|r| !r.as_os_str().is_empty());
+    match relative {
+        Some(r) => r
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
 /// Where a bulk ingestion sends its files: the data directory opened in this process, with
 /// workers of its own, or a running Kenning's API.
 enum Target {
@@ -92,8 +116,8 @@ enum Target {
 enum Uploaded {
     /// Accepted as a new document, with its id.
     New(String),
-    /// The space already holds the same content.
-    Duplicate,
+    /// The space already holds the same content, in this document.
+    Duplicate(String),
 }
 
 impl Target {
@@ -138,8 +162,8 @@ impl Target {
         })
     }
 
-    /// Uploads one file; `Err` is why it was refused.
-    async fn upload(&self, path: &Path) -> Result<Uploaded, String> {
+    /// Uploads one file under its key; `Err` is why it was refused.
+    async fn upload(&self, path: &Path, key: &str) -> Result<Uploaded, String> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let file = tokio::fs::File::open(path)
             .await
@@ -153,6 +177,10 @@ impl Target {
                         space_id,
                         name.as_deref(),
                         None,
+                        crate::service::Origin {
+                            key: Some(key.to_string()),
+                            ..Default::default()
+                        },
                         tokio_util::io::ReaderStream::new(file),
                     )
                     .await
@@ -163,10 +191,10 @@ impl Target {
                 Ok(if u.created {
                     Uploaded::New(u.document.id)
                 } else {
-                    Uploaded::Duplicate
+                    Uploaded::Duplicate(u.document.id)
                 })
             }
-            Self::Remote(r) => r.upload(name.unwrap_or_default(), file).await,
+            Self::Remote(r) => r.upload(name.unwrap_or_default(), key, file).await,
         }
     }
 
@@ -180,6 +208,45 @@ impl Target {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}")),
             Self::Remote(r) => r.document(id).await,
+        }
+    }
+
+    /// Every document of the space, page by page.
+    async fn all_documents(&self) -> anyhow::Result<Vec<Document>> {
+        let mut all = Vec::new();
+        loop {
+            let offset = all.len() as i64;
+            let page = match self {
+                Self::Local {
+                    service, space_id, ..
+                } => {
+                    let page = crate::domain::PageRequest::parse(Some(200), Some(offset))
+                        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                    service
+                        .list_documents(space_id, page)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+                Self::Remote(r) => r.documents(offset).await?,
+            };
+            let done = page.items.is_empty();
+            all.extend(page.items);
+            if done || all.len() as i64 >= page.total {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Deletes one document.
+    async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Local {
+                service, space_id, ..
+            } => service
+                .delete_document(space_id, id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+            Self::Remote(r) => r.delete(id).await,
         }
     }
 
@@ -282,7 +349,12 @@ impl Remote {
         Ok(space.id)
     }
 
-    async fn upload(&self, name: String, file: tokio::fs::File) -> Result<Uploaded, String> {
+    async fn upload(
+        &self,
+        name: String,
+        key: &str,
+        file: tokio::fs::File,
+    ) -> Result<Uploaded, String> {
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
         let form = reqwest::multipart::Form::new().part(
             "file",
@@ -294,6 +366,7 @@ impl Remote {
                 "{}/api/v1/spaces/{}/documents",
                 self.base, self.space_id
             ))
+            .query(&[("key", key)])
             .multipart(form)
             .send()
             .await
@@ -308,8 +381,38 @@ impl Remote {
         Ok(if status == reqwest::StatusCode::ACCEPTED {
             Uploaded::New(doc.id)
         } else {
-            Uploaded::Duplicate
+            Uploaded::Duplicate(doc.id)
         })
+    }
+
+    async fn documents(&self, offset: i64) -> anyhow::Result<app::api::Page<Document>> {
+        Ok(Self::ok(
+            self.http
+                .get(format!(
+                    "{}/api/v1/spaces/{}/documents",
+                    self.base, self.space_id
+                ))
+                .query(&[("limit", "200"), ("offset", &offset.to_string())])
+                .send()
+                .await?,
+        )
+        .await?
+        .json()
+        .await?)
+    }
+
+    async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        Self::ok(
+            self.http
+                .delete(format!(
+                    "{}/api/v1/spaces/{}/documents/{id}",
+                    self.base, self.space_id
+                ))
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn document(&self, id: &str) -> anyhow::Result<Document> {
@@ -330,6 +433,9 @@ impl Remote {
 
 /// Failed looks in a row at one document's progress before it is reported as failed.
 const MAX_MISSED_LOOKS: u32 = 5;
+
+/// Files uploaded at once: enough to overlap network and disk, few enough to stay polite.
+const UPLOADS_AT_ONCE: usize = 4;
 
 /// Longest wait for one request to a running Kenning (an upload of the largest file included).
 const REMOTE_TIMEOUT_SECS: u64 = 300;
@@ -361,15 +467,48 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
     };
     let mut accepted: Vec<(PathBuf, String)> = Vec::new();
     let uploading = bar(files.len(), "uploading");
-    for path in &files {
-        match target.upload(path).await {
-            Ok(Uploaded::New(id)) => accepted.push((path.clone(), id)),
-            Ok(Uploaded::Duplicate) => summary.duplicates += 1,
+    let keys: Vec<String> = files.iter().map(|p| key_of(&cmd.path, p)).collect();
+    // Documents a file here maps to, new or already there with the same bytes.
+    let mut kept = std::collections::HashSet::new();
+    let mut uploads = futures::stream::iter(files.iter().zip(&keys))
+        .map(|(path, key)| {
+            let target = &target;
+            async move { (path, target.upload(path, key).await) }
+        })
+        .buffer_unordered(UPLOADS_AT_ONCE);
+    while let Some((path, outcome)) = uploads.next().await {
+        match outcome {
+            Ok(Uploaded::New(id)) => {
+                kept.insert(id.clone());
+                accepted.push((path.clone(), id));
+            }
+            Ok(Uploaded::Duplicate(id)) => {
+                summary.duplicates += 1;
+                kept.insert(id);
+            }
             Err(why) => summary.skipped.push((path.clone(), why)),
         }
         uploading.inc(1);
     }
+    drop(uploads);
     uploading.finish();
+
+    if cmd.sync {
+        // The space mirrors the folder: what no file here is keyed by any more goes, except
+        // documents a server-side source brought, which that source keeps.
+        let here: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+        for doc in target.all_documents().await? {
+            let key = doc.source_key.as_deref().unwrap_or(&doc.filename);
+            if doc.source_id.is_none() && !here.contains(key) && !kept.contains(&doc.id) {
+                match target.delete(&doc.id).await {
+                    Ok(()) => summary.deleted += 1,
+                    Err(e) => summary
+                        .skipped
+                        .push((PathBuf::from(key), format!("could not delete: {e:#}"))),
+                }
+            }
+        }
+    }
 
     let indexing = bar(accepted.len(), "indexing");
     let mut waiting: Vec<(PathBuf, String, u32)> =

@@ -3,8 +3,10 @@
 
 pub mod bulk;
 pub mod chunk;
+mod discard;
 pub mod isolate;
 pub mod parse;
 mod worker;
 
+pub use discard::discard;
 pub use worker::{backoff, Indexing, Worker, WorkerSettings};

@@ -161,12 +161,20 @@ impl Worker {
         heartbeat.abort();
         let result = match outcome {
             Ok(chunks) => match self.store.complete_job(&job, &self.id, &chunks).await {
-                Ok(true) => {
+                Ok(Some(superseded)) => {
                     tracing::info!(chunks = chunks.len(), elapsed = ?started.elapsed(), "document ingested");
                     // The document's passages are now these: vectors of earlier versions and of
                     // attempts that died go. Leftovers would only cost space, as search keeps
                     // hits whose passage exists.
                     self.drop_vectors(&job, Chunks::AllBut(&written)).await;
+                    // Earlier versions under the same key left the index with this commit.
+                    super::discard(
+                        self.indexing.vectors.as_ref(),
+                        &self.data_dir,
+                        job.space_id,
+                        &superseded,
+                    )
+                    .await;
                     if self.indexing.vectors.is_some() && !chunks.is_empty() {
                         // Which model made this space's vectors: a later switch must not mix them.
                         let embedder = &self.indexing.embedder;
@@ -185,7 +193,7 @@ impl Worker {
                     crate::metrics::global().record_ingested(chunks.len() as u64);
                     Ok(())
                 }
-                Ok(false) => {
+                Ok(None) => {
                     tracing::warn!("job was taken over or deleted before it completed");
                     self.drop_vectors(&job, Chunks::Only(&written)).await;
                     Ok(())

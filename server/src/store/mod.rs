@@ -3,7 +3,10 @@
 //! own migrations, both held to the same test suite.
 
 mod postgres;
+mod postgres_sources;
+mod sources;
 mod sqlite;
+mod sqlite_sources;
 mod timed;
 
 use crate::config::StoreConfig;
@@ -19,6 +22,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use postgres::PostgresStore;
+pub use sources::{NewSource, SourceEntry, SourceStore, Superseded, SyncOutcome};
 pub use sqlite::SqliteStore;
 pub use timed::Timed;
 
@@ -95,6 +99,13 @@ pub struct NewDocument {
     pub size_bytes: i64,
     pub content_hash: String,
     pub storage_path: String,
+    /// The source it was read from, if a sync added it.
+    pub source_id: Option<Uuid>,
+    /// A file's path or a page's URL: a newer version under the same key replaces the older
+    /// ones once it is indexed.
+    pub source_key: String,
+    /// What a sync compares to skip an unchanged file without reading it (size and mtime).
+    pub source_stamp: Option<String>,
 }
 
 /// An ingestion job to queue together with its document.
@@ -148,7 +159,7 @@ pub struct NewMessage {
 
 /// The metadata store behind every backend.
 #[async_trait::async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: SourceStore + Send + Sync + 'static {
     /// Short backend name for health reports and logs.
     fn backend_name(&self) -> &'static str;
     /// Cheap round trip proving the store answers.
@@ -237,14 +248,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         phase: &str,
         progress: f64,
     ) -> Result<bool, StoreError>;
-    /// Stores the chunks, marks the document ready, the job done and bumps the space version, all
-    /// in one transaction; false (and nothing written) when the lease was lost meanwhile.
+    /// Stores the chunks, marks the document ready, the job done, deletes the earlier versions
+    /// under the document's source key and bumps the space version, all in one transaction, so
+    /// search goes from the old version to the new one without a gap or an overlap. `None` (and
+    /// nothing written) when the lease was lost meanwhile; otherwise the versions it replaced,
+    /// whose vectors and files are the caller's to remove.
     async fn complete_job(
         &self,
         job: &ClaimedJob,
         worker: &str,
         chunks: &[NewChunk],
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Vec<Superseded>>, StoreError>;
     /// Records a failure: with `retry_at` the job is queued again for then, otherwise it and its
     /// document end `failed` with `error`.
     async fn fail_job(
@@ -734,6 +748,7 @@ pub(crate) const SPACE_COLUMNS: &str = "s.id, s.name, s.description, \
 pub(crate) const DOCUMENT_SELECT: &str =
     "SELECT d.id, d.space_id, d.filename, d.mime, d.size_bytes, \
     d.content_hash, d.status, d.error, d.chunk_count, d.created_at, d.updated_at, \
+    d.source_id, d.source_key, d.version, \
     j.id AS job_id, j.phase AS phase, COALESCE(j.progress, 0.0) AS progress \
     FROM documents d LEFT JOIN ingestion_jobs j ON j.id = (SELECT j2.id FROM ingestion_jobs j2 \
     WHERE j2.document_id = d.id ORDER BY j2.created_at DESC, j2.id DESC LIMIT 1)";
@@ -878,6 +893,9 @@ pub(crate) struct DocumentRow<I, T> {
     job_id: Option<I>,
     phase: Option<String>,
     progress: f64,
+    source_id: Option<I>,
+    source_key: Option<String>,
+    version: i64,
 }
 
 impl<I: Wire, T: Wire> From<DocumentRow<I, T>> for Document {
@@ -895,6 +913,9 @@ impl<I: Wire, T: Wire> From<DocumentRow<I, T>> for Document {
             job_id: r.job_id.map(Wire::wire),
             phase: r.phase,
             progress: r.progress,
+            source_id: r.source_id.map(Wire::wire),
+            source_key: r.source_key,
+            version: r.version,
             created_at: r.created_at.wire(),
             updated_at: r.updated_at.wire(),
         }

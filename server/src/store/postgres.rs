@@ -2,7 +2,7 @@
 
 use super::{
     lease_millis, page_of, ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewDocument,
-    NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
+    NewJob, StoreError, Superseded, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
     SPACE_COLUMNS,
 };
 use super::{
@@ -194,7 +194,9 @@ impl MetadataStore for PostgresStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO documents (id, space_id, filename, mime, size_bytes, content_hash, status, \
-             storage_path, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, now(), now())",
+             storage_path, source_id, source_key, source_stamp, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, \
+             (SELECT COALESCE(MAX(version), 0) + 1 FROM documents WHERE space_id = $2 AND source_key = $9), now(), now())",
         )
         .bind(doc.id)
         .bind(doc.space_id)
@@ -203,6 +205,9 @@ impl MetadataStore for PostgresStore {
         .bind(doc.size_bytes)
         .bind(&doc.content_hash)
         .bind(&doc.storage_path)
+        .bind(doc.source_id)
+        .bind(&doc.source_key)
+        .bind(&doc.source_stamp)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -424,7 +429,7 @@ impl MetadataStore for PostgresStore {
         job: &ClaimedJob,
         worker: &str,
         chunks: &[NewChunk],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Vec<Superseded>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE ingestion_jobs SET status = 'done', phase = 'done', progress = 1, lease_owner = NULL, \
@@ -436,7 +441,7 @@ impl MetadataStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
         sqlx::query("DELETE FROM chunks WHERE document_id = $1")
             .bind(job.document_id)
@@ -468,12 +473,14 @@ impl MetadataStore for PostgresStore {
         .bind(job.document_id)
         .execute(&mut *tx)
         .await?;
+        let superseded =
+            super::postgres_sources::delete_older_versions(&mut tx, job.document_id).await?;
         sqlx::query("UPDATE spaces SET version = version + 1, updated_at = now() WHERE id = $1")
             .bind(job.space_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(superseded))
     }
 
     async fn fail_job(

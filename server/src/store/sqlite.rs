@@ -2,7 +2,7 @@
 
 use super::{
     format_time, lease_millis, page_of, ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk,
-    NewDocument, NewJob, StoreError, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
+    NewDocument, NewJob, StoreError, Superseded, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
     JOB_COLUMNS, SPACE_COLUMNS,
 };
 use super::{
@@ -204,7 +204,9 @@ impl MetadataStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO documents (id, space_id, filename, mime, size_bytes, content_hash, status, \
-             storage_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+             storage_path, source_id, source_key, source_stamp, version, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, \
+             (SELECT COALESCE(MAX(version), 0) + 1 FROM documents WHERE space_id = ? AND source_key = ?), ?, ?)",
         )
         .bind(doc.id.to_string())
         .bind(doc.space_id.to_string())
@@ -213,6 +215,11 @@ impl MetadataStore for SqliteStore {
         .bind(doc.size_bytes)
         .bind(&doc.content_hash)
         .bind(&doc.storage_path)
+        .bind(doc.source_id.map(|s| s.to_string()))
+        .bind(&doc.source_key)
+        .bind(&doc.source_stamp)
+        .bind(doc.space_id.to_string())
+        .bind(&doc.source_key)
         .bind(&now)
         .bind(&now)
         .execute(&mut *tx)
@@ -436,7 +443,7 @@ impl MetadataStore for SqliteStore {
         job: &ClaimedJob,
         worker: &str,
         chunks: &[NewChunk],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Vec<Superseded>>, StoreError> {
         let now = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let r = sqlx::query(
@@ -450,7 +457,7 @@ impl MetadataStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
         let document_id = job.document_id.to_string();
         let space_id = job.space_id.to_string();
@@ -485,13 +492,15 @@ impl MetadataStore for SqliteStore {
         .bind(&document_id)
         .execute(&mut *tx)
         .await?;
+        let superseded =
+            super::sqlite_sources::delete_older_versions(&mut tx, &document_id).await?;
         sqlx::query("UPDATE spaces SET version = version + 1, updated_at = ? WHERE id = ?")
             .bind(&now)
             .bind(&space_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(superseded))
     }
 
     async fn fail_job(

@@ -4,10 +4,11 @@
 
 use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
 use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, StaleSpace, UserRecord};
+use super::{NewSource, SourceEntry, SourceStore, Superseded, SyncOutcome};
 use crate::domain::{Description, PageRequest, SpaceName};
 use app::api::{
-    ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
-    User,
+    ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Source,
+    Space, User,
 };
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -28,12 +29,10 @@ impl Timed {
 
 /// Forwards each listed call to the inner store and records its duration under its own name.
 macro_rules! timed {
-    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
+    ($trait:ident { $($extra:item)* } $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
         #[async_trait::async_trait]
-        impl MetadataStore for Timed {
-            fn backend_name(&self) -> &'static str {
-                self.inner.backend_name()
-            }
+        impl $trait for Timed {
+            $($extra)*
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     let started = Instant::now();
@@ -47,6 +46,11 @@ macro_rules! timed {
 }
 
 timed! {
+    MetadataStore {
+        fn backend_name(&self) -> &'static str {
+            self.inner.backend_name()
+        }
+    }
     fn ping(&self) -> Result<(), StoreError>;
     fn migrate(&self) -> Result<(), StoreError>;
     fn create_space(&self, id: Uuid, name: &SpaceName, description: &Description, owner: Option<Uuid>) -> Result<Space, StoreError>;
@@ -65,7 +69,7 @@ timed! {
     fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>, StoreError>;
     fn renew_lease(&self, job_id: Uuid, worker: &str, lease: Duration) -> Result<bool, StoreError>;
     fn set_progress(&self, job_id: Uuid, worker: &str, phase: &str, progress: f64) -> Result<bool, StoreError>;
-    fn complete_job(&self, job: &ClaimedJob, worker: &str, chunks: &[NewChunk]) -> Result<bool, StoreError>;
+    fn complete_job(&self, job: &ClaimedJob, worker: &str, chunks: &[NewChunk]) -> Result<Option<Vec<Superseded>>, StoreError>;
     fn fail_job(&self, job: &ClaimedJob, worker: &str, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
     fn count_jobs(&self) -> Result<JobCounts, StoreError>;
     fn keyword_search(&self, space_id: Uuid, terms: &[String], document_id: Option<Uuid>, limit: i64) -> Result<Vec<ChunkHit>, StoreError>;
@@ -107,4 +111,19 @@ timed! {
     fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError>;
     fn list_members(&self, space_id: Uuid) -> Result<Vec<Member>, StoreError>;
     fn list_spaces_of(&self, user_id: Uuid, page: PageRequest) -> Result<Page<Space>, StoreError>;
+}
+
+timed! {
+    SourceStore {}
+    fn create_source(&self, source: &NewSource) -> Result<Source, StoreError>;
+    fn get_source(&self, space_id: Uuid, id: Uuid) -> Result<Source, StoreError>;
+    fn list_sources(&self, space_id: Uuid) -> Result<Vec<Source>, StoreError>;
+    fn delete_source(&self, space_id: Uuid, id: Uuid) -> Result<Vec<Superseded>, StoreError>;
+    fn claim_sync(&self, id: Uuid, lease: Duration) -> Result<bool, StoreError>;
+    fn sync_progress(&self, id: Uuid, phase: &str, progress: f64, lease: Duration) -> Result<(), StoreError>;
+    fn finish_sync(&self, id: Uuid, outcome: &SyncOutcome, next_sync_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    fn due_sources(&self, limit: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
+    fn source_entries(&self, space_id: Uuid, source_id: Uuid) -> Result<Vec<SourceEntry>, StoreError>;
+    fn set_source_stamp(&self, document_id: Uuid, stamp: &str) -> Result<(), StoreError>;
+    fn delete_key(&self, space_id: Uuid, key: &str) -> Result<Vec<Superseded>, StoreError>;
 }

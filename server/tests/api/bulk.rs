@@ -130,3 +130,68 @@ async fn a_folder_goes_through_a_running_server_that_holds_the_data_directory() 
     };
     assert!(format!("{err:#}").contains("no Kenning answers"), "{err:#}");
 }
+
+#[tokio::test]
+async fn ingesting_a_folder_again_with_sync_replaces_changed_files_and_deletes_gone_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = folder(dir.path());
+    let data = dir.path().join("data");
+    let first = kenning::ingest::bulk::run(&command(&docs, &data, &[]), false)
+        .await
+        .unwrap();
+    assert_first_summary(&first);
+
+    std::fs::write(
+        docs.join("a.md"),
+        "# A\n\nAlpha passage about receipts, rewritten.\n",
+    )
+    .unwrap();
+    std::fs::remove_file(docs.join("broken.pdf")).unwrap();
+    // One of the two identical files goes: the other still holds the content.
+    std::fs::remove_file(docs.join("nested/b.txt")).unwrap();
+    let synced = kenning::ingest::bulk::run(&command(&docs, &data, &["--sync"]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        synced.ready, 1,
+        "the changed file is indexed again: {synced}"
+    );
+    assert_eq!(
+        synced.deleted, 1,
+        "the broken PDF's document goes: {synced}"
+    );
+    assert_eq!(synced.duplicates, 1, "{synced}");
+
+    // What the space holds now, read through the same command's store.
+    let store = kenning::store::connect(&command(&docs, &data, &[]).store)
+        .await
+        .unwrap();
+    let space = store.find_space_by_name("Imported").await.unwrap().unwrap();
+    let space_id = uuid::Uuid::parse_str(&space.id).unwrap();
+    let page = store
+        .list_documents(
+            space_id,
+            kenning::domain::PageRequest::parse(Some(50), None).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut held: Vec<(String, i64)> = page
+        .items
+        .iter()
+        .map(|d| (d.source_key.clone().unwrap_or_default(), d.version))
+        .collect();
+    held.sort();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!(held[0], ("a.md".to_string(), 2));
+    assert!(held[1].0.starts_with("nested/"), "{held:?}");
+    let hits = store
+        .keyword_search(space_id, &["receipts".to_string()], None, 10)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    let stale = store
+        .keyword_search(space_id, &["invoices".to_string()], None, 10)
+        .await
+        .unwrap();
+    assert!(stale.is_empty(), "the old text is gone");
+}

@@ -98,6 +98,7 @@ mod quality;
 mod search;
 mod security;
 mod shared_caches;
+mod sources;
 mod spaces;
 mod stub;
 mod ui;

@@ -1,0 +1,288 @@
+//! The UI's server functions reach the service through `app::backend::Backend`: this adapter
+//! turns service errors into the UI's error details.
+
+use super::*;
+
+/// A service result as the UI's server functions take it.
+fn detail<T>(r: Result<T, ServiceError>) -> Result<T, ErrorDetail> {
+    r.map_err(|e| e.to_detail())
+}
+
+impl Service {
+    /// Accounts, which every running server has (only the CLI builds a service without).
+    fn accounts(&self) -> Result<&crate::auth::Auth, ErrorDetail> {
+        self.auth.as_deref().ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("accounts are not wired into this service"))
+                .to_detail()
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl app::backend::Backend for Service {
+    async fn list_spaces(
+        &self,
+        caller: &crate::auth::Caller,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Space>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_spaces_for(self, caller, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn authorize(
+        &self,
+        caller: &crate::auth::Caller,
+        space_id: &str,
+        needed: app::api::Role,
+    ) -> Result<(), ErrorDetail> {
+        Service::authorize(self, caller, space_id, needed)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_api_keys(
+        &self,
+        caller: &crate::auth::Caller,
+    ) -> Result<Vec<app::api::ApiKey>, ErrorDetail> {
+        detail(self.accounts()?.list_keys(caller).await)
+    }
+
+    async fn create_api_key(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+    ) -> Result<app::api::CreatedApiKey, ErrorDetail> {
+        detail(self.accounts()?.create_key(caller, name).await)
+    }
+
+    async fn revoke_api_key(
+        &self,
+        caller: &crate::auth::Caller,
+        id: &str,
+    ) -> Result<(), ErrorDetail> {
+        detail(self.accounts()?.revoke_key(caller, id).await)
+    }
+
+    async fn list_members(&self, space_id: &str) -> Result<Vec<app::api::Member>, ErrorDetail> {
+        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        detail(self.accounts()?.members(id).await)
+    }
+
+    async fn set_member(
+        &self,
+        space_id: &str,
+        email: &str,
+        role: app::api::Role,
+    ) -> Result<app::api::Member, ErrorDetail> {
+        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        detail(self.accounts()?.set_member(id, email, role).await)
+    }
+
+    async fn remove_member(&self, space_id: &str, user_id: &str) -> Result<(), ErrorDetail> {
+        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        detail(self.accounts()?.remove_member(id, user_id).await)
+    }
+
+    async fn list_users(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<app::api::User>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        detail(self.accounts()?.list_users(page).await)
+    }
+
+    async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<app::api::User, ErrorDetail> {
+        detail(
+            self.accounts()?
+                .create_user(email, password, "", is_admin, false)
+                .await,
+        )
+    }
+
+    async fn set_user_disabled(
+        &self,
+        caller: &crate::auth::Caller,
+        id: &str,
+        disabled: bool,
+    ) -> Result<app::api::User, ErrorDetail> {
+        detail(self.accounts()?.set_disabled(caller, id, disabled).await)
+    }
+
+    async fn delete_user(&self, caller: &crate::auth::Caller, id: &str) -> Result<(), ErrorDetail> {
+        detail(self.accounts()?.delete_user(caller, id).await)
+    }
+
+    async fn list_audit(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<app::api::AuditEntry>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        detail(Service::list_audit(self, page).await)
+    }
+
+    async fn session_info(&self, caller: Option<&crate::auth::Caller>) -> app::api::SessionInfo {
+        match &self.auth {
+            Some(auth) => auth.session_info(caller).await,
+            None => app::api::SessionInfo {
+                auth: "none".into(),
+                user: None,
+                needs_setup: false,
+            },
+        }
+    }
+
+    async fn get_space(&self, id: &str) -> Result<Space, ErrorDetail> {
+        Service::get_space(self, id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn create_space(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+        description: &str,
+    ) -> Result<Space, ErrorDetail> {
+        Service::create_space(self, Some(caller), name, description)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn update_space(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Space, ErrorDetail> {
+        Service::update_space(self, id, name, description)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn delete_space(&self, id: &str) -> Result<(), ErrorDetail> {
+        Service::delete_space(self, id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_documents(
+        &self,
+        space_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Document>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_documents(self, space_id, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn delete_document(&self, space_id: &str, document_id: &str) -> Result<(), ErrorDetail> {
+        Service::delete_document(self, space_id, document_id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_sources(&self, space_id: &str) -> Result<Vec<app::api::Source>, ErrorDetail> {
+        Service::list_sources(self, space_id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn health(&self) -> HealthReport {
+        crate::health::report(self).await
+    }
+
+    fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+    }
+
+    async fn search(
+        &self,
+        space_id: &str,
+        req: SearchRequest,
+    ) -> Result<SearchResponse, ErrorDetail> {
+        Service::search(self, space_id, &req)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn metrics_snapshot(&self) -> MetricsSnapshot {
+        Service::metrics_snapshot(self).await
+    }
+
+    async fn get_document(
+        &self,
+        space_id: &str,
+        document_id: &str,
+    ) -> Result<Document, ErrorDetail> {
+        Service::get_document(self, space_id, document_id)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_chunks(
+        &self,
+        space_id: &str,
+        document_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Chunk>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_chunks(self, space_id, document_id, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_conversations(
+        &self,
+        caller: &crate::auth::Caller,
+        space_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Conversation>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        Service::list_conversations(self, caller, space_id, page)
+            .await
+            .map_err(|e| e.to_detail())
+    }
+
+    async fn list_messages(
+        &self,
+        caller: &crate::auth::Caller,
+        space_id: &str,
+        conversation_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Message>, ErrorDetail> {
+        let page = PageRequest::parse(Some(limit), Some(offset))
+            .map_err(|e| ServiceError::from(e).to_detail())?;
+        let mut page = Service::list_messages(self, caller, space_id, conversation_id, page)
+            .await
+            .map_err(|e| e.to_detail())?;
+        for m in page.items.iter_mut().filter(|m| m.role == "assistant") {
+            m.html = Some(crate::generate::attribute::stored_html(
+                &m.content,
+                &m.citations,
+                space_id,
+            ));
+        }
+        Ok(page)
+    }
+}
