@@ -5,6 +5,7 @@ mod account;
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod backend;
+mod browser;
 mod chat;
 mod components;
 mod dashboard;
@@ -12,6 +13,8 @@ mod dashboard;
 pub mod markdown;
 mod pages;
 pub mod server_fns;
+mod sources;
+mod upload;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

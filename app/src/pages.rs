@@ -4,6 +4,8 @@
 use crate::api::{human_bytes, Document, Page, Space};
 use crate::components::{error_text, Badge, ErrorNotice, PageHeader};
 use crate::server_fns::*;
+use crate::sources::SourcesPanel;
+use crate::upload::UploadPanel;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::{
@@ -230,8 +232,6 @@ impl LazyRoute for SpacePage {
         let rename = ServerAction::<RenameSpace>::new();
         let delete_space_action = ServerAction::<DeleteSpace>::new();
         let delete_doc = ServerAction::<DeleteDocument>::new();
-        let (upload_status, set_upload_status) = signal(None::<Result<String, String>>);
-        let (uploading, set_uploading) = signal(false);
 
         Effect::new(move |_| {
             if rename.version().get() > 0 || delete_doc.version().get() > 0 {
@@ -244,23 +244,6 @@ impl LazyRoute for SpacePage {
                 navigate("/spaces", Default::default());
             }
         });
-
-        let on_upload = move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            let form: leptos::web_sys::HtmlFormElement = event_target(&ev);
-            let space_id = id.get_untracked();
-            set_uploading.set(true);
-            set_upload_status.set(None);
-            leptos::task::spawn_local(async move {
-                let result = upload::upload_document(&space_id, &form).await;
-                set_uploading.set(false);
-                if result.is_ok() {
-                    form.reset();
-                    changed.update(|v| *v += 1);
-                }
-                set_upload_status.set(Some(result));
-            });
-        };
 
         // While any document is still being ingested, look again shortly: progress is live.
         Effect::new(move |_| {
@@ -312,19 +295,7 @@ impl LazyRoute for SpacePage {
                 })}
             </Suspense>
             {action_error}
-            <section class="panel">
-                <h2>"Upload a document"</h2>
-                <form class="form-row" id="upload-form" method="post" enctype="multipart/form-data"
-                    action=move || format!("/api/v1/spaces/{}/documents", id.get())
-                    on:submit=on_upload>
-                    <label class="grow">
-                        <span>"Document (Markdown, text, HTML, PDF, DOCX, CSV, JSON)"</span>
-                        <input type="file" name="file" required accept=".md,.markdown,.txt,.html,.htm,.pdf,.docx,.csv,.json,text/*,application/pdf,application/json"/>
-                    </label>
-                    <button type="submit" disabled=move || uploading.get()>
-                        {move || if uploading.get() { "Uploading…" } else { "Upload" }}
-                    </button>
-                </form>
+            <UploadPanel space_id=id changed=changed>
                 <p class="muted small">
                     <Suspense fallback=|| ()>
                         {move || Suspend::new(async move {
@@ -332,11 +303,8 @@ impl LazyRoute for SpacePage {
                         })}
                     </Suspense>
                 </p>
-                {move || upload_status.get().map(|r| match r {
-                    Ok(name) => view! { <div class="notice success" role="status">{format!("Uploaded {name}.")}</div> }.into_any(),
-                    Err(e) => view! { <ErrorNotice message=e/> }.into_any(),
-                })}
-            </section>
+            </UploadPanel>
+            <SourcesPanel space_id=id changed=changed/>
             <section class="panel">
                 <h2>"Documents"</h2>
                 <Transition fallback=|| view! { <p class="muted">"Loading documents…"</p> }>
@@ -361,7 +329,10 @@ impl LazyRoute for SpacePage {
                                                 let passages = (d.status == "ready").then_some(d.chunk_count);
                                                 view! {
                                                     <tr data-document-id=d.id.clone()>
-                                                        <td class="filename">{d.filename}</td>
+                                                        <td class="filename">{d.filename.clone()}
+                                                            {(d.version > 1).then(|| view! { " "<span class="badge version" title="A newer upload or sync of this key replaced the earlier version">{format!("v{}", d.version)}</span> })}
+                                                            {d.source_key.clone().filter(|k| *k != d.filename).map(|k| view! { <div class="muted small source-key">{k}</div> })}
+                                                        </td>
                                                         <td>{human_bytes(d.size_bytes)}</td>
                                                         <td class="muted">{d.mime}</td>
                                                         <td class="status-cell"><DocumentStatus doc=status_doc/></td>
@@ -431,60 +402,6 @@ fn DocumentStatus(doc: Document) -> impl IntoView {
         {detail.map(|d| view! { <span class="muted small phase">{d}</span> })}
         {busy.then(|| view! { <div class="progress" aria-hidden="true"><div class="progress-bar" style=pct></div></div> })}
         {doc.error.filter(|_| doc.status == "failed").map(|e| view! { <div class="error-text small">{e}</div> })}
-    }
-}
-
-mod upload {
-    //! Browser-side upload: posts the form to the REST API so the file streams straight to disk.
-
-    #[cfg(feature = "hydrate")]
-    pub async fn upload_document(
-        space_id: &str,
-        form: &leptos::web_sys::HtmlFormElement,
-    ) -> Result<String, String> {
-        use crate::api::{Document, ErrorBody};
-        use wasm_bindgen::JsCast;
-        use wasm_bindgen_futures::JsFuture;
-
-        let data = web_sys::FormData::new_with_form(form)
-            .map_err(|_| "Could not read the form.".to_string())?;
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&data);
-        let window = web_sys::window().ok_or_else(|| "No browser window.".to_string())?;
-        let url = format!("/api/v1/spaces/{space_id}/documents");
-        let response: web_sys::Response =
-            JsFuture::from(window.fetch_with_str_and_init(&url, &init))
-                .await
-                .map_err(|_| "The upload could not reach the server.".to_string())?
-                .dyn_into()
-                .map_err(|_| "Unexpected response.".to_string())?;
-        let text_promise = response
-            .text()
-            .map_err(|_| "Unreadable response.".to_string())?;
-        let text = JsFuture::from(text_promise)
-            .await
-            .ok()
-            .and_then(|v| v.as_string())
-            .unwrap_or_default();
-        if response.ok() {
-            serde_json::from_str::<Document>(&text)
-                .map(|d| d.filename)
-                .map_err(|_| "Unexpected response.".to_string())
-        } else {
-            Err(serde_json::from_str::<ErrorBody>(&text)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| format!("Upload failed (HTTP {}).", response.status())))
-        }
-    }
-
-    /// On the server the form is never submitted through this path.
-    #[cfg(not(feature = "hydrate"))]
-    pub async fn upload_document(
-        _space_id: &str,
-        _form: &leptos::web_sys::HtmlFormElement,
-    ) -> Result<String, String> {
-        Err("Uploads need the browser.".to_string())
     }
 }
 

@@ -52,6 +52,8 @@ test("an answer written in Markdown renders as lists, code and tables, never as 
   const past = page.locator(".turn.answer").first().locator(".answer-text");
   await expectRendered(past);
   await expect(past.locator("a.cite").first()).toHaveAttribute("href", /\/documents\//);
+  await expect(past.locator("ol > li").nth(1).locator(".unsupported")).toContainText("green cheese");
+  await expect(past.locator("ol > li").first().locator(".unsupported")).toHaveCount(0);
   await page.waitForSelector("body[data-hydrated='true']");
   expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
 
