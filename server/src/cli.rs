@@ -29,6 +29,7 @@ pub async fn run() -> ExitCode {
             worker(config).await
         }
         Command::Ingest(cmd) => ingest(cmd).await,
+        Command::Sync(cmd) => crate::sources::remote::run(&cmd, true).await.map(|_| ()),
         Command::Bench(cmd) => crate::bench::run_on_one_thread(cmd).await,
         Command::User(crate::config::UserCommand::Create(cmd)) => create_user(cmd).await,
     };

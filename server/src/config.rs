@@ -45,6 +45,8 @@ pub enum Command {
     Worker(WorkerConfig),
     /// Ingest a file or every file in a folder into a space (created if missing), with progress.
     Ingest(IngestCommand),
+    /// Sync a space's sources (folders, web pages, sites) on a running Kenning now, with progress.
+    Sync(SyncCommand),
     /// Measure a running Kenning on this machine: seed a space, drive load, report percentiles.
     ///
     /// The load generator runs on one thread, so it takes at most one core from the server.
@@ -185,6 +187,26 @@ pub struct IngestCommand {
 
     #[command(flatten)]
     pub ingest: IngestConfig,
+}
+
+/// Settings of `kenning sync`.
+#[derive(Debug, Args)]
+pub struct SyncCommand {
+    /// The space, by name or id.
+    #[arg(long)]
+    pub space: String,
+
+    /// Only this source (its id); every source of the space by default.
+    #[arg(long)]
+    pub source: Option<String>,
+
+    /// The running Kenning whose sources to sync.
+    #[arg(long, env = "KENNING_URL", default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+
+    /// API key, when that server requires sign-in (`--auth password`).
+    #[arg(long, env = "KENNING_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub api_key: Option<SecretString>,
 }
 
 /// Log formats: readable for people, JSON for log pipelines.

@@ -1,5 +1,6 @@
 //! Kenning's server: configuration, HTTP API, metadata store and the service layer behind the UI.
 
+pub mod api_client;
 pub mod audit;
 pub mod auth;
 pub mod bench;

@@ -275,20 +275,7 @@ impl Remote {
         token: Option<&secrecy::SecretString>,
         space: &str,
     ) -> anyhow::Result<Self> {
-        use secrecy::ExposeSecret;
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(t) = token {
-            let mut value =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
-                    .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(REMOTE_TIMEOUT_SECS))
-            .build()?;
+        let http = crate::api_client::client(token, Duration::from_secs(REMOTE_TIMEOUT_SECS))?;
         let mut remote = Self {
             http,
             base: url.trim_end_matches('/').to_string(),
@@ -298,18 +285,8 @@ impl Remote {
         Ok(remote)
     }
 
-    /// The body of a successful answer, or the server's own error message.
     async fn ok(r: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-        if r.status().is_success() {
-            return Ok(r);
-        }
-        let status = r.status();
-        let body: serde_json::Value = r.json().await.unwrap_or_default();
-        let message = body["error"]["message"]
-            .as_str()
-            .or_else(|| body["message"].as_str())
-            .unwrap_or("no error message");
-        anyhow::bail!("{status}: {message}")
+        crate::api_client::ok(r).await
     }
 
     async fn find_or_create_space(&self, name: &str) -> anyhow::Result<String> {

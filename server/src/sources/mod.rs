@@ -2,6 +2,7 @@
 //! module lists and fetches; the service decides what changed and keeps the space current.
 
 pub mod folder;
+pub mod remote;
 pub mod web;
 
 use std::path::PathBuf;

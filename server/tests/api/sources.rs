@@ -551,3 +551,62 @@ async fn without_the_loopback_setting_web_sources_cannot_reach_this_machine() {
     assert_eq!(refused["last_result"]["failed"], 1, "{refused}");
     assert!(documents(&app, &space).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kenning_sync_syncs_the_sources_of_a_space_and_says_what_they_did() {
+    use clap::Parser;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("one.md"), "# One\n\nThe first note.\n").unwrap();
+    std::fs::write(root.path().join("two.md"), "# Two\n\nThe second note.\n").unwrap();
+    let app = app_with_root(Backend::Sqlite, root.path()).await;
+    let space = app.create_space("Synced from the CLI").await;
+    let command = |space: &str| {
+        let cli = kenning::config::Cli::parse_from([
+            "kenning",
+            "sync",
+            "--space",
+            space,
+            "--url",
+            &app.address,
+        ]);
+        match cli.command {
+            kenning::config::Command::Sync(cmd) => cmd,
+            _ => panic!("expected sync"),
+        }
+    };
+    let err = kenning::sources::remote::run(&command("Synced from the CLI"), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no sources"), "{err}");
+    let err = kenning::sources::remote::run(&command("Nowhere"), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no space \"Nowhere\""), "{err}");
+
+    add_source(
+        &app,
+        &space,
+        json!({ "kind": "folder", "location": root.path().to_str().unwrap() }),
+    )
+    .await;
+    let ended = kenning::sources::remote::run(&command("Synced from the CLI"), false)
+        .await
+        .expect("the sync runs");
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].status, "idle");
+    assert_eq!(
+        ended[0].last_result.as_ref().map(|r| r.added),
+        Some(2),
+        "{:?}",
+        ended[0]
+    );
+    let again = kenning::sources::remote::run(&command(&space), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0].last_result.as_ref().map(|r| r.unchanged),
+        Some(2),
+        "{:?}",
+        again[0]
+    );
+}
