@@ -67,6 +67,9 @@ pub struct Source {
     pub location: String,
     /// Synced every this many minutes; none means on demand only.
     pub interval_minutes: Option<i64>,
+    /// A folder synced a moment after anything in it changes.
+    #[serde(default)]
+    pub watch: bool,
     /// Pages a site sync reads at most.
     pub max_pages: i64,
     /// `idle` or `syncing`.
@@ -117,6 +120,9 @@ pub struct CreateSource {
     /// Sync every this many minutes (1 to 10,080); omit for on demand only.
     #[serde(default)]
     pub interval_minutes: Option<i64>,
+    /// Folders only: also sync a moment after anything in the folder changes.
+    #[serde(default)]
+    pub watch: Option<bool>,
     /// Pages a site sync reads at most (1 to 10,000; default 100).
     #[serde(default)]
     pub max_pages: Option<i64>,

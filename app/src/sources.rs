@@ -101,6 +101,10 @@ pub fn SourcesPanel(space_id: Memo<String>, changed: RwSignal<u64>) -> impl Into
                     <span>"Every (minutes)"</span>
                     <input type="number" name="interval_minutes" min="1" max="10080" placeholder="on demand"/>
                 </label>
+                <label class="inline">
+                    <input type="checkbox" name="watch"/>
+                    " Watch the folder"
+                </label>
                 <button type="submit" class="secondary">"Add source"</button>
             </form>
         </section>
@@ -132,10 +136,11 @@ fn source_row(s: Source, sync_now: impl Fn(String) + Copy + 'static) -> impl Int
             t.chars().take(16).collect::<String>().replace('T', " ")
         )
     });
-    let schedule = s
-        .interval_minutes
-        .map(|m| format!("every {m} min"))
-        .unwrap_or_else(|| "on demand".into());
+    let schedule = match (s.watch, s.interval_minutes) {
+        (true, _) => "watched".to_string(),
+        (false, Some(m)) => format!("every {m} min"),
+        (false, None) => "on demand".into(),
+    };
     view! {
         <li class="source" data-source-id=s.id.clone()>
             <span class="badge">{s.kind}</span>" "
@@ -155,6 +160,7 @@ fn read_form(form: &leptos::web_sys::HtmlFormElement) -> Option<CreateSource> {
         kind: field("kind")?,
         location: field("location")?,
         interval_minutes: field("interval_minutes").and_then(|m| m.trim().parse().ok()),
+        watch: field("watch").map(|_| true),
         max_pages: None,
     })
 }

@@ -7,6 +7,7 @@ CREATE TABLE sources (
     kind             TEXT NOT NULL CHECK (kind IN ('folder', 'url', 'site')),
     location         TEXT NOT NULL,
     interval_minutes INTEGER,
+    watch            BOOLEAN NOT NULL DEFAULT false,
     max_pages        INTEGER NOT NULL DEFAULT 100,
     status           TEXT NOT NULL DEFAULT 'idle' CHECK (status IN ('idle', 'syncing')),
     phase            TEXT,

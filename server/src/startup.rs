@@ -935,15 +935,43 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Syncs sources on their schedules until `stop`; each tick takes the due ones in turn.
+/// Syncs sources on their schedules, and watched folders once they have been quiet for a
+/// moment after a change, until `stop`.
 fn spawn_source_scheduler(service: Arc<Service>, stop: CancellationToken) {
+    use crate::sources::{watch, SCHEDULER_TICK};
+    use std::collections::HashMap;
+    use std::time::Instant;
     tokio::spawn(async move {
+        let mut watches = watch::Watches::default();
+        // Watched sources that changed, with when they last did.
+        let mut changed: HashMap<uuid::Uuid, (uuid::Uuid, Instant)> = HashMap::new();
+        let mut last_look: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(crate::sources::SCHEDULER_TICK) => {}
+                Some((space, id)) = watches.changed() => {
+                    changed.insert(id, (space, Instant::now()));
+                    continue;
+                }
+                () = service.sources_changed().notified() => last_look = None,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            service.sync_due_sources().await;
+            if last_look.is_none_or(|t| t.elapsed() >= SCHEDULER_TICK) {
+                last_look = Some(Instant::now());
+                watches.set(service.watched_folders().await);
+                service.sync_due_sources().await;
+            }
+            let quiet: Vec<_> = changed
+                .iter()
+                .filter(|(_, (_, at))| at.elapsed() >= watch::QUIET)
+                .map(|(id, (space, _))| (*space, *id))
+                .collect();
+            for (space, id) in quiet {
+                // A sync already running may have missed the change: keep it for the next round.
+                if service.sync_if_idle(space, id).await {
+                    changed.remove(&id);
+                }
+            }
         }
     });
 }

@@ -155,6 +155,8 @@ pub struct Service {
     known_spaces: moka::future::Cache<Uuid, ()>,
     /// What folder and web sources may read.
     sources: crate::sources::SourceSettings,
+    /// Told when sources come or go, so the scheduler watches the right folders at once.
+    sources_changed: Arc<Notify>,
 }
 
 /// How long a space found to exist is trusted by point reads without asking the store again.
@@ -194,6 +196,7 @@ impl Service {
                 .time_to_live(KNOWN_SPACE_TTL)
                 .build(),
             sources: crate::sources::SourceSettings::default(),
+            sources_changed: Arc::new(Notify::new()),
         }
     }
 

@@ -39,6 +39,13 @@ impl Service {
                 "max_pages must be between 1 and 10000.".into(),
             ));
         }
+        let watch = req.watch.unwrap_or(false);
+        if watch && req.kind != "folder" {
+            return Err(invalid(
+                "invalid_watch",
+                "Only folder sources can be watched; give web sources an interval instead.".into(),
+            ));
+        }
         let location = match req.kind.as_str() {
             "folder" => {
                 if !caller_is_admin {
@@ -67,14 +74,17 @@ impl Service {
             kind: req.kind.clone(),
             location,
             interval_minutes: req.interval_minutes,
+            watch,
             max_pages,
         };
-        self.store.create_source(&new).await.map_err(|e| match e {
+        let created = self.store.create_source(&new).await.map_err(|e| match e {
             StoreError::Conflict(_) => {
                 ServiceError::Conflict("The space already has this source.".into())
             }
             e => ServiceError::from_store(e, "space"),
-        })
+        })?;
+        self.sources_changed.notify_one();
+        Ok(created)
     }
 
     /// A space's sources with their sync state.
@@ -108,7 +118,50 @@ impl Service {
             .await
             .map_err(|e| ServiceError::from_store(e, "source"))?;
         crate::ingest::discard(self.vectors.as_ref(), &self.data_dir, space, &gone).await;
+        self.sources_changed.notify_one();
         Ok(())
+    }
+
+    /// Notified when sources are added or deleted, so the scheduler looks again at once.
+    pub fn sources_changed(&self) -> &Arc<Notify> {
+        &self.sources_changed
+    }
+
+    /// The folders to watch, as (space, source, folder); those no longer under a root are left
+    /// out (their syncs fail and say why).
+    pub async fn watched_folders(&self) -> Vec<(Uuid, Uuid, PathBuf)> {
+        match self.store.watched_sources().await {
+            Ok(list) => list
+                .into_iter()
+                .filter_map(|(space, id, location)| {
+                    folder::resolve(&location, &self.sources.roots)
+                        .ok()
+                        .map(|path| (space, id, path))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the watched sources");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Syncs one source now in this task unless a sync of it is running; false when it was.
+    pub async fn sync_if_idle(&self, space: Uuid, id: Uuid) -> bool {
+        let Ok(source) = self.store.get_source(space, id).await else {
+            return true;
+        };
+        match self.store.claim_sync(id, SYNC_LEASE).await {
+            Ok(true) => {
+                self.run_sync(space, source).await;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim a source's sync");
+                false
+            }
+        }
     }
 
     /// Starts a sync in the background and answers at once with the source marked `syncing`;
@@ -148,14 +201,7 @@ impl Service {
             }
         };
         for (space, id) in due {
-            let Ok(source) = self.store.get_source(space, id).await else {
-                continue;
-            };
-            match self.store.claim_sync(id, SYNC_LEASE).await {
-                Ok(true) => self.run_sync(space, source).await,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "could not claim a source's sync"),
-            }
+            self.sync_if_idle(space, id).await;
         }
     }
 

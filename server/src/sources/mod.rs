@@ -3,6 +3,7 @@
 
 pub mod folder;
 pub mod remote;
+pub mod watch;
 pub mod web;
 
 use std::path::PathBuf;

@@ -44,15 +44,16 @@ pub(super) async fn delete_older_versions(
 impl SourceStore for PostgresStore {
     async fn create_source(&self, s: &NewSource) -> Result<Source, StoreError> {
         sqlx::query(
-            "INSERT INTO sources (id, space_id, kind, location, interval_minutes, max_pages, \
+            "INSERT INTO sources (id, space_id, kind, location, interval_minutes, watch, max_pages, \
              next_sync_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 IS NULL THEN NULL ELSE now() END, now(), now())",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $5 IS NULL AND NOT $6 THEN NULL ELSE now() END, now(), now())",
         )
         .bind(s.id)
         .bind(s.space_id)
         .bind(&s.kind)
         .bind(&s.location)
         .bind(s.interval_minutes.and_then(|m| i32::try_from(m).ok()))
+        .bind(s.watch)
         .bind(i32::try_from(s.max_pages).unwrap_or(i32::MAX))
         .execute(&self.pool())
         .await?;
@@ -170,6 +171,14 @@ impl SourceStore for PostgresStore {
              AND (status = 'idle' OR lease_expires_at < now()) ORDER BY next_sync_at LIMIT $1",
         )
         .bind(limit)
+        .fetch_all(&self.pool())
+        .await?)
+    }
+
+    async fn watched_sources(&self) -> Result<Vec<(Uuid, Uuid, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT space_id, id, location FROM sources WHERE watch AND kind = 'folder'",
+        )
         .fetch_all(&self.pool())
         .await?)
     }

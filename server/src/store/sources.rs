@@ -15,6 +15,7 @@ pub struct NewSource {
     pub kind: String,
     pub location: String,
     pub interval_minutes: Option<i64>,
+    pub watch: bool,
     pub max_pages: i64,
 }
 
@@ -73,6 +74,8 @@ pub trait SourceStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Sources whose scheduled sync is due and that nobody is syncing, as (space, source).
     async fn due_sources(&self, limit: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
+    /// Every watched folder source, as (space, source, folder).
+    async fn watched_sources(&self) -> Result<Vec<(Uuid, Uuid, String)>, StoreError>;
     /// The newest version under each key a source brought.
     async fn source_entries(
         &self,
@@ -87,7 +90,7 @@ pub trait SourceStore: Send + Sync + 'static {
 
 /// Columns selected for a source.
 pub(crate) const SOURCE_COLUMNS: &str = "id, space_id, kind, location, interval_minutes, \
-    max_pages, status, phase, progress, last_sync_at, last_result, last_error, failures, \
+    watch, max_pages, status, phase, progress, last_sync_at, last_result, last_error, failures, \
     next_sync_at, created_at, updated_at";
 
 /// A source row; `I` and `T` are the backend's id and time types.
@@ -98,6 +101,7 @@ pub(crate) struct SourceRow<I, T> {
     kind: String,
     location: String,
     interval_minutes: Option<i32>,
+    watch: bool,
     max_pages: i32,
     status: String,
     phase: Option<String>,
@@ -119,6 +123,7 @@ impl<I: Wire, T: Wire> From<SourceRow<I, T>> for Source {
             kind: r.kind,
             location: r.location,
             interval_minutes: r.interval_minutes.map(i64::from),
+            watch: r.watch,
             max_pages: i64::from(r.max_pages),
             status: r.status,
             phase: r.phase,

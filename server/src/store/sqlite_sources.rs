@@ -54,16 +54,17 @@ impl SourceStore for SqliteStore {
     async fn create_source(&self, s: &NewSource) -> Result<Source, StoreError> {
         let now = now();
         sqlx::query(
-            "INSERT INTO sources (id, space_id, kind, location, interval_minutes, max_pages, \
-             next_sync_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sources (id, space_id, kind, location, interval_minutes, watch, max_pages, \
+             next_sync_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.id.to_string())
         .bind(s.space_id.to_string())
         .bind(&s.kind)
         .bind(&s.location)
         .bind(s.interval_minutes)
+        .bind(s.watch)
         .bind(s.max_pages)
-        .bind(s.interval_minutes.map(|_| now.clone()))
+        .bind((s.interval_minutes.is_some() || s.watch).then(|| now.clone()))
         .bind(&now)
         .bind(&now)
         .execute(&self.pool())
@@ -200,6 +201,17 @@ impl SourceStore for SqliteStore {
         .await?;
         rows.iter()
             .map(|(space, id)| Ok((uuid(space)?, uuid(id)?)))
+            .collect()
+    }
+
+    async fn watched_sources(&self) -> Result<Vec<(Uuid, Uuid, String)>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT space_id, id, location FROM sources WHERE watch AND kind = 'folder'",
+        )
+        .fetch_all(&self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(space, id, location)| Ok((uuid(&space)?, uuid(&id)?, location)))
             .collect()
     }
 

@@ -123,6 +123,7 @@ timed! {
     fn sync_progress(&self, id: Uuid, phase: &str, progress: f64, lease: Duration) -> Result<(), StoreError>;
     fn finish_sync(&self, id: Uuid, outcome: &SyncOutcome, next_sync_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
     fn due_sources(&self, limit: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
+    fn watched_sources(&self) -> Result<Vec<(Uuid, Uuid, String)>, StoreError>;
     fn source_entries(&self, space_id: Uuid, source_id: Uuid) -> Result<Vec<SourceEntry>, StoreError>;
     fn set_source_stamp(&self, document_id: Uuid, stamp: &str) -> Result<(), StoreError>;
     fn delete_key(&self, space_id: Uuid, key: &str) -> Result<Vec<Superseded>, StoreError>;

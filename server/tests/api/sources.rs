@@ -610,3 +610,61 @@ async fn kenning_sync_syncs_the_sources_of_a_space_and_says_what_they_did() {
         again[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_folder_is_synced_soon_after_a_file_in_it_changes() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("rota.md"),
+        "# Rota\n\nThe night shift starts at 22:00.\n",
+    )
+    .unwrap();
+    let app = app_with_root(Backend::Sqlite, root.path()).await;
+    let space = app.create_space("Watched").await;
+    let (status, err) = app
+        .post_json(
+            &format!("/api/v1/spaces/{space}/sources"),
+            &json!({ "kind": "url", "location": "https://example.com/", "watch": true }),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_error(&err, "invalid_watch");
+    let source = add_source(
+        &app,
+        &space,
+        json!({ "kind": "folder", "location": root.path().to_str().unwrap(), "watch": true }),
+    )
+    .await;
+
+    // Nobody asks for a sync: the first one is due at once, the next one follows the edit.
+    let wait_for = |text: &'static str| {
+        let app = &app;
+        let space = space.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let found = search_texts(app, &space, "night shift").await;
+                if found.iter().any(|t| t.contains(text)) {
+                    return found;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{text:?} never became searchable: {found:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for("22:00").await;
+    std::fs::write(
+        root.path().join("rota.md"),
+        "# Rota\n\nThe night shift starts at 23:30 from May.\n",
+    )
+    .unwrap();
+    let found = wait_for("23:30").await;
+    assert!(!found.iter().any(|t| t.contains("22:00")), "{found:?}");
+    let (_, s) = app
+        .get_json(&format!("/api/v1/spaces/{space}/sources/{source}"))
+        .await;
+    assert_eq!(s["watch"], true);
+}
