@@ -7,8 +7,54 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+/// Where the CLI draws its progress bars. Log lines are written around them (bars cleared, line
+/// written, bars drawn again), so a warning during `kenning ingest` never lands inside a bar.
+pub fn bars() -> &'static indicatif::MultiProgress {
+    static BARS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
+}
+
+/// Makes one [`LogLine`] per event.
+struct AroundBars;
+
+impl fmt::MakeWriter<'_> for AroundBars {
+    type Writer = LogLine;
+
+    fn make_writer(&self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// One event's text, written to standard output in one piece when it is complete.
+struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.0);
+        bars().suspend(|| {
+            let _ = std::io::stdout().lock().write_all(&line);
+        });
+    }
+}
 
 /// Where traces go, when anywhere.
 pub struct Otlp<'a> {
@@ -55,9 +101,16 @@ pub fn init(format: LogFormat, otlp: Option<Otlp<'_>>) -> Telemetry {
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("kenning")));
     let registry = tracing_subscriber::registry().with(filter).with(traces);
     let _ = match format {
-        LogFormat::Human => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Human => registry
+            .with(fmt::layer().with_target(false).with_writer(AroundBars))
+            .try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(AroundBars),
+            )
             .try_init(),
     };
     Telemetry { provider }

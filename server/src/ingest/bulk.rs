@@ -425,9 +425,12 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
 
     let bar = |len: usize, msg: &'static str| {
         let b = ProgressBar::new(len as u64).with_message(msg);
-        if !show_progress {
+        let b = if show_progress {
+            crate::telemetry::bars().add(b)
+        } else {
             b.set_draw_target(ProgressDrawTarget::hidden());
-        }
+            b
+        };
         b.set_style(
             ProgressStyle::with_template(
                 "{msg:>10} [{bar:40}] {pos}/{len} {wide_msg:.dim} ({elapsed})",

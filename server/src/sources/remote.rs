@@ -34,10 +34,12 @@ pub async fn run(cmd: &SyncCommand, show_progress: bool) -> anyhow::Result<Vec<S
         "the space has no sources; add one with POST /api/v1/spaces/{space}/sources or on its page"
     );
 
-    let bars = MultiProgress::new();
-    if !show_progress {
-        bars.set_draw_target(ProgressDrawTarget::hidden());
-    }
+    let hidden = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+    let bars = if show_progress {
+        crate::telemetry::bars()
+    } else {
+        &hidden
+    };
     let style = ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {percent:>3}% {wide_msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
