@@ -406,12 +406,20 @@ impl Auth {
         email: &str,
         role: Role,
     ) -> Result<Member, ServiceError> {
+        // The space in the path exists; an unknown email is a fault of the body, not a missing
+        // resource, so it is a 400 that says what to do rather than a 404 about the space.
         let user = self
             .store
             .find_user_by_email(email.trim())
             .await
             .map_err(|e| ServiceError::from_store(e, "user"))?
-            .ok_or(ServiceError::NotFound("user"))?
+            .ok_or_else(|| {
+                ServiceError::Invalid(crate::domain::InvalidInput {
+                    code: "unknown_user",
+                    message: "No account has this email; an admin creates the account first."
+                        .into(),
+                })
+            })?
             .user;
         let user_id = account_id(&user.id)?;
         if role != Role::Owner {

@@ -669,7 +669,9 @@ async fn members_get_what_their_role_allows_and_no_more(backend: Backend) {
             Some(json!({ "email": "nobody@example.org", "role": "viewer" })),
         )
         .await;
-    assert_eq!(status, 404, "{body}");
+    // The space exists: an unknown email is the body's fault, said as such.
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_user", "{body}");
     let (_, members) = owner.get(&format!("/api/v1/spaces/{s}/members")).await;
     let roles: Vec<&str> = members
         .as_array()
