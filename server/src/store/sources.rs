@@ -1,7 +1,7 @@
 //! Sources and the versions of their documents: what a sync needs from the metadata store, kept
 //! out of the main store trait so that aggregate's rules stay in one place.
 
-use super::{format_time, StoreError, Wire};
+use super::{StoreError, Wire};
 use app::api::{Source, SyncResult};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -147,9 +147,4 @@ pub(crate) fn outcome_columns(outcome: &SyncOutcome) -> (Option<String>, Option<
         SyncOutcome::Done(r) => (serde_json::to_string(r).ok(), None),
         SyncOutcome::Failed(e) => (None, Some(e.clone())),
     }
-}
-
-/// Time as SQLite stores it.
-pub(crate) fn text_time(t: DateTime<Utc>) -> String {
-    format_time(t)
 }

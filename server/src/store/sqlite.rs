@@ -40,11 +40,13 @@ type UserSecretRow = super::UserSecretRow<String, String>;
 type ApiKeyRow = super::ApiKeyRow<String, String>;
 type MemberRow = super::MemberRow<String>;
 
-fn later(d: Duration) -> String {
+/// When a lease taken now for `d` runs out, as SQLite stores times.
+pub(super) fn later(d: Duration) -> String {
     format_time(Utc::now() + chrono::Duration::milliseconds(lease_millis(d)))
 }
 
-fn now() -> String {
+/// Now, as SQLite stores times.
+pub(super) fn now() -> String {
     format_time(Utc::now())
 }
 

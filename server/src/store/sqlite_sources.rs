@@ -1,9 +1,9 @@
 //! Sources on SQLite.
 
-use super::sources::{outcome_columns, text_time, SourceRow, SOURCE_COLUMNS};
+use super::sources::{outcome_columns, SourceRow, SOURCE_COLUMNS};
+use super::sqlite::{later, now};
 use super::{
-    lease_millis, NewSource, SourceEntry, SourceStore, SqliteStore, StoreError, Superseded,
-    SyncOutcome,
+    NewSource, SourceEntry, SourceStore, SqliteStore, StoreError, Superseded, SyncOutcome,
 };
 use app::api::Source;
 use chrono::{DateTime, Utc};
@@ -12,10 +12,6 @@ use std::time::Duration;
 use uuid::Uuid;
 
 type Row = SourceRow<String, String>;
-
-fn now() -> String {
-    text_time(Utc::now())
-}
 
 fn uuid(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|e| StoreError::Other(e.into()))
@@ -119,18 +115,16 @@ impl SourceStore for SqliteStore {
     }
 
     async fn claim_sync(&self, id: Uuid, lease: Duration) -> Result<bool, StoreError> {
-        let now = Utc::now();
+        let now = now();
         let r = sqlx::query(
             "UPDATE sources SET status = 'syncing', phase = 'listing', progress = 0, \
              lease_expires_at = ?, updated_at = ? \
              WHERE id = ? AND (status = 'idle' OR lease_expires_at < ?)",
         )
-        .bind(text_time(
-            now + chrono::Duration::milliseconds(lease_millis(lease)),
-        ))
-        .bind(text_time(now))
+        .bind(later(lease))
+        .bind(&now)
         .bind(id.to_string())
-        .bind(text_time(now))
+        .bind(&now)
         .execute(&self.pool())
         .await?;
         Ok(r.rows_affected() == 1)
@@ -143,17 +137,14 @@ impl SourceStore for SqliteStore {
         progress: f64,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let now = Utc::now();
         sqlx::query(
             "UPDATE sources SET phase = ?, progress = ?, lease_expires_at = ?, updated_at = ? \
              WHERE id = ? AND status = 'syncing'",
         )
         .bind(phase)
         .bind(progress)
-        .bind(text_time(
-            now + chrono::Duration::milliseconds(lease_millis(lease)),
-        ))
-        .bind(text_time(now))
+        .bind(later(lease))
+        .bind(now())
         .bind(id.to_string())
         .execute(&self.pool())
         .await?;
@@ -180,7 +171,7 @@ impl SourceStore for SqliteStore {
         .bind(result)
         .bind(error)
         .bind(failed)
-        .bind(next_sync_at.map(text_time))
+        .bind(next_sync_at.map(super::format_time))
         .bind(now())
         .bind(id.to_string())
         .execute(&self.pool())
