@@ -244,7 +244,7 @@ pub struct AuditPage {
 #[lazy_route]
 impl LazyRoute for AuditPage {
     fn data() -> Self {
-        let offset = crate::pages::offset_from_query();
+        let offset = crate::components::offset_from_query();
         Self {
             entries: Resource::new(move || offset.get(), list_audit),
         }
@@ -277,7 +277,7 @@ impl LazyRoute for AuditPage {
                                         }).collect_view()}
                                     </tbody>
                                 </table>
-                                <crate::pages::Pager base="/audit".to_string() prev next total shown/>
+                                <crate::components::Pager base="/audit".to_string() prev next total shown/>
                             }.into_any()
                         }
                     }

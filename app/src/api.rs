@@ -413,10 +413,12 @@ pub struct DoneEvent {
     pub timings: Timings,
 }
 
+/// Page size for lists in the UI.
+pub const PAGE_SIZE: i64 = 25;
 /// Where a citation leads in the UI: the passage on its document's page, highlighted and
 /// scrolled to.
 pub fn passage_href(space_id: &str, c: &Citation) -> String {
-    let page = crate::server_fns::PAGE_SIZE;
+    let page = PAGE_SIZE;
     let offset = (c.position / page) * page;
     format!(
         "/spaces/{space_id}/documents/{}?offset={offset}&chunk={}#chunk-{}",

@@ -484,7 +484,7 @@ impl LazyRoute for DocumentPage {
                 p.get("doc").unwrap_or_default(),
             )
         });
-        let offset = crate::pages::offset_from_query();
+        let offset = crate::components::offset_from_query();
         let chunk = Memo::new(move |_| query.read().get("chunk").unwrap_or_default());
         let document = Resource::new(move || ids.get(), |(s, d)| get_document(s, d));
         let chunks = Resource::new(

@@ -1,6 +1,7 @@
 //! Small building blocks shared by several pages.
 
 use leptos::prelude::*;
+use leptos_router::{components::A, hooks::use_query_map};
 
 /// A page title with an optional subtitle, the same on every page.
 #[component]
@@ -38,5 +39,38 @@ pub fn error_text(e: &ServerFnError) -> String {
     match e {
         ServerFnError::ServerError(m) => m.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The list offset the page's `?offset=` names, so a reload or a shared link keeps the page.
+pub(crate) fn offset_from_query() -> Memo<i64> {
+    let query = use_query_map();
+    Memo::new(move |_| {
+        query
+            .read()
+            .get("offset")
+            .and_then(|o| o.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0)
+    })
+}
+
+/// Links to the previous and next page of a list; plain links, so they work before hydration.
+#[component]
+pub(crate) fn Pager(
+    base: String,
+    prev: Option<i64>,
+    next: Option<i64>,
+    total: i64,
+    shown: usize,
+) -> impl IntoView {
+    let prev_href = prev.map(|o| format!("{base}?offset={o}"));
+    let next_href = next.map(|o| format!("{base}?offset={o}"));
+    view! {
+        <nav class="pager" aria-label="Pagination">
+            <span class="muted">{format!("{shown} shown of {total}")}</span>
+            {prev_href.map(|h| view! { <A href=h attr:class="button secondary">"← Previous"</A> })}
+            {next_href.map(|h| view! { <A href=h attr:class="button secondary">"Next →"</A> })}
+        </nav>
     }
 }

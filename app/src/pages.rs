@@ -2,7 +2,7 @@
 //! bundle and fetched the first time the page is visited.
 
 use crate::api::{human_bytes, Document, Page, Space};
-use crate::components::{error_text, Badge, ErrorNotice, PageHeader};
+use crate::components::{error_text, offset_from_query, Badge, ErrorNotice, PageHeader, Pager};
 use crate::server_fns::*;
 use crate::sources::SourcesPanel;
 use crate::upload::UploadPanel;
@@ -13,38 +13,6 @@ use leptos_router::{
     hooks::{use_navigate, use_params_map, use_query_map},
     lazy_route, LazyRoute,
 };
-
-pub(crate) fn offset_from_query() -> Memo<i64> {
-    let query = use_query_map();
-    Memo::new(move |_| {
-        query
-            .read()
-            .get("offset")
-            .and_then(|o| o.parse::<i64>().ok())
-            .unwrap_or(0)
-            .max(0)
-    })
-}
-
-/// Links to the previous and next page of a list; plain links, so they work before hydration.
-#[component]
-pub(crate) fn Pager(
-    base: String,
-    prev: Option<i64>,
-    next: Option<i64>,
-    total: i64,
-    shown: usize,
-) -> impl IntoView {
-    let prev_href = prev.map(|o| format!("{base}?offset={o}"));
-    let next_href = next.map(|o| format!("{base}?offset={o}"));
-    view! {
-        <nav class="pager" aria-label="Pagination">
-            <span class="muted">{format!("{shown} shown of {total}")}</span>
-            {prev_href.map(|h| view! { <A href=h attr:class="button secondary">"← Previous"</A> })}
-            {next_href.map(|h| view! { <A href=h attr:class="button secondary">"Next →"</A> })}
-        </nav>
-    }
-}
 
 /// The landing page: what is here and where to go next.
 pub struct HomePage {

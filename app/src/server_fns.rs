@@ -5,8 +5,7 @@ use crate::api::{
 };
 use leptos::prelude::*;
 
-/// Page size for lists in the UI.
-pub const PAGE_SIZE: i64 = 25;
+pub use crate::api::PAGE_SIZE;
 
 #[cfg(feature = "ssr")]
 fn to_fn_error(e: crate::api::ErrorDetail) -> ServerFnError {

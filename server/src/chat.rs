@@ -5,12 +5,13 @@
 use crate::auth::Caller;
 use crate::cache::TieredCache;
 use crate::domain::{parse_id, InvalidInput};
+use crate::error::{search_error, ServiceError};
 use crate::generate::attribute::{render, Attribution};
 use crate::generate::extractive::DECLINE;
 use crate::generate::{Chain, Ending, Piece, Prompt};
 use crate::redis_link::RedisLink;
 use crate::retrieve::{Retriever, Search};
-use crate::service::{owner_of, search_error, ServiceError};
+use crate::service::owner_of;
 use crate::store::{MetadataStore, NewMessage};
 use app::api::{
     ChatRequest, Citation, DoneEvent, ErrorDetail, SearchHit, SearchMode, SearchRequest,

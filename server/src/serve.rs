@@ -340,7 +340,7 @@ impl PerAddress {
     /// Counts one more connection from `ip`, or `None` when its address is at the cap.
     fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
         // The same key rate limits use: IPv4 as is, IPv6 by its /64.
-        let key = crate::limits::rate_key(ip);
+        let key = crate::http::limits::rate_key(ip);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key).or_insert(0);
         if self.limit != 0 && *count >= self.limit {

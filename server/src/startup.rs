@@ -11,12 +11,15 @@ use crate::generate::{
     Chain, ChainSettings, Extractive, Generator, LlmSettings, LocalGenerator, OpenAiGenerator,
     OpenAiSettings,
 };
+use crate::http::limits::{self, Limits};
 use crate::http::{api_router, openai_router, ops_router, timeout, AppState};
 use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
-use crate::limits::{self, Limits};
-use crate::points::{EdgePointStore, PgPointStore, PointStore, QdrantPointStore, SqlitePointStore};
+use crate::points::{
+    EdgePointStore, EmbeddedVectorStore, PgPointStore, PointStore, QdrantPointStore,
+    SqlitePointStore,
+};
 use crate::redis_link::RedisLink;
 use crate::retrieve::Retriever;
 use crate::service::Service;
@@ -24,8 +27,7 @@ use crate::store;
 use crate::store::MetadataStore;
 use crate::store::Pool;
 use crate::vector::{
-    EdgeVectorStore, EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore,
-    VectorStore,
+    EdgeVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore, VectorStore,
 };
 use anyhow::Context;
 use app::backend::SharedBackend;
@@ -192,7 +194,8 @@ impl Application {
         };
         let retention = (config.audit_retention_days > 0)
             .then(|| Duration::from_secs(config.audit_retention_days.saturating_mul(86_400)));
-        let audit = crate::audit::Audit::start(engine.store.clone(), limits.clone(), retention);
+        let audit =
+            crate::http::audit::Audit::start(engine.store.clone(), limits.clone(), retention);
         let router = routes(state, &config, limits, audit, auth);
 
         Ok(Self {
@@ -310,7 +313,7 @@ fn routes(
     state: AppState,
     config: &ServeConfig,
     limits: Arc<Limits>,
-    audit: Arc<crate::audit::Audit>,
+    audit: Arc<crate::http::audit::Audit>,
     auth: Arc<crate::auth::Auth>,
 ) -> Router {
     let backend: SharedBackend = state.service.clone();
@@ -375,8 +378,8 @@ fn routes(
         .merge(ui)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(crate::csrf::Csrf::new(&config.allowed_origins)),
-            crate::csrf::guard,
+            Arc::new(crate::http::csrf::Csrf::new(&config.allowed_origins)),
+            crate::http::csrf::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
@@ -385,13 +388,13 @@ fn routes(
         // Outside the limits, so they count per account.
         .layer(axum::middleware::from_fn_with_state(
             auth,
-            crate::auth::guard,
+            crate::http::guard::guard,
         ))
         // Outside the sign-in, role, rate and cross-site checks, so refused attempts are
         // recorded too (with their actor, which the sign-in layer leaves on the response).
         .layer(axum::middleware::from_fn_with_state(
             audit,
-            crate::audit::record,
+            crate::http::audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_millis(config.slow_request_ms),
@@ -886,7 +889,7 @@ pub fn spawn_workers(
         lease: Duration::from_secs(config.job_lease_secs.max(1)),
         poll_interval: Duration::from_millis(config.job_poll_ms.max(10)),
         embed_batch: usize::from(config.embed_batch.max(1)),
-        parse: config.parse_limits(),
+        parse: crate::ingest::isolate::ParseLimits::from_config(config),
     };
     let indexing = Indexing {
         embedder: engine.embedder.clone(),

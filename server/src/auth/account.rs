@@ -5,7 +5,7 @@ use super::{
     caller_account, check_password_length, digest, invalid, password, random_hex, Auth, Caller,
     KEY_PREFIX,
 };
-use crate::service::ServiceError;
+use crate::error::ServiceError;
 use crate::store::NewApiKey;
 use app::api::{ApiKey, CreatedApiKey};
 use uuid::Uuid;

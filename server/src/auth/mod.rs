@@ -1,27 +1,23 @@
 //! Accounts and permissions: argon2id passwords, server-side sessions behind an HttpOnly
-//! cookie, hashed API keys, per-space roles, and the middleware (`guard`) that resolves every
-//! request's caller and refuses what their role does not allow.
+//! cookie, hashed API keys, per-space roles, the
+//! HTTP guard (`http::guard`) builds on them.
 
 mod account;
 mod failures;
-mod guard;
 mod local;
 pub mod password;
 mod users;
 
 pub use app::backend::Caller;
-pub(crate) use guard::encode as percent_encode;
-pub use guard::guard;
 pub use local::{from_this_machine, single_user_refusal};
 
 use crate::domain::PageRequest;
-use crate::service::ServiceError;
+use crate::error::ServiceError;
 use crate::store::{MetadataStore, NewUser, StoreError, UserRecord};
 use app::api::{Member, Page, Role, SessionInfo, User};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -35,33 +31,7 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 /// What every API key starts with, so leaked keys are easy to recognise and scan for.
 pub const KEY_PREFIX: &str = "kn_";
 
-/// Whether requests must carry credentials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuthMode {
-    /// `none` when bound to a loopback address, `password` on any other.
-    Auto,
-    /// Single-user mode: no accounts, no sign-in. Refused on non-loopback addresses.
-    None,
-    /// Accounts with passwords, sessions and API keys; per-space roles.
-    Password,
-}
-
-impl AuthMode {
-    /// Whether a server bound to `addr` requires sign-in; `none` off loopback is refused, so
-    /// an open Kenning is never reachable from the network by accident.
-    pub fn requires_sign_in(self, addr: SocketAddr) -> anyhow::Result<bool> {
-        let loopback = addr.ip().is_loopback();
-        match self {
-            AuthMode::Auto => Ok(!loopback),
-            AuthMode::Password => Ok(true),
-            AuthMode::None if loopback => Ok(false),
-            AuthMode::None => anyhow::bail!(
-                "--auth none (single-user mode, no sign-in) is only allowed on a loopback \
-                 address, not {addr}; use --auth password, or bind to 127.0.0.1"
-            ),
-        }
-    }
-}
+pub use crate::config::AuthMode;
 
 /// Sign-in, sessions, keys and roles over the metadata store.
 pub struct Auth {
@@ -588,8 +558,8 @@ mod tests {
 
     #[test]
     fn single_user_mode_is_refused_off_loopback() {
-        let lan: SocketAddr = "0.0.0.0:3000".parse().unwrap();
-        let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let lan: std::net::SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:3000".parse().unwrap();
         assert!(AuthMode::None.requires_sign_in(lan).is_err());
         assert!(!AuthMode::None.requires_sign_in(local).unwrap());
         assert!(AuthMode::Auto.requires_sign_in(lan).unwrap());

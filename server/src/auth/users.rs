@@ -2,7 +2,7 @@
 //! their own, so a server always keeps an admin who can sign in.
 
 use super::{caller_account, invalid, Auth, Caller};
-use crate::service::ServiceError;
+use crate::error::ServiceError;
 use app::api::User;
 use uuid::Uuid;
 

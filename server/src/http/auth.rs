@@ -3,12 +3,12 @@
 //! take JSON from programs or a plain HTML form from the login page, which works without
 //! JavaScript; a form gets a redirect, JSON gets JSON.
 
+use super::error::Errors;
+use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
-use super::openapi::Errors;
-use super::spaces::PageQuery;
 use super::{ApiError, AppState};
 use crate::auth::{self, Caller};
-use crate::service::ServiceError;
+use crate::error::ServiceError;
 use app::api::{
     ApiKey, ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
     LoginRequest, Member, Page, SessionInfo, SetMemberRequest, UpdateUserRequest, User,
@@ -122,10 +122,10 @@ fn signed_in(
 /// A refused form sign-in goes back to the login page with the reason.
 fn form_refusal(creds: &Credentials, e: ServiceError) -> Response {
     let next = local_path(creds.body.next.as_deref());
-    let error = crate::auth::percent_encode(&e.to_string());
+    let error = crate::http::guard::encode(&e.to_string());
     redirect(&format!(
         "/login?error={error}&next={}",
-        crate::auth::percent_encode(next)
+        crate::http::guard::encode(next)
     ))
 }
 
@@ -251,7 +251,7 @@ pub(super) async fn change_password(
         Ok(token) => token,
         // The account page shows the reason where the form was.
         Err(e) if form => {
-            let error = crate::auth::percent_encode(&e.to_string());
+            let error = crate::http::guard::encode(&e.to_string());
             return Ok(redirect(&format!("/account?error={error}")));
         }
         Err(e) => return Err(e.into()),

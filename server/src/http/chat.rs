@@ -2,9 +2,9 @@
 //! `error`), by POST with a JSON body or by GET with query parameters (for `EventSource`); and
 //! the caller's conversations in the space (each is private to whoever started it).
 
+use super::error::Errors;
+use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
-use super::openapi::Errors;
-use super::spaces::PageQuery;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::chat::ChatEvent;

@@ -1,8 +1,8 @@
 //! `/api/v1/spaces/{id}/documents`: upload (multipart, streamed to disk), list and delete.
 
+use super::error::Errors;
 use super::extract::ApiQuery;
-use super::openapi::Errors;
-use super::spaces::PageQuery;
+use super::extract::PageQuery;
 use super::{ApiError, AppState};
 use app::api::{Chunk, Document, ErrorBody, Job, Page};
 use axum::extract::multipart::MultipartRejection;

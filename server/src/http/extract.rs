@@ -1,12 +1,15 @@
 //! Extractors whose rejections are JSON errors like every other API error.
 
 use super::ApiError;
+use crate::domain::PageRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// `axum::Json` with malformed bodies answered as `400 invalid_json` (or 413/415/422) in our
 /// format. Every body must be a JSON object: serde would otherwise also read a struct from an
@@ -87,5 +90,24 @@ pub struct ApiQuery<T>(pub T);
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
+/// `?limit=&offset=` for any list endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// Items to skip.
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn parse(&self) -> Result<PageRequest, ApiError> {
+        PageRequest::parse(self.limit, self.offset)
+            .map_err(|e| crate::error::ServiceError::from(e).into())
     }
 }

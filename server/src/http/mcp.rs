@@ -6,10 +6,10 @@
 
 use super::extract::ApiJson;
 use super::{memories, openai, ApiError, AppState};
-use crate::audit::Audit;
 use crate::auth::Caller;
 use crate::chat::ClientTurns;
 use crate::domain::PageRequest;
+use crate::http::audit::Audit;
 use app::api::{ChatRequest, Citation, SearchMode, SearchRequest};
 use axum::http::request::Parts;
 use axum::{Extension, Json};
@@ -131,8 +131,8 @@ impl From<ApiError> for Refusal {
     }
 }
 
-impl From<crate::service::ServiceError> for Refusal {
-    fn from(e: crate::service::ServiceError) -> Self {
+impl From<crate::error::ServiceError> for Refusal {
+    fn from(e: crate::error::ServiceError) -> Self {
         ApiError::from(e).into()
     }
 }

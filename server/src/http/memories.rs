@@ -3,13 +3,13 @@
 //! read, search or delete; Kenning embeds them with its own embedder and keeps them in the point
 //! store under a namespace derived from the caller, apart from every space.
 
+use super::error::Errors;
 use super::extract::ApiJson;
-use super::openapi::Errors;
 use super::points::PointIdJson;
 use super::{ApiError, AppState};
 use crate::embed::Lane;
+use crate::error::ServiceError;
 use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
-use crate::service::ServiceError;
 use app::backend::Caller;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

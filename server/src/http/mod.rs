@@ -1,11 +1,15 @@
 //! HTTP: the REST API under `/api/v1`, the operational endpoints and the middleware stack.
 
+pub mod audit;
 mod auth;
 mod chat;
+pub mod csrf;
 mod documents;
 mod error;
 mod extract;
+pub mod guard;
 mod headers;
+pub mod limits;
 mod mcp;
 mod memories;
 pub(crate) mod openai;
@@ -97,7 +101,7 @@ pub fn openai_router(
 /// timeout on top of the request timeout.
 pub fn mcp_router(
     state: AppState,
-    audit: Arc<crate::audit::Audit>,
+    audit: Arc<crate::http::audit::Audit>,
     request_timeout: Duration,
     answer_timeout: Duration,
     max_json_bytes: usize,

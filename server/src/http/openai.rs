@@ -125,7 +125,7 @@ pub(super) async fn readable_space(
         Err(e) => Err(e),
     };
     found.map_err(|e| match e {
-        crate::service::ServiceError::NotFound(_) => ApiError::new(
+        crate::error::ServiceError::NotFound(_) => ApiError::new(
             StatusCode::NOT_FOUND,
             "model_not_found",
             format!("The model \"{model}\" is not a space; GET /v1/models lists the spaces."),

@@ -1,53 +1,12 @@
 //! The REST API described as OpenAPI 3.1 and served at `/api/openapi.json`, so clients can be
 //! generated from it and the API can be fuzzed against what it promises.
 
-use app::api::ErrorBody;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
-use utoipa::{IntoResponses, OpenApi};
+use utoipa::OpenApi;
 
 /// Where the spec is served.
 pub const PATH: &str = "/api/openapi.json";
-
-/// Every error answer of the API has the same body; these are the statuses any operation may
-/// give besides its own success, so clients (and schema checkers) expect them.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum Errors {
-    /// Malformed JSON, query or multipart, or a value out of range.
-    #[response(status = 400)]
-    BadRequest(ErrorBody),
-    /// No credentials, or a key that is unknown or revoked (`--auth password`).
-    #[response(status = 401)]
-    Unauthenticated(ErrorBody),
-    /// The caller's role in the space (or account) does not allow this.
-    #[response(status = 403)]
-    Forbidden(ErrorBody),
-    /// No such space, document, job, conversation or point (or not a well-formed id).
-    #[response(status = 404)]
-    NotFound(ErrorBody),
-    /// The request took longer than the server's request time limit.
-    #[response(status = 408)]
-    Timeout(ErrorBody),
-    /// The change conflicts with what exists (a space name already taken).
-    #[response(status = 409)]
-    Conflict(ErrorBody),
-    /// The body is larger than the configured limit.
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// The body is not JSON (or the file type is not supported).
-    #[response(status = 415)]
-    UnsupportedMedia(ErrorBody),
-    /// JSON of the wrong shape: a missing field or a value of the wrong type.
-    #[response(status = 422)]
-    InvalidFields(ErrorBody),
-    /// Over the client's rate limit; `Retry-After` says when to come back.
-    #[response(status = 429)]
-    RateLimited(ErrorBody),
-    /// A dependency is down or the server is at capacity; retry later.
-    #[response(status = 503)]
-    Unavailable(ErrorBody),
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -27,11 +27,11 @@ pub fn api_router() -> Router<AppState> {
 
 /// The audit log of changes (who, what, when, from where, and the outcome), newest first.
 #[utoipa::path(get, operation_id = "ops_audit", path = "/api/v1/audit", tag = "operations",
-    params(super::spaces::PageQuery),
-    responses((status = 200, description = "A page of audit entries", body = app::api::Page<app::api::AuditEntry>), super::openapi::Errors))]
+    params(super::extract::PageQuery),
+    responses((status = 200, description = "A page of audit entries", body = app::api::Page<app::api::AuditEntry>), super::error::Errors))]
 pub(super) async fn audit(
     State(state): State<AppState>,
-    super::extract::ApiQuery(q): super::extract::ApiQuery<super::spaces::PageQuery>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<super::extract::PageQuery>,
 ) -> Result<Json<app::api::Page<app::api::AuditEntry>>, super::ApiError> {
     Ok(Json(state.service.list_audit(q.parse()?).await?))
 }
@@ -50,7 +50,7 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
 
 /// What the dashboard draws: per-second history, per-route table, caches, breakers, jobs.
 #[utoipa::path(get, operation_id = "ops_snapshot", path = "/api/v1/metrics/snapshot", tag = "operations",
-    responses((status = 200, description = "The dashboard's data", body = app::api::MetricsSnapshot), super::openapi::Errors))]
+    responses((status = 200, description = "The dashboard's data", body = app::api::MetricsSnapshot), super::error::Errors))]
 pub(super) async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.service.metrics_snapshot().await)
 }

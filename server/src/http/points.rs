@@ -1,13 +1,13 @@
 //! `/api/v1/spaces/{id}/points`: the programmatic vector API. Clients upsert their own vectors
 //! with a payload, search them by cosine similarity, read and delete them by id.
 
+use super::error::Errors;
 use super::extract::ApiJson;
-use super::openapi::Errors;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::domain::PageRequest;
+use crate::error::ServiceError;
 use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
-use crate::service::ServiceError;
 use app::api::Role;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

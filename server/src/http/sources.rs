@@ -1,8 +1,8 @@
 //! `/api/v1/spaces/{id}/sources`: folders and web pages a space keeps in sync.
 
+use super::error::Errors;
+use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
-use super::openapi::Errors;
-use super::spaces::PageQuery;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use app::api::{CreateSource, Page, Source};

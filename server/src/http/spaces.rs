@@ -1,41 +1,19 @@
 //! `/api/v1/spaces`: create, list, read, rename and delete knowledge spaces.
 
-use super::extract::{ApiJson, ApiQuery};
-use super::openapi::Errors;
+use super::error::Errors;
+use super::extract::{ApiJson, ApiQuery, PageQuery};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
-use crate::domain::PageRequest;
 use app::api::{CreateSpaceRequest, Page, Space, UpdateSpaceRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/spaces", get(list).post(create))
         .route("/spaces/{id}", get(read).patch(update).delete(remove))
-}
-
-/// `?limit=&offset=` for any list endpoint.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Items per page (default 50, at most 200).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// Items to skip.
-    #[param(minimum = 0)]
-    pub offset: Option<i64>,
-}
-
-impl PageQuery {
-    pub fn parse(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.limit, self.offset)
-            .map_err(|e| crate::service::ServiceError::from(e).into())
-    }
 }
 
 /// Lists spaces, newest first, a page at a time.

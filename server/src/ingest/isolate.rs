@@ -33,6 +33,17 @@ pub struct ParseLimits {
 }
 
 impl ParseLimits {
+    /// The bounds the operator set.
+    pub fn from_config(config: &crate::config::IngestConfig) -> Self {
+        Self {
+            program: config.parse_program.clone(),
+            memory_bytes: config.parse_memory_mb.saturating_mul(1 << 20),
+            timeout: Duration::from_secs(config.parse_timeout_secs),
+            max_text_bytes: usize::try_from(config.max_document_text_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        }
+    }
+
     /// In-process parsing with generous caps, for tests that drive workers directly.
     pub fn in_process() -> Self {
         Self {

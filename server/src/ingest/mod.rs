@@ -1,7 +1,6 @@
 //! Ingestion: a durable job queue in the metadata store, workers that take jobs under a lease,
 //! and the pipeline each job runs — parse, chunk, (embed), index.
 
-pub mod bulk;
 pub mod chunk;
 mod discard;
 pub mod isolate;

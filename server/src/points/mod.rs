@@ -10,11 +10,13 @@
 //! collection per space; `edge` a Qdrant Edge shard per vector length in `DATA_DIR/edge/points`.
 
 mod edge;
+mod passages;
 mod postgres;
 mod qdrant;
 mod sqlite;
 
 pub use edge::EdgePointStore;
+pub use passages::EmbeddedVectorStore;
 pub use postgres::PgPointStore;
 pub use qdrant::QdrantPointStore;
 pub use sqlite::SqlitePointStore;

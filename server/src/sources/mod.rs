@@ -2,7 +2,6 @@
 //! module lists and fetches; the service decides what changed and keeps the space current.
 
 pub mod folder;
-pub mod remote;
 pub mod watch;
 pub mod web;
 

@@ -16,7 +16,7 @@ use app::api::{
 };
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
@@ -48,6 +48,38 @@ pub(super) fn later(d: Duration) -> String {
 /// Now, as SQLite stores times.
 pub(super) fn now() -> String {
     format_time(Utc::now())
+}
+
+pub(super) fn uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Other(e.into()))
+}
+
+pub(super) fn superseded(rows: Vec<(String, String)>) -> Result<Vec<Superseded>, StoreError> {
+    rows.into_iter()
+        .map(|(id, storage_path)| {
+            Ok(Superseded {
+                id: uuid(&id)?,
+                storage_path,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the versions under the document's key older than it, inside the completing
+/// transaction.
+async fn delete_older_versions(
+    tx: &mut Transaction<'_, Sqlite>,
+    document_id: &str,
+) -> Result<Vec<Superseded>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "DELETE FROM documents WHERE id IN (SELECT o.id FROM documents o JOIN documents n \
+         ON n.space_id = o.space_id AND n.source_key = o.source_key \
+         WHERE n.id = ? AND o.version < n.version) RETURNING id, storage_path",
+    )
+    .bind(document_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    superseded(rows)
 }
 
 impl SqliteStore {
@@ -494,8 +526,7 @@ impl MetadataStore for SqliteStore {
         .bind(&document_id)
         .execute(&mut *tx)
         .await?;
-        let superseded =
-            super::sqlite_sources::delete_older_versions(&mut tx, &document_id).await?;
+        let superseded = delete_older_versions(&mut tx, &document_id).await?;
         sqlx::query("UPDATE spaces SET version = version + 1, updated_at = ? WHERE id = ?")
             .bind(&now)
             .bind(&space_id)

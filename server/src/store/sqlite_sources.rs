@@ -1,49 +1,16 @@
 //! Sources on SQLite.
 
 use super::sources::{outcome_columns, SourceRow, SOURCE_COLUMNS};
-use super::sqlite::{later, now};
+use super::sqlite::{later, now, superseded, uuid};
 use super::{
     NewSource, SourceEntry, SourceStore, SqliteStore, StoreError, Superseded, SyncOutcome,
 };
 use app::api::Source;
 use chrono::{DateTime, Utc};
-use sqlx::{Sqlite, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
 type Row = SourceRow<String, String>;
-
-fn uuid(s: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Other(e.into()))
-}
-
-fn superseded(rows: Vec<(String, String)>) -> Result<Vec<Superseded>, StoreError> {
-    rows.into_iter()
-        .map(|(id, storage_path)| {
-            Ok(Superseded {
-                id: uuid(&id)?,
-                storage_path,
-            })
-        })
-        .collect()
-}
-
-/// Deletes the versions under the document's key older than it, inside the completing
-/// transaction.
-pub(super) async fn delete_older_versions(
-    tx: &mut Transaction<'_, Sqlite>,
-    document_id: &str,
-) -> Result<Vec<Superseded>, StoreError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "DELETE FROM documents WHERE id IN (SELECT o.id FROM documents o JOIN documents n \
-         ON n.space_id = o.space_id AND n.source_key = o.source_key \
-         WHERE n.id = ? AND o.version < n.version) RETURNING id, storage_path",
-    )
-    .bind(document_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    superseded(rows)
-}
 
 #[async_trait::async_trait]
 impl SourceStore for SqliteStore {

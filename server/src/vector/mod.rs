@@ -5,12 +5,10 @@
 //! surface.
 
 pub(crate) mod edge;
-mod embedded;
 mod pgvector;
 pub(crate) mod qdrant;
 
 pub use edge::{shard_dir as edge_shard_dir, EdgeVectorStore};
-pub use embedded::EmbeddedVectorStore;
 pub use pgvector::PgVectorStore;
 pub(crate) use pgvector::{hnsw_search_transaction, literal};
 pub use qdrant::{collection_name as qdrant_collection_name, QdrantSettings, QdrantVectorStore};

@@ -45,7 +45,7 @@ fn command(docs: &Path, data: &Path, more: &[&str]) -> IngestCommand {
 }
 
 /// The summary of the folder's first ingestion, wherever it ran.
-fn assert_first_summary(summary: &kenning::ingest::bulk::Summary) {
+fn assert_first_summary(summary: &kenning::cli::ingest::Summary) {
     assert_eq!(summary.files, 5, "hidden folders are skipped: {summary:?}");
     assert_eq!(summary.ready, 2, "{summary}");
     assert_eq!(
@@ -63,13 +63,13 @@ fn assert_first_summary(summary: &kenning::ingest::bulk::Summary) {
 async fn a_folder_is_ingested_into_a_new_space_with_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let cmd = command(&folder(dir.path()), &dir.path().join("data"), &[]);
-    let summary = kenning::ingest::bulk::run(&cmd, false)
+    let summary = kenning::cli::ingest::run(&cmd, false)
         .await
         .expect("bulk ingestion runs");
     assert_first_summary(&summary);
 
     // Running it again finds the same space and adds nothing.
-    let again = kenning::ingest::bulk::run(&cmd, false).await.unwrap();
+    let again = kenning::cli::ingest::run(&cmd, false).await.unwrap();
     assert_eq!(again.ready, 0);
     assert_eq!(again.duplicates, 4, "{again}");
 }
@@ -83,7 +83,7 @@ async fn a_folder_goes_through_a_running_server_that_holds_the_data_directory() 
     // The server holds the data directory's Qdrant Edge shard: a second process is refused,
     // and told how to go through the server instead.
     let local = command(&docs, &app.data_dir, &[]);
-    let Err(err) = kenning::ingest::bulk::run(&local, false).await else {
+    let Err(err) = kenning::cli::ingest::run(&local, false).await else {
         panic!("a second process opened the server's data directory");
     };
     let err = format!("{err:#}");
@@ -93,7 +93,7 @@ async fn a_folder_goes_through_a_running_server_that_holds_the_data_directory() 
     );
 
     let remote = command(&docs, dir.path(), &["--url", &app.address]);
-    let summary = kenning::ingest::bulk::run(&remote, false)
+    let summary = kenning::cli::ingest::run(&remote, false)
         .await
         .expect("ingestion through the server runs");
     assert_first_summary(&summary);
@@ -116,7 +116,7 @@ async fn a_folder_goes_through_a_running_server_that_holds_the_data_directory() 
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["results"][0]["filename"], "b.txt", "{found}");
 
-    let again = kenning::ingest::bulk::run(&remote, false).await.unwrap();
+    let again = kenning::cli::ingest::run(&remote, false).await.unwrap();
     assert_eq!(again.ready, 0);
     assert_eq!(
         again.duplicates, 4,
@@ -125,7 +125,7 @@ async fn a_folder_goes_through_a_running_server_that_holds_the_data_directory() 
 
     // A server that is not there is a clear error, not a hang.
     let nowhere = command(&docs, dir.path(), &["--url", "http://127.0.0.1:9"]);
-    let Err(err) = kenning::ingest::bulk::run(&nowhere, false).await else {
+    let Err(err) = kenning::cli::ingest::run(&nowhere, false).await else {
         panic!("ingested into nothing");
     };
     assert!(format!("{err:#}").contains("no Kenning answers"), "{err:#}");
@@ -136,7 +136,7 @@ async fn ingesting_a_folder_again_with_sync_replaces_changed_files_and_deletes_g
     let dir = tempfile::tempdir().unwrap();
     let docs = folder(dir.path());
     let data = dir.path().join("data");
-    let first = kenning::ingest::bulk::run(&command(&docs, &data, &[]), false)
+    let first = kenning::cli::ingest::run(&command(&docs, &data, &[]), false)
         .await
         .unwrap();
     assert_first_summary(&first);
@@ -149,7 +149,7 @@ async fn ingesting_a_folder_again_with_sync_replaces_changed_files_and_deletes_g
     std::fs::remove_file(docs.join("broken.pdf")).unwrap();
     // One of the two identical files goes: the other still holds the content.
     std::fs::remove_file(docs.join("nested/b.txt")).unwrap();
-    let synced = kenning::ingest::bulk::run(&command(&docs, &data, &["--sync"]), false)
+    let synced = kenning::cli::ingest::run(&command(&docs, &data, &["--sync"]), false)
         .await
         .unwrap();
     assert_eq!(

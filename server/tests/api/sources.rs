@@ -574,11 +574,11 @@ async fn kenning_sync_syncs_the_sources_of_a_space_and_says_what_they_did() {
             _ => panic!("expected sync"),
         }
     };
-    let err = kenning::sources::remote::run(&command("Synced from the CLI"), false)
+    let err = kenning::cli::sync::run(&command("Synced from the CLI"), false)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no sources"), "{err}");
-    let err = kenning::sources::remote::run(&command("Nowhere"), false)
+    let err = kenning::cli::sync::run(&command("Nowhere"), false)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no space \"Nowhere\""), "{err}");
@@ -589,7 +589,7 @@ async fn kenning_sync_syncs_the_sources_of_a_space_and_says_what_they_did() {
         json!({ "kind": "folder", "location": root.path().to_str().unwrap() }),
     )
     .await;
-    let ended = kenning::sources::remote::run(&command("Synced from the CLI"), false)
+    let ended = kenning::cli::sync::run(&command("Synced from the CLI"), false)
         .await
         .expect("the sync runs");
     assert_eq!(ended.len(), 1);
@@ -600,7 +600,7 @@ async fn kenning_sync_syncs_the_sources_of_a_space_and_says_what_they_did() {
         "{:?}",
         ended[0]
     );
-    let again = kenning::sources::remote::run(&command(&space), false)
+    let again = kenning::cli::sync::run(&command(&space), false)
         .await
         .unwrap();
     assert_eq!(

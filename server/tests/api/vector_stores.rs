@@ -4,10 +4,10 @@
 //! The embedded and Qdrant Edge stores always run; pgvector on `KENNING_TEST_POSTGRES_URL`; Qdrant when
 //! `QDRANT_URL` names a server (gRPC port), and the test says so when it is skipped.
 
-use kenning::points::SqlitePointStore;
+use kenning::points::{EmbeddedVectorStore, SqlitePointStore};
 use kenning::vector::{
-    Chunks, EdgeVectorStore, EmbeddedVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore,
-    VectorError, VectorPoint, VectorQuery, VectorStore,
+    Chunks, EdgeVectorStore, PgVectorStore, QdrantSettings, QdrantVectorStore, VectorError,
+    VectorPoint, VectorQuery, VectorStore,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::sync::Arc;

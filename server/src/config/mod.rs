@@ -1,11 +1,13 @@
 //! Every setting, by flag or environment variable, with its default; `kenning <command> --help`
 //! is the reference. Nothing is baked in at build time.
 
-use crate::limits::RateLimit;
+mod values;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+pub use values::{AuthMode, Rate, RateLimit};
 
 /// Kenning: a self-hosted knowledge assistant. Put documents into spaces, ask questions,
 /// get answers with citations.
@@ -404,17 +406,6 @@ pub enum VectorBackend {
 }
 
 impl IngestConfig {
-    /// How each document's parse is bounded.
-    pub fn parse_limits(&self) -> crate::ingest::isolate::ParseLimits {
-        crate::ingest::isolate::ParseLimits {
-            program: self.parse_program.clone(),
-            memory_bytes: self.parse_memory_mb.saturating_mul(1 << 20),
-            timeout: std::time::Duration::from_secs(self.parse_timeout_secs),
-            max_text_bytes: usize::try_from(self.max_document_text_mb.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-        }
-    }
-
     /// The tokenizer the chunker sizes passages with (the local embedder's).
     pub fn tokenizer_path(&self) -> PathBuf {
         self.models_dir
@@ -692,8 +683,8 @@ pub struct ServeConfig {
     /// Sign-in: `password` (accounts, sessions, API keys, roles per space), `none` (single
     /// user, no sign-in; only on a loopback address), or `auto`: `none` on loopback,
     /// `password` on any other address. The first account created becomes the admin.
-    #[arg(long, env = "KENNING_AUTH", value_enum, default_value_t = crate::auth::AuthMode::Auto)]
-    pub auth: crate::auth::AuthMode,
+    #[arg(long, env = "KENNING_AUTH", value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
 
     /// Documents that may wait in the ingestion queue; beyond it, uploads get 503 with
     /// Retry-After until workers catch up (the queue never grows without bound).

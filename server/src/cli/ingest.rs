@@ -5,8 +5,9 @@
 //! that server holds.
 
 use crate::config::IngestCommand;
+use crate::error::ServiceError;
 use crate::retrieve::Retriever;
-use crate::service::{Service, ServiceError};
+use crate::service::Service;
 use crate::startup::{spawn_workers, Engine};
 use app::api::Document;
 use futures::StreamExt;
@@ -548,7 +549,7 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
 async fn find_or_create_space(service: &Service, name: &str) -> anyhow::Result<String> {
     match service.find_space(name).await {
         Ok(space) => return Ok(space.id),
-        Err(crate::service::ServiceError::NotFound(_)) => {}
+        Err(crate::error::ServiceError::NotFound(_)) => {}
         Err(e) => anyhow::bail!("{}", e.to_detail().message),
     }
     let space = service

@@ -1,21 +1,23 @@
 //! The UI's server functions reach the service through `app::backend::Backend`: this adapter
 //! turns service errors into the UI's error details.
 
-use super::*;
+use crate::domain::PageRequest;
+use crate::error::ServiceError;
+use crate::service::Service;
+use app::api::{Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, Page, Space};
+use app::api::{MetricsSnapshot, SearchRequest, SearchResponse};
 
 /// A service result as the UI's server functions take it.
 fn detail<T>(r: Result<T, ServiceError>) -> Result<T, ErrorDetail> {
     r.map_err(|e| e.to_detail())
 }
 
-impl Service {
-    /// Accounts, which every running server has (only the CLI builds a service without).
-    fn accounts(&self) -> Result<&crate::auth::Auth, ErrorDetail> {
-        self.auth.as_deref().ok_or_else(|| {
-            ServiceError::Internal(anyhow::anyhow!("accounts are not wired into this service"))
-                .to_detail()
-        })
-    }
+/// Accounts, which every running server has (only the CLI builds a service without).
+fn accounts(service: &Service) -> Result<&crate::auth::Auth, ErrorDetail> {
+    service.accounts().ok_or_else(|| {
+        ServiceError::Internal(anyhow::anyhow!("accounts are not wired into this service"))
+            .to_detail()
+    })
 }
 
 #[async_trait::async_trait]
@@ -48,7 +50,7 @@ impl app::backend::Backend for Service {
         &self,
         caller: &crate::auth::Caller,
     ) -> Result<Vec<app::api::ApiKey>, ErrorDetail> {
-        detail(self.accounts()?.list_keys(caller).await)
+        detail(accounts(self)?.list_keys(caller).await)
     }
 
     async fn create_api_key(
@@ -56,7 +58,7 @@ impl app::backend::Backend for Service {
         caller: &crate::auth::Caller,
         name: &str,
     ) -> Result<app::api::CreatedApiKey, ErrorDetail> {
-        detail(self.accounts()?.create_key(caller, name).await)
+        detail(accounts(self)?.create_key(caller, name).await)
     }
 
     async fn revoke_api_key(
@@ -64,12 +66,12 @@ impl app::backend::Backend for Service {
         caller: &crate::auth::Caller,
         id: &str,
     ) -> Result<(), ErrorDetail> {
-        detail(self.accounts()?.revoke_key(caller, id).await)
+        detail(accounts(self)?.revoke_key(caller, id).await)
     }
 
     async fn list_members(&self, space_id: &str) -> Result<Vec<app::api::Member>, ErrorDetail> {
         let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
-        detail(self.accounts()?.members(id).await)
+        detail(accounts(self)?.members(id).await)
     }
 
     async fn set_member(
@@ -79,12 +81,12 @@ impl app::backend::Backend for Service {
         role: app::api::Role,
     ) -> Result<app::api::Member, ErrorDetail> {
         let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
-        detail(self.accounts()?.set_member(id, email, role).await)
+        detail(accounts(self)?.set_member(id, email, role).await)
     }
 
     async fn remove_member(&self, space_id: &str, user_id: &str) -> Result<(), ErrorDetail> {
         let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
-        detail(self.accounts()?.remove_member(id, user_id).await)
+        detail(accounts(self)?.remove_member(id, user_id).await)
     }
 
     async fn list_users(
@@ -94,7 +96,7 @@ impl app::backend::Backend for Service {
     ) -> Result<Page<app::api::User>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        detail(self.accounts()?.list_users(page).await)
+        detail(accounts(self)?.list_users(page).await)
     }
 
     async fn create_user(
@@ -104,7 +106,7 @@ impl app::backend::Backend for Service {
         is_admin: bool,
     ) -> Result<app::api::User, ErrorDetail> {
         detail(
-            self.accounts()?
+            accounts(self)?
                 .create_user(email, password, "", is_admin, false)
                 .await,
         )
@@ -116,11 +118,11 @@ impl app::backend::Backend for Service {
         id: &str,
         disabled: bool,
     ) -> Result<app::api::User, ErrorDetail> {
-        detail(self.accounts()?.set_disabled(caller, id, disabled).await)
+        detail(accounts(self)?.set_disabled(caller, id, disabled).await)
     }
 
     async fn delete_user(&self, caller: &crate::auth::Caller, id: &str) -> Result<(), ErrorDetail> {
-        detail(self.accounts()?.delete_user(caller, id).await)
+        detail(accounts(self)?.delete_user(caller, id).await)
     }
 
     async fn list_audit(
@@ -134,7 +136,7 @@ impl app::backend::Backend for Service {
     }
 
     async fn session_info(&self, caller: Option<&crate::auth::Caller>) -> app::api::SessionInfo {
-        match &self.auth {
+        match self.accounts() {
             Some(auth) => auth.session_info(caller).await,
             None => app::api::SessionInfo {
                 auth: "none".into(),
@@ -208,7 +210,7 @@ impl app::backend::Backend for Service {
     }
 
     fn max_upload_bytes(&self) -> u64 {
-        self.max_upload_bytes
+        Service::max_upload_bytes(self)
     }
 
     async fn search(

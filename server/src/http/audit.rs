@@ -5,7 +5,7 @@
 //! Strangers cannot fill it: refusals of requests without an account are sampled, targets are
 //! ids parsed from the path (never raw segments), and entries past the retention are deleted.
 
-use crate::limits::Limits;
+use crate::http::limits::Limits;
 use crate::store::{MetadataStore, NewAudit};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::Method;

@@ -8,6 +8,7 @@ mod answers;
 
 pub use answers::{AnswerSlots, Refused};
 
+pub use crate::config::{Rate, RateLimit};
 use crate::http::ApiError;
 use crate::redis_link::RedisLink;
 use axum::extract::{ConnectInfo, Request, State};
@@ -17,10 +18,8 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -84,91 +83,11 @@ impl RouteClass {
     }
 }
 
-/// A quota as people write it: `60/min`, `10/s,burst=20`, `1000/h`; `off` means no limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit(Option<Rate>);
-
-/// `count` requests per `period`, with up to `burst` at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub period: Duration,
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// No limit.
-    pub const OFF: RateLimit = RateLimit(None);
-
-    /// The rate, unless the limit is off.
-    pub fn rate(&self) -> Option<Rate> {
-        self.0
-    }
-
-    fn quota(&self) -> Option<Quota> {
-        let rate = self.0?;
-        let burst = NonZeroU32::new(rate.burst)?;
-        Quota::with_period(rate.period / rate.count).map(|q| q.allow_burst(burst))
-    }
-}
-
-impl FromStr for RateLimit {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("off") || s == "0" {
-            return Ok(Self::OFF);
-        }
-        let usage =
-            || format!("'{s}' is not a rate: write e.g. 60/min, 10/s,burst=20, 1000/h or off");
-        let (rate, burst) = match s.split_once(',') {
-            Some((rate, burst)) => {
-                let b = burst
-                    .trim()
-                    .strip_prefix("burst=")
-                    .and_then(|b| b.parse::<u32>().ok())
-                    .filter(|b| *b > 0)
-                    .ok_or_else(usage)?;
-                (rate, Some(b))
-            }
-            None => (s, None),
-        };
-        let (count, unit) = rate.split_once('/').ok_or_else(usage)?;
-        let count = count
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|c| *c > 0)
-            .ok_or_else(usage)?;
-        let period = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(usage()),
-        };
-        Ok(Self(Some(Rate {
-            count,
-            period,
-            burst: burst.unwrap_or(count),
-        })))
-    }
-}
-
-impl fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            None => write!(f, "off"),
-            Some(r) => {
-                let unit = match r.period.as_secs() {
-                    1 => "s",
-                    60 => "min",
-                    _ => "h",
-                };
-                write!(f, "{}/{unit},burst={}", r.count, r.burst)
-            }
-        }
-    }
+/// The governor quota of a limit; `None` when it is off.
+fn quota(limit: RateLimit) -> Option<Quota> {
+    let rate = limit.rate()?;
+    let burst = NonZeroU32::new(rate.burst)?;
+    Quota::with_period(rate.period / rate.count).map(|q| q.allow_burst(burst))
 }
 
 type Limiter = DefaultKeyedRateLimiter<Client, StateInformationMiddleware>;
@@ -506,7 +425,7 @@ fn space_of(path: &str) -> Option<String> {
 }
 
 fn class_limit(limit: RateLimit) -> Option<ClassLimit> {
-    let quota = limit.quota()?;
+    let quota = quota(limit)?;
     Some(ClassLimit {
         limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
         burst: quota.burst_size().get(),

@@ -6,9 +6,9 @@
 //! Each Kenning space's passages live in a points namespace of their own, a v5 UUID of the space
 //! id, so they never mix with the points a client stores in that space through the points API.
 
-use super::{validate, Chunks, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore};
-use crate::points::{
-    Point, PointError, PointId, PointQuery, PointStore, SqlitePointStore, MAX_BATCH,
+use super::{Point, PointError, PointId, PointQuery, PointStore, SqlitePointStore, MAX_BATCH};
+use crate::vector::{
+    validate, Chunks, VectorError, VectorHit, VectorPoint, VectorQuery, VectorStore,
 };
 use serde_json::{Map, Value};
 use sqlx::SqlitePool;
@@ -90,7 +90,7 @@ impl EmbeddedVectorStore {
                         chunk_id: Uuid::parse_str(&chunk).ok()?,
                         space_id,
                         document_id: Uuid::parse_str(&document).ok()?,
-                        vector: super::from_blob(&blob),
+                        vector: crate::vector::from_blob(&blob),
                         text: String::new(),
                     })
                 })
@@ -370,7 +370,7 @@ mod tests {
                 .bind(id.to_string())
                 .bind(space.to_string())
                 .bind(document.to_string())
-                .bind(super::super::to_blob(&vector))
+                .bind(crate::vector::to_blob(&vector))
                 .execute(&pool)
                 .await
                 .expect("old row");

@@ -1,5 +1,8 @@
 //! Command dispatch for the `kenning` binary.
 
+pub mod ingest;
+pub mod sync;
+
 use crate::config::{Cli, Command};
 use crate::startup::{shutdown_signal, Application};
 use crate::store;
@@ -29,7 +32,7 @@ pub async fn run() -> ExitCode {
             worker(config).await
         }
         Command::Ingest(cmd) => ingest(cmd).await,
-        Command::Sync(cmd) => crate::sources::remote::run(&cmd, true).await.map(|_| ()),
+        Command::Sync(cmd) => sync::run(&cmd, true).await.map(|_| ()),
         Command::Bench(cmd) => crate::bench::run_on_one_thread(cmd).await,
         Command::User(crate::config::UserCommand::Create(cmd)) => create_user(cmd).await,
     };
@@ -84,7 +87,7 @@ async fn worker(config: crate::config::WorkerConfig) -> anyhow::Result<()> {
 }
 
 async fn ingest(cmd: crate::config::IngestCommand) -> anyhow::Result<()> {
-    let summary = crate::ingest::bulk::run(&cmd, true).await?;
+    let summary = ingest::run(&cmd, true).await?;
     print!("{summary}");
     if summary.failed.is_empty() && summary.skipped.is_empty() {
         Ok(())

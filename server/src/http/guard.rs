@@ -3,9 +3,9 @@
 //! in, admin, or a role in the space the path names. Server functions name their space in the
 //! body, so they check it themselves (`app::server_fns::in_space`).
 
-use super::{single_user_refusal, Auth, Caller};
+use crate::auth::{single_user_refusal, Auth, Caller};
+use crate::error::ServiceError;
 use crate::http::ApiError;
-use crate::service::ServiceError;
 use app::api::Role;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
