@@ -12,7 +12,7 @@ use crate::generate::{
     OpenAiSettings,
 };
 use crate::http::limits::{self, Limits};
-use crate::http::{api_router, openai_router, ops_router, timeout, AppState};
+use crate::http::{timeout, AppState};
 use crate::ingest::chunk::Chunker;
 use crate::ingest::Indexing;
 use crate::ingest::{Worker, WorkerSettings};
@@ -321,12 +321,6 @@ fn routes(
     let shell_options = state.leptos_options.clone();
     let request_timeout = Duration::from_secs(config.request_timeout_secs);
 
-    let api = api_router(
-        request_timeout,
-        Duration::from_secs(config.upload_timeout_secs),
-        config.max_json_bytes,
-        config.max_points_bytes,
-    );
     let ui = Router::new()
         .leptos_routes_with_context(
             &state,
@@ -353,28 +347,16 @@ fn routes(
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(body_cap));
 
-    Router::new()
-        .nest("/api/v1", api)
-        .route(
-            crate::http::openapi::PATH,
-            axum::routing::get(crate::http::openapi::serve),
-        )
-        .nest(
-            "/v1",
-            openai_router(
-                request_timeout,
-                Duration::from_secs(config.generate.answer_timeout_secs.max(1)),
-                config.max_json_bytes,
-            ),
-        )
-        .merge(crate::http::mcp_router(
-            state.clone(),
-            audit.clone(),
-            request_timeout,
-            Duration::from_secs(config.generate.answer_timeout_secs.max(1)),
-            config.max_json_bytes,
-        ))
-        .merge(ops_router().layer(timeout(request_timeout)))
+    let bounds = crate::http::Bounds {
+        request_timeout,
+        upload_timeout: Duration::from_secs(config.upload_timeout_secs),
+        answer_timeout: Duration::from_secs(config.generate.answer_timeout_secs.max(1)),
+        max_json_bytes: config.max_json_bytes,
+        max_points_bytes: config.max_points_bytes,
+    };
+    let mcp = crate::http::mcp_router(state.clone(), audit.clone(), &bounds);
+    let (declared, policies) = crate::http::declared(&bounds, mcp).into_parts();
+    declared
         .merge(ui)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
@@ -395,6 +377,11 @@ fn routes(
         .layer(axum::middleware::from_fn_with_state(
             audit,
             crate::http::audit::record,
+        ))
+        // Outermost of the four: decides each request's policy once, for all of them.
+        .layer(axum::middleware::from_fn_with_state(
+            policies,
+            crate::http::policy::decide,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_millis(config.slow_request_ms),

@@ -147,21 +147,20 @@ fn target_id_of(segment: &str) -> Option<String> {
 /// What a request changes, if anything worth auditing: `(action, target type, target id)`.
 fn classify(
     method: &Method,
+    audited: bool,
     route: &str,
     path: &str,
 ) -> Option<(String, Option<&'static str>, Option<String>)> {
-    if matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    if !audited
+        || matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        )
+    {
         return None;
     }
     let action = format!("{method} {route}");
-    if let Some(api) = route.strip_prefix("/api/v1/") {
-        // Searches and questions are reads (a question's conversation is its own record).
-        if api.ends_with("/search") || api.ends_with("/chat") {
-            return None;
-        }
+    if route.starts_with("/api/v1/") {
         let Some((kind, param)) = [
             ("point", "{pid}"),
             ("conversation", "{conversation_id}"),
@@ -177,17 +176,8 @@ fn classify(
         let id = path.split('/').nth(position).and_then(target_id_of);
         return Some((action, Some(kind), id));
     }
-    if route.starts_with("/v1/") {
-        // The OpenAI-compatible API only reads (completions are questions).
-        return None;
-    }
-    // Server functions the UI calls: all are POSTs, only some change anything.
-    let name = route.strip_prefix("/api/")?;
-    let changes = ["create", "update", "delete", "rename", "upload", "remove"];
-    changes
-        .iter()
-        .any(|verb| name.starts_with(verb))
-        .then_some((action, None, None))
+    // Server functions the UI calls (their policy says which change anything).
+    route.starts_with("/api/").then_some((action, None, None))
 }
 
 /// The middleware: records each change after it is answered, with its status.
@@ -196,9 +186,10 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let target = route
-        .as_deref()
-        .and_then(|route| classify(req.method(), route, req.uri().path()));
+    let target = route.as_deref().and_then(|route| {
+        let audited = super::policy::of(&req).policy.audited;
+        classify(req.method(), audited, route, req.uri().path())
+    });
     let Some((action, target_type, target_id)) = target else {
         return next.run(req).await;
     };
@@ -230,7 +221,10 @@ mod tests {
 
     #[test]
     fn changes_are_classified_and_reads_are_not() {
-        let c = |m: Method, route: &str, path: &str| classify(&m, route, path);
+        let policies = crate::http::test_policies();
+        let c = |m: Method, route: &str, path: &str| {
+            classify(&m, policies.decide(&m, path).policy.audited, route, path)
+        };
         let space = "0190f5a2-7c1e-7000-8000-000000000000";
         assert_eq!(
             c(

@@ -6,9 +6,11 @@
 use super::error::Errors;
 use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
-use super::{ApiError, AppState};
+use super::limits::RouteClass;
+use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::{self, Caller};
 use crate::error::ServiceError;
+use app::api::Role;
 use app::api::{
     ApiKey, ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
     LoginRequest, Member, Page, SessionInfo, SetMemberRequest, UpdateUserRequest, User,
@@ -16,25 +18,41 @@ use app::api::{
 use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
-use axum::{Extension, Form, Json, Router};
+use axum::{Extension, Form, Json};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/setup", post(setup))
-        .route("/auth/logout", post(logout))
-        .route("/auth/logout-everywhere", post(logout_everywhere))
-        .route("/auth/password", post(change_password))
-        .route("/auth/session", get(session))
-        .route("/auth/keys", get(list_keys).post(create_key))
-        .route("/auth/keys/{key_id}", delete(revoke_key))
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/{user_id}", patch(update_user).delete(delete_user))
-        .route("/spaces/{id}/members", get(members).put(set_member))
-        .route("/spaces/{id}/members/{user_id}", delete(remove_member))
+pub fn router() -> Routes {
+    let sign_in = Policy::public().class(RouteClass::SignIn);
+    Routes::new()
+        .post("/auth/login", sign_in, login)
+        .post("/auth/setup", sign_in, setup)
+        .post("/auth/logout", Policy::public(), logout)
+        .post(
+            "/auth/logout-everywhere",
+            Policy::signed(),
+            logout_everywhere,
+        )
+        .post("/auth/password", Policy::signed(), change_password)
+        .get("/auth/session", Policy::public(), session)
+        .get("/auth/keys", Policy::signed(), list_keys)
+        .post("/auth/keys", Policy::signed(), create_key)
+        .delete("/auth/keys/{key_id}", Policy::signed(), revoke_key)
+        .get("/users", Policy::admin(), list_users)
+        .post("/users", Policy::admin(), create_user)
+        .patch("/users/{user_id}", Policy::admin(), update_user)
+        .delete("/users/{user_id}", Policy::admin(), delete_user)
+        .get("/spaces/{id}/members", Policy::space(Role::Viewer), members)
+        .put(
+            "/spaces/{id}/members",
+            Policy::space(Role::Owner),
+            set_member,
+        )
+        .delete(
+            "/spaces/{id}/members/{user_id}",
+            Policy::space(Role::Owner),
+            remove_member,
+        )
 }
 
 /// A sign-in body, and whether it came from a form (answered with a redirect).

@@ -5,33 +5,46 @@
 use super::error::Errors;
 use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
-use super::{ApiError, AppState};
+use super::limits::RouteClass;
+use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
 use crate::chat::ChatEvent;
+use app::api::Role;
 use app::api::{ChatRequest, Conversation, Message, Page, SearchMode};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/spaces/{id}/chat", get(ask_get).post(ask_post))
-        .route("/spaces/{id}/conversations", get(conversations))
-        .route(
+pub fn router() -> Routes {
+    // Conversations belong to whoever started them (the service checks that), so any member
+    // may rename or delete their own.
+    let viewer = Policy::space(Role::Viewer);
+    let ask = viewer.class(RouteClass::Chat).reads();
+    Routes::new()
+        .get("/spaces/{id}/chat", ask, ask_get)
+        .post("/spaces/{id}/chat", ask, ask_post)
+        .get("/spaces/{id}/conversations", viewer, conversations)
+        .delete(
             "/spaces/{id}/conversations/{conversation_id}",
-            axum::routing::delete(delete_conversation).patch(rename_conversation),
+            viewer,
+            delete_conversation,
         )
-        .route(
+        .patch(
+            "/spaces/{id}/conversations/{conversation_id}",
+            viewer,
+            rename_conversation,
+        )
+        .get(
             "/spaces/{id}/conversations/{conversation_id}/messages",
-            get(messages),
+            viewer,
+            messages,
         )
 }
 

@@ -3,34 +3,47 @@
 use super::error::Errors;
 use super::extract::ApiQuery;
 use super::extract::PageQuery;
-use super::{ApiError, AppState};
+use super::limits::RouteClass;
+use super::{ApiError, AppState, Policy, Routes};
+use app::api::Role;
 use app::api::{Chunk, Document, ErrorBody, Job, Page};
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
 /// Everything but uploads: JSON-sized bodies and the ordinary time limit.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/spaces/{id}/documents", get(list))
-        .route(
+pub fn router() -> Routes {
+    let viewer = Policy::space(Role::Viewer);
+    Routes::new()
+        .get("/spaces/{id}/documents", viewer, list)
+        .get("/spaces/{id}/documents/{document_id}", viewer, read)
+        .delete(
             "/spaces/{id}/documents/{document_id}",
-            get(read).delete(remove),
+            Policy::space(Role::Editor),
+            remove,
         )
-        .route("/spaces/{id}/documents/{document_id}/chunks", get(chunks))
-        .route("/spaces/{id}/jobs/{job_id}", get(job))
-        .route("/spaces/{id}/search", axum::routing::post(search))
+        .get(
+            "/spaces/{id}/documents/{document_id}/chunks",
+            viewer,
+            chunks,
+        )
+        .get("/spaces/{id}/jobs/{job_id}", viewer, job)
+        .post(
+            "/spaces/{id}/search",
+            viewer.class(RouteClass::Search).reads(),
+            search,
+        )
 }
 
 /// Uploads alone: the only route whose body may exceed the JSON limit and whose time limit is
 /// the upload's. The service enforces the configured file limit byte by byte; this only lifts
 /// axum's default so that limit can apply. See `startup` for the outer cap.
-pub fn upload_router() -> Router<AppState> {
-    Router::new()
-        .route("/spaces/{id}/documents", axum::routing::post(upload))
-        .layer(DefaultBodyLimit::disable())
+pub fn upload_router() -> Routes {
+    let editor = Policy::space(Role::Editor).class(RouteClass::Upload);
+    Routes::new()
+        .post("/spaces/{id}/documents", editor, upload)
+        .map(|r| r.layer(DefaultBodyLimit::disable()))
 }
 
 /// Lists a space's documents with their ingestion status and progress.

@@ -27,6 +27,12 @@ use std::sync::Arc;
 /// Where agent clients connect.
 pub const PATH: &str = "/mcp";
 
+/// Any signed-in caller; a tool call may ask a question, so the dearest class covers every tool.
+/// Each tool checks the space it names with the same `authorize` as REST, and audits itself.
+pub const POLICY: super::Policy = super::Policy::signed()
+    .class(super::limits::RouteClass::Chat)
+    .reads();
+
 /// Most results one `search` or `recall` returns.
 const MAX_RESULTS: u32 = 20;
 

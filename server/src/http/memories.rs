@@ -5,16 +5,16 @@
 
 use super::error::Errors;
 use super::extract::ApiJson;
+use super::limits::RouteClass;
 use super::points::PointIdJson;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Policy, Routes};
 use crate::embed::Lane;
 use crate::error::ServiceError;
 use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
 use app::backend::Caller;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::Instant;
@@ -28,11 +28,18 @@ pub const MAX_TEXT_CHARS: usize = 8_000;
 /// The payload key holding a memory's text; metadata may not use it.
 const TEXT_KEY: &str = "text";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/memories", get(info).put(upsert))
-        .route("/memories/search", post(search))
-        .route("/memories/{mid}", get(read).delete(remove))
+pub fn router() -> Routes {
+    let own = Policy::signed();
+    Routes::new()
+        .get("/memories", own, info)
+        .put("/memories", own, upsert)
+        .post(
+            "/memories/search",
+            own.class(RouteClass::Search).reads(),
+            search,
+        )
+        .get("/memories/{mid}", own, read)
+        .delete("/memories/{mid}", own, remove)
 }
 
 /// The caller's own namespace in the point store: a name-based UUID (version 5), which never

@@ -16,12 +16,14 @@ pub(crate) mod openai;
 pub mod openapi;
 mod ops;
 mod points;
+pub mod policy;
 mod sources;
 mod spaces;
 
 pub use error::ApiError;
 pub use headers::security_headers;
 pub use points::LengthQuota;
+pub use policy::{Policy, Routes};
 
 use crate::chat::Chat;
 use crate::embed::Embedder;
@@ -57,58 +59,75 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// The time and size bounds the routes are built with.
+pub struct Bounds {
+    pub request_timeout: Duration,
+    /// For uploads, which stream a whole file.
+    pub upload_timeout: Duration,
+    /// Added to the request timeout where an answer is generated.
+    pub answer_timeout: Duration,
+    pub max_json_bytes: usize,
+    /// Batches of vectors are larger than other JSON bodies; they get their own limit.
+    pub max_points_bytes: usize,
+}
+
+/// Every route the server declares, each with its policy: the REST API, its OpenAPI
+/// description, the OpenAI-compatible API, MCP and the probes. The UI's pages are added apart.
+pub fn declared(bounds: &Bounds, mcp: Routes) -> Routes {
+    Routes::new()
+        .nest("/api/v1", api_router(bounds))
+        .get(openapi::PATH, Policy::public(), openapi::serve)
+        .nest("/v1", openai_router(bounds))
+        .merge(mcp)
+        .merge(ops::router().map(|r| r.layer(timeout(bounds.request_timeout))))
+}
+
 /// The versioned REST API; unknown paths under it answer with a JSON 404. Uploads get their own,
 /// longer time limit; everything else the ordinary one.
-pub fn api_router(
-    request_timeout: Duration,
-    upload_timeout: Duration,
-    max_json_bytes: usize,
-    max_points_bytes: usize,
-) -> Router<AppState> {
-    Router::new()
-        // Batches of vectors are larger than other JSON bodies; they get their own limit.
-        .merge(
-            points::router()
-                .layer(timeout(request_timeout))
-                .layer(DefaultBodyLimit::max(max_points_bytes)),
-        )
-        .merge(memories::router().layer(timeout(request_timeout)))
-        .merge(spaces::router().layer(timeout(request_timeout)))
-        .merge(ops::api_router().layer(timeout(request_timeout)))
-        .merge(auth::router().layer(timeout(request_timeout)))
-        .merge(documents::router().layer(timeout(request_timeout)))
-        .merge(documents::upload_router().layer(timeout(upload_timeout)))
-        .merge(sources::router().layer(timeout(request_timeout)))
+fn api_router(bounds: &Bounds) -> Routes {
+    let request_timeout = bounds.request_timeout;
+    let timed = |r: Router<AppState>| r.layer(timeout(request_timeout));
+    Routes::new()
+        .merge(points::router().map(|r| {
+            r.layer(timeout(request_timeout))
+                .layer(DefaultBodyLimit::max(bounds.max_points_bytes))
+        }))
+        .merge(memories::router().map(timed))
+        .merge(spaces::router().map(timed))
+        .merge(ops::api_router().map(timed))
+        .merge(auth::router().map(timed))
+        .merge(documents::router().map(timed))
+        .merge(documents::upload_router().map(|r| r.layer(timeout(bounds.upload_timeout))))
+        .merge(sources::router().map(timed))
         // Answers stream for as long as the chat's own answer timeout allows; this limit only
         // covers the time to the response head (retrieval), not the stream.
-        .merge(chat::router().layer(timeout(request_timeout)))
-        .fallback(|| async { ApiError::not_found_route() })
-        .layer(DefaultBodyLimit::max(max_json_bytes))
+        .merge(chat::router().map(timed))
+        .map(|r| {
+            r.fallback(|| async { ApiError::not_found_route() })
+                .layer(DefaultBodyLimit::max(bounds.max_json_bytes))
+        })
 }
 
 /// The OpenAI-compatible API, mounted at `/v1`. A whole (non-streamed) answer arrives only once
 /// it is generated, so completions get the answer timeout on top of the request timeout.
-pub fn openai_router(
-    request_timeout: Duration,
-    answer_timeout: Duration,
-    max_json_bytes: usize,
-) -> Router<AppState> {
-    openai::router(request_timeout, request_timeout + answer_timeout)
-        .layer(DefaultBodyLimit::max(max_json_bytes))
+fn openai_router(bounds: &Bounds) -> Routes {
+    openai::router(
+        bounds.request_timeout,
+        bounds.request_timeout + bounds.answer_timeout,
+    )
+    .map(|r| r.layer(DefaultBodyLimit::max(bounds.max_json_bytes)))
 }
 
 /// The MCP server, mounted at `/mcp`: its tools may answer questions, so it gets the answer
 /// timeout on top of the request timeout.
-pub fn mcp_router(
-    state: AppState,
-    audit: Arc<crate::http::audit::Audit>,
-    request_timeout: Duration,
-    answer_timeout: Duration,
-    max_json_bytes: usize,
-) -> Router<AppState> {
-    Router::new()
-        .route_service(mcp::PATH, mcp::service(state, audit, max_json_bytes))
-        .layer(timeout(request_timeout + answer_timeout))
+pub fn mcp_router(state: AppState, audit: Arc<audit::Audit>, bounds: &Bounds) -> Routes {
+    Routes::new()
+        .service(
+            mcp::PATH,
+            mcp::POLICY,
+            mcp::service(state, audit, bounds.max_json_bytes),
+        )
+        .map(|r| r.layer(timeout(bounds.request_timeout + bounds.answer_timeout)))
 }
 
 /// A time limit that answers 408 instead of hanging.
@@ -116,7 +135,19 @@ pub fn timeout(limit: Duration) -> TimeoutLayer {
     TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limit)
 }
 
-/// Liveness, readiness and the health report.
-pub fn ops_router() -> Router<AppState> {
-    ops::router()
+/// The policy table of every declared route, MCP's included, without a running service.
+#[cfg(test)]
+pub(crate) fn test_policies() -> Arc<policy::Table> {
+    let bounds = Bounds {
+        request_timeout: Duration::from_secs(1),
+        upload_timeout: Duration::from_secs(1),
+        answer_timeout: Duration::from_secs(1),
+        max_json_bytes: 1024,
+        max_points_bytes: 1024,
+    };
+    let answer = tower::service_fn(|_req: axum::extract::Request| async {
+        Ok::<_, std::convert::Infallible>(StatusCode::OK)
+    });
+    let mcp = Routes::new().service(mcp::PATH, mcp::POLICY, answer);
+    declared(&bounds, mcp).into_parts().1
 }

@@ -4,7 +4,8 @@
 //! its sources attached, and `/v1/embeddings` exposes the configured embedder.
 
 use super::extract::ApiJson;
-use super::{ApiError, AppState};
+use super::limits::RouteClass;
+use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
 use crate::chat::{ChatEvent, ClientTurns};
 use crate::domain::PageRequest;
@@ -13,8 +14,7 @@ use app::api::{ChatRequest, DoneEvent};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{extract::State, Extension, Json, Router};
+use axum::{extract::State, Extension, Json};
 use base64::Engine as _;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -27,17 +27,23 @@ const MAX_EMBED_INPUTS: usize = 256;
 /// Longest text accepted for embedding, in characters.
 const MAX_EMBED_CHARS: usize = 8_000;
 
-pub fn router(request_timeout: Duration, completion_timeout: Duration) -> Router<AppState> {
-    let quick = Router::new()
-        .route("/models", get(models))
-        .route("/models/{model}", get(model))
-        .route("/embeddings", post(embeddings))
-        .layer(super::timeout(request_timeout));
-    Router::new()
-        .route("/chat/completions", post(completions))
-        .layer(super::timeout(completion_timeout))
+pub fn router(request_timeout: Duration, completion_timeout: Duration) -> Routes {
+    // Every space a caller reads through `/v1` is checked with the same `authorize` as REST.
+    let signed = Policy::signed().reads();
+    let quick = Routes::new()
+        .get("/models", signed, models)
+        .get("/models/{model}", signed, model)
+        .post("/embeddings", signed.class(RouteClass::Search), embeddings)
+        .map(|r| r.layer(super::timeout(request_timeout)));
+    Routes::new()
+        .post(
+            "/chat/completions",
+            signed.class(RouteClass::Chat),
+            completions,
+        )
+        .map(|r| r.layer(super::timeout(completion_timeout)))
         .merge(quick)
-        .fallback(|| async { ApiError::not_found_route() })
+        .map(|r| r.fallback(|| async { ApiError::not_found_route() }))
 }
 
 async fn models(

@@ -1,28 +1,28 @@
 //! Operational endpoints for load balancers and orchestrators.
 
-use super::AppState;
+use super::{AppState, Policy, Routes};
 use crate::health;
 use app::api::HealthStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(report))
-        .route("/health/liveness", get(liveness))
-        .route("/health/readiness", get(readiness))
-        .route("/metrics", get(prometheus))
+pub fn router() -> Routes {
+    let probe = Policy::public().unlimited();
+    Routes::new()
+        .get("/health", probe, report)
+        .get("/health/liveness", probe, liveness)
+        .get("/health/readiness", probe, readiness)
+        .get("/metrics", probe, prometheus)
 }
 
 /// Under `/api/v1`: the dashboard's data.
-pub fn api_router() -> Router<AppState> {
-    Router::new()
-        .route("/metrics/snapshot", get(snapshot))
-        .route("/audit", get(audit))
+pub fn api_router() -> Routes {
+    Routes::new()
+        .get("/metrics/snapshot", Policy::signed(), snapshot)
+        .get("/audit", Policy::admin(), audit)
 }
 
 /// The audit log of changes (who, what, when, from where, and the outcome), newest first.

@@ -3,7 +3,8 @@
 
 use super::error::Errors;
 use super::extract::ApiJson;
-use super::{ApiError, AppState};
+use super::limits::RouteClass;
+use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
 use crate::domain::PageRequest;
 use crate::error::ServiceError;
@@ -11,9 +12,8 @@ use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
 use app::api::Role;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use axum::Extension;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -21,11 +21,23 @@ use std::time::Instant;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/spaces/{id}/points", put(upsert).get(info))
-        .route("/spaces/{id}/points/search", post(search))
-        .route("/spaces/{id}/points/{pid}", get(read).delete(remove))
+pub fn router() -> Routes {
+    let viewer = Policy::space(Role::Viewer);
+    let editor = Policy::space(Role::Editor);
+    Routes::new()
+        .put(
+            "/spaces/{id}/points",
+            editor.class(RouteClass::Upload),
+            upsert,
+        )
+        .get("/spaces/{id}/points", viewer, info)
+        .post(
+            "/spaces/{id}/points/search",
+            viewer.class(RouteClass::Search).reads(),
+            search,
+        )
+        .get("/spaces/{id}/points/{pid}", viewer, read)
+        .delete("/spaces/{id}/points/{pid}", editor, remove)
 }
 
 /// A point id as JSON: an unsigned integer or a UUID string.

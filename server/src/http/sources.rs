@@ -3,19 +3,23 @@
 use super::error::Errors;
 use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
+use app::api::Role;
 use app::api::{CreateSource, Page, Source};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/spaces/{id}/sources", get(list).post(create))
-        .route("/spaces/{id}/sources/{source_id}", get(read).delete(remove))
-        .route("/spaces/{id}/sources/{source_id}/sync", post(sync))
+pub fn router() -> Routes {
+    let viewer = Policy::space(Role::Viewer);
+    let editor = Policy::space(Role::Editor);
+    Routes::new()
+        .get("/spaces/{id}/sources", viewer, list)
+        .post("/spaces/{id}/sources", editor, create)
+        .get("/spaces/{id}/sources/{source_id}", viewer, read)
+        .delete("/spaces/{id}/sources/{source_id}", editor, remove)
+        .post("/spaces/{id}/sources/{source_id}/sync", editor, sync)
 }
 
 /// A space's sources with their last sync and, while one runs, its progress.

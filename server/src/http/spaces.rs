@@ -2,18 +2,22 @@
 
 use super::error::Errors;
 use super::extract::{ApiJson, ApiQuery, PageQuery};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
+use app::api::Role;
 use app::api::{CreateSpaceRequest, Page, Space, UpdateSpaceRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/spaces", get(list).post(create))
-        .route("/spaces/{id}", get(read).patch(update).delete(remove))
+pub fn router() -> Routes {
+    let owner = Policy::space(Role::Owner);
+    Routes::new()
+        .get("/spaces", Policy::signed(), list)
+        .post("/spaces", Policy::signed(), create)
+        .get("/spaces/{id}", Policy::space(Role::Viewer), read)
+        .patch("/spaces/{id}", owner, update)
+        .delete("/spaces/{id}", owner, remove)
 }
 
 /// Lists spaces, newest first, a page at a time.

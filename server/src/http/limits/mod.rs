@@ -12,7 +12,7 @@ pub use crate::config::{Rate, RateLimit};
 use crate::http::ApiError;
 use crate::redis_link::RedisLink;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -44,38 +44,6 @@ impl RouteClass {
             Self::Other => "other",
             Self::SignIn => "sign_in",
         }
-    }
-
-    /// Classifies an API request (full path, `/api/v1/…` or `/v1/…`); `None` for everything that
-    /// is not an API call (pages, assets, health, metrics), which is never limited.
-    pub fn of(method: &Method, path: &str) -> Option<Self> {
-        if path == "/mcp" {
-            // A tool call may ask a question: the dearest class covers every tool.
-            return Some(Self::Chat);
-        }
-        if !(path.starts_with("/api/") || path.starts_with("/v1/")) {
-            return None;
-        }
-        let path = path.trim_end_matches('/');
-        Some(
-            if path == "/api/v1/auth/login" || path == "/api/v1/auth/setup" {
-                Self::SignIn
-            } else if path.ends_with("/chat") || path == "/v1/chat/completions" {
-                Self::Chat
-            } else if path.ends_with("/search")
-                || path == "/v1/embeddings"
-                // The search page's server function runs the same retrieval as the REST search.
-                || path.starts_with("/api/search_space")
-            {
-                Self::Search
-            } else if (method == Method::POST && path.ends_with("/documents"))
-                || (method == Method::PUT && path.ends_with("/points"))
-            {
-                Self::Upload
-            } else {
-                Self::Other
-            },
-        )
     }
 
     fn index(self) -> usize {
@@ -387,8 +355,12 @@ impl Limits {
     }
 
     /// Admits or refuses a request against its space's shared allowance.
-    async fn check_space(&self, class: RouteClass, path: &str) -> Result<(), Box<Response>> {
-        let (Some(limit), Some(space)) = (&self.space, space_of(path)) else {
+    async fn check_space(
+        &self,
+        class: RouteClass,
+        space: Option<&str>,
+    ) -> Result<(), Box<Response>> {
+        let (Some(limit), Some(space)) = (&self.space, space.and_then(canonical_space)) else {
             return Ok(());
         };
         if matches!(class, RouteClass::Other | RouteClass::SignIn) {
@@ -415,12 +387,10 @@ pub fn rate_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The space a `/api/v1/spaces/{id}/…` path names, as its canonical id: another spelling of
-/// the same id (upper case, braces) is the same space and shares its allowance; a segment that
-/// is no id names no space (the request will be answered 404).
-fn space_of(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/api/v1/spaces/")?;
-    let id = rest.split('/').next()?;
+/// The space a path's `{id}` names, as its canonical id: another spelling of the same id (upper
+/// case, braces) is the same space and shares its allowance; a segment that is no id names no
+/// space (the request will be answered 404).
+fn canonical_space(id: &str) -> Option<String> {
     uuid::Uuid::parse_str(id).ok().map(|id| id.to_string())
 }
 
@@ -467,7 +437,8 @@ fn rate_headers(limit: u32, remaining: u32, reset: Duration) -> HeaderMap {
 /// The middleware: classifies, rate-limits by client address, and sheds answers beyond the
 /// concurrency cap (the permit lives as long as the answer's stream).
 pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    let Some(class) = RouteClass::of(req.method(), req.uri().path()) else {
+    let decided = super::policy::of(&req);
+    let Some(class) = decided.policy.class else {
         return next.run(req).await;
     };
     let peer = req
@@ -487,7 +458,7 @@ pub async fn enforce(State(limits): State<Arc<Limits>>, req: Request, next: Next
         Ok(headers) => headers,
         Err(refused) => return *refused,
     };
-    if let Err(refused) = limits.check_space(class, req.uri().path()).await {
+    if let Err(refused) = limits.check_space(class, decided.space.as_deref()).await {
         return *refused;
     }
     let slot = if class == RouteClass::Chat {
@@ -569,35 +540,6 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_classified_by_what_they_cost() {
-        use RouteClass::*;
-        let cases = [
-            (Method::POST, "/api/v1/spaces/a/chat", Some(Chat)),
-            (Method::GET, "/api/v1/spaces/a/chat", Some(Chat)),
-            (Method::POST, "/v1/chat/completions", Some(Chat)),
-            (Method::POST, "/mcp", Some(Chat)),
-            (Method::POST, "/api/v1/spaces/a/search", Some(Search)),
-            (Method::POST, "/api/v1/spaces/a/points/search", Some(Search)),
-            (Method::POST, "/api/v1/spaces/a/documents", Some(Upload)),
-            (Method::PUT, "/api/v1/spaces/a/points", Some(Upload)),
-            (Method::GET, "/api/v1/spaces/a/documents", Some(Other)),
-            (Method::GET, "/v1/models", Some(Other)),
-            (Method::POST, "/api/v1/auth/login", Some(SignIn)),
-            (Method::POST, "/api/v1/auth/setup", Some(SignIn)),
-            (Method::POST, "/api/v1/auth/logout", Some(Other)),
-            (Method::GET, "/health", None),
-            (Method::GET, "/metrics", None),
-            (Method::GET, "/chat", None),
-            (Method::GET, "/pkg/kenning.wasm", None),
-            (Method::POST, "/v1/embeddings", Some(Search)),
-            (Method::POST, "/api/search_space12345", Some(Search)),
-        ];
-        for (method, path, want) in cases {
-            assert_eq!(RouteClass::of(&method, path), want, "{method} {path}");
-        }
-    }
-
-    #[test]
     fn the_client_behind_a_trusted_proxy_is_the_forwarded_address() {
         let limits = Limits::new(
             RateLimit::OFF,
@@ -658,6 +600,11 @@ mod tests {
 
     #[test]
     fn one_space_is_one_key_however_its_id_is_written() {
+        let policies = crate::http::test_policies();
+        let space_of = |path: &str| {
+            let decided = policies.decide(&axum::http::Method::POST, path);
+            decided.space.as_deref().and_then(canonical_space)
+        };
         let id = "0190f5a2-7c1e-7000-8000-000000000000";
         let upper = id.to_uppercase();
         assert_eq!(
