@@ -1,10 +1,9 @@
 //! The chat page (answers streamed token by token over Server-Sent Events, with citations that
 //! open the cited passage) and the document page those citations land on.
 
-use crate::api::{
-    passage_href, Citation, DoneEvent, ErrorDetail, Message, SourcesEvent, TokenEvent,
-};
+use crate::api::{Citation, DoneEvent, ErrorDetail, Message, SourcesEvent, TokenEvent};
 use crate::components::{error_text, Badge, ErrorNotice, PageHeader};
+use crate::format::passage_href;
 use crate::server_fns::*;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -534,7 +533,7 @@ impl LazyRoute for DocumentPage {
                     let cited = chunk.get_untracked();
                     let passages = chunks.await;
                     let back = format!("/spaces/{space_id}");
-                    let subtitle = format!("{} passages · {}", doc.chunk_count, crate::api::human_bytes(doc.size_bytes));
+                    let subtitle = format!("{} passages · {}", doc.chunk_count, crate::format::human_bytes(doc.size_bytes));
                     view! {
                         <Title text=doc.filename.clone()/>
                         <PageHeader title=doc.filename.clone() subtitle=subtitle>

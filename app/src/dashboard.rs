@@ -292,7 +292,7 @@ fn dashboard(s: MetricsSnapshot) -> impl IntoView {
             <div class="panel">
                 <h2>"Process"</h2>
                 <dl class="stats">
-                    <div><dt>"Memory"</dt><dd>{crate::api::human_bytes(s.memory_bytes as i64)}</dd></div>
+                    <div><dt>"Memory"</dt><dd>{crate::format::human_bytes(s.memory_bytes as i64)}</dd></div>
                     <div><dt>"CPU"</dt><dd>{format!("{:.0} %", s.cpu_percent)}</dd></div>
                     <div><dt>"Uptime"</dt><dd>{format!("{} min", s.uptime_seconds / 60)}</dd></div>
                 </dl>

@@ -2,13 +2,15 @@
 #![recursion_limit = "256"]
 
 mod account;
-pub mod api;
+/// The REST contract, from the crate the server shares.
+pub use kenning_api as api;
 #[cfg(feature = "ssr")]
 pub mod backend;
 mod browser;
 mod chat;
 mod components;
 mod dashboard;
+pub mod format;
 #[cfg(feature = "ssr")]
 pub mod markdown;
 mod pages;

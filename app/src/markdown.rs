@@ -5,7 +5,8 @@
 //! their HTML to the page), so the browser bundle holds no parser: its entity tables alone would
 //! add 70 KB to the main bundle, since lazy loading splits code but not data.
 
-use crate::api::{passage_href, AttributedSentence, Citation};
+use crate::api::{AttributedSentence, Citation};
+use crate::format::passage_href;
 use pulldown_cmark::{html, CowStr, Event, Options, Parser, Tag, TagEnd, TextMergeStream};
 
 /// Starts a sentence no source supports (a private-use character no answer carries).

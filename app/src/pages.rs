@@ -1,8 +1,9 @@
 //! Every page of the UI. Each one is a lazy route: its view code is split out of the main WASM
 //! bundle and fetched the first time the page is visited.
 
-use crate::api::{human_bytes, Document, Page, Space};
+use crate::api::{Document, Page, Space};
 use crate::components::{error_text, offset_from_query, Badge, ErrorNotice, PageHeader, Pager};
+use crate::format::human_bytes;
 use crate::server_fns::*;
 use crate::sources::SourcesPanel;
 use crate::upload::UploadPanel;

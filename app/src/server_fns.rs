@@ -5,7 +5,7 @@ use crate::api::{
 };
 use leptos::prelude::*;
 
-pub use crate::api::PAGE_SIZE;
+pub use crate::format::PAGE_SIZE;
 
 #[cfg(feature = "ssr")]
 fn to_fn_error(e: crate::api::ErrorDetail) -> ServerFnError {

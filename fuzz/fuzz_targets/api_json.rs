@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use app::api::{ChatRequest, CreateSpaceRequest, SearchRequest, UpdateSpaceRequest};
+use kenning_api::{ChatRequest, CreateSpaceRequest, SearchRequest, UpdateSpaceRequest};
 use kenning::chat::{retrieval_query, MAX_QUESTION_CHARS, MAX_SOURCES};
 use kenning::domain::{parse_id, Description, SpaceName};
 use kenning::points::{

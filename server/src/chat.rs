@@ -13,11 +13,11 @@ use crate::redis_link::RedisLink;
 use crate::retrieve::{Retriever, Search};
 use crate::service::owner_of;
 use crate::store::{MetadataStore, NewMessage};
-use app::api::{
+use futures::{Stream, StreamExt};
+use kenning_api::{
     ChatRequest, Citation, DoneEvent, ErrorDetail, SearchHit, SearchMode, SearchRequest,
     SearchResponse, SourcesEvent, Timings, TokenEvent, Usage,
 };
-use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -99,7 +99,14 @@ impl Price {
 /// Most sources a request may ask for.
 pub const MAX_SOURCES: i64 = 20;
 
-type AnswerKey = (Uuid, i64, String, app::api::SearchMode, usize, Option<u64>);
+type AnswerKey = (
+    Uuid,
+    i64,
+    String,
+    kenning_api::SearchMode,
+    usize,
+    Option<u64>,
+);
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct CachedAnswer {

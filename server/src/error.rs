@@ -5,7 +5,7 @@ use crate::domain::InvalidInput;
 use crate::points::PointError;
 use crate::retrieve::SearchError;
 use crate::store::StoreError;
-use app::api::ErrorDetail;
+use kenning_api::ErrorDetail;
 
 /// Everything that can go wrong in a service call, each with the status a client should see.
 #[derive(Debug, thiserror::Error)]

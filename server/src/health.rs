@@ -2,7 +2,7 @@
 
 use crate::generate::BreakerState;
 use crate::service::Service;
-use app::api::{DependencyHealth, HealthReport, HealthStatus};
+use kenning_api::{DependencyHealth, HealthReport, HealthStatus};
 use std::time::{Duration, Instant};
 
 /// How long one probe may take before it counts as unhealthy.

@@ -7,7 +7,7 @@ use crate::embed::{Embedder, Lane};
 use crate::redis_link::RedisLink;
 use crate::store::{search_terms, ChunkHit, MetadataStore, StoreError};
 use crate::vector::{VectorHit, VectorQuery, VectorStore};
-use app::api::{SearchHit, SearchMode, SearchResponse};
+use kenning_api::{SearchHit, SearchMode, SearchResponse};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ pub struct Search {
 
 impl Search {
     /// Checks a request's values.
-    pub fn parse(space_id: Uuid, req: &app::api::SearchRequest) -> Result<Self, SearchError> {
+    pub fn parse(space_id: Uuid, req: &kenning_api::SearchRequest) -> Result<Self, SearchError> {
         let query = req.query.trim();
         if query.is_empty() {
             return Err(SearchError::Invalid("The query must not be empty.".into()));
@@ -379,7 +379,7 @@ pub fn fuse(mode: SearchMode, dense: Vec<ChunkHit>, keyword: Vec<ChunkHit>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::api::Chunk;
+    use kenning_api::Chunk;
 
     fn c(id: &str, score: f64) -> ChunkHit {
         ChunkHit {
@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn requests_are_validated() {
         let space = Uuid::now_v7();
-        let req = |q: &str, limit: Option<i64>| app::api::SearchRequest {
+        let req = |q: &str, limit: Option<i64>| kenning_api::SearchRequest {
             query: q.into(),
             mode: SearchMode::Hybrid,
             limit,

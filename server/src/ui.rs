@@ -4,8 +4,8 @@
 use crate::domain::PageRequest;
 use crate::error::ServiceError;
 use crate::service::Service;
-use app::api::{Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, Page, Space};
-use app::api::{MetricsSnapshot, SearchRequest, SearchResponse};
+use kenning_api::{Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, Page, Space};
+use kenning_api::{MetricsSnapshot, SearchRequest, SearchResponse};
 
 /// A service result as the UI's server functions take it.
 fn detail<T>(r: Result<T, ServiceError>) -> Result<T, ErrorDetail> {
@@ -39,7 +39,7 @@ impl app::backend::Backend for Service {
         &self,
         caller: &crate::auth::Caller,
         space_id: &str,
-        needed: app::api::Role,
+        needed: kenning_api::Role,
     ) -> Result<(), ErrorDetail> {
         Service::authorize(self, caller, space_id, needed)
             .await
@@ -49,7 +49,7 @@ impl app::backend::Backend for Service {
     async fn list_api_keys(
         &self,
         caller: &crate::auth::Caller,
-    ) -> Result<Vec<app::api::ApiKey>, ErrorDetail> {
+    ) -> Result<Vec<kenning_api::ApiKey>, ErrorDetail> {
         detail(accounts(self)?.list_keys(caller).await)
     }
 
@@ -57,7 +57,7 @@ impl app::backend::Backend for Service {
         &self,
         caller: &crate::auth::Caller,
         name: &str,
-    ) -> Result<app::api::CreatedApiKey, ErrorDetail> {
+    ) -> Result<kenning_api::CreatedApiKey, ErrorDetail> {
         detail(accounts(self)?.create_key(caller, name).await)
     }
 
@@ -69,7 +69,7 @@ impl app::backend::Backend for Service {
         detail(accounts(self)?.revoke_key(caller, id).await)
     }
 
-    async fn list_members(&self, space_id: &str) -> Result<Vec<app::api::Member>, ErrorDetail> {
+    async fn list_members(&self, space_id: &str) -> Result<Vec<kenning_api::Member>, ErrorDetail> {
         let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
         detail(accounts(self)?.members(id).await)
     }
@@ -78,8 +78,8 @@ impl app::backend::Backend for Service {
         &self,
         space_id: &str,
         email: &str,
-        role: app::api::Role,
-    ) -> Result<app::api::Member, ErrorDetail> {
+        role: kenning_api::Role,
+    ) -> Result<kenning_api::Member, ErrorDetail> {
         let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
         detail(accounts(self)?.set_member(id, email, role).await)
     }
@@ -93,7 +93,7 @@ impl app::backend::Backend for Service {
         &self,
         limit: i64,
         offset: i64,
-    ) -> Result<Page<app::api::User>, ErrorDetail> {
+    ) -> Result<Page<kenning_api::User>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
         detail(accounts(self)?.list_users(page).await)
@@ -104,7 +104,7 @@ impl app::backend::Backend for Service {
         email: &str,
         password: &str,
         is_admin: bool,
-    ) -> Result<app::api::User, ErrorDetail> {
+    ) -> Result<kenning_api::User, ErrorDetail> {
         detail(
             accounts(self)?
                 .create_user(email, password, "", is_admin, false)
@@ -117,7 +117,7 @@ impl app::backend::Backend for Service {
         caller: &crate::auth::Caller,
         id: &str,
         disabled: bool,
-    ) -> Result<app::api::User, ErrorDetail> {
+    ) -> Result<kenning_api::User, ErrorDetail> {
         detail(accounts(self)?.set_disabled(caller, id, disabled).await)
     }
 
@@ -129,16 +129,16 @@ impl app::backend::Backend for Service {
         &self,
         limit: i64,
         offset: i64,
-    ) -> Result<Page<app::api::AuditEntry>, ErrorDetail> {
+    ) -> Result<Page<kenning_api::AuditEntry>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
         detail(Service::list_audit(self, page).await)
     }
 
-    async fn session_info(&self, caller: Option<&crate::auth::Caller>) -> app::api::SessionInfo {
+    async fn session_info(&self, caller: Option<&crate::auth::Caller>) -> kenning_api::SessionInfo {
         match self.accounts() {
             Some(auth) => auth.session_info(caller).await,
-            None => app::api::SessionInfo {
+            None => kenning_api::SessionInfo {
                 auth: "none".into(),
                 user: None,
                 needs_setup: false,
@@ -199,7 +199,7 @@ impl app::backend::Backend for Service {
             .map_err(|e| e.to_detail())
     }
 
-    async fn list_sources(&self, space_id: &str) -> Result<Vec<app::api::Source>, ErrorDetail> {
+    async fn list_sources(&self, space_id: &str) -> Result<Vec<kenning_api::Source>, ErrorDetail> {
         Service::list_sources(self, space_id)
             .await
             .map_err(|e| e.to_detail())

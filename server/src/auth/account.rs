@@ -7,7 +7,7 @@ use super::{
 };
 use crate::error::ServiceError;
 use crate::store::NewApiKey;
-use app::api::{ApiKey, CreatedApiKey};
+use kenning_api::{ApiKey, CreatedApiKey};
 use uuid::Uuid;
 
 impl Auth {

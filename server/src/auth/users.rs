@@ -3,7 +3,7 @@
 
 use super::{caller_account, invalid, Auth, Caller};
 use crate::error::ServiceError;
-use app::api::User;
+use kenning_api::User;
 use uuid::Uuid;
 
 impl Auth {

@@ -9,9 +9,9 @@ use crate::error::ServiceError;
 use crate::retrieve::Retriever;
 use crate::service::Service;
 use crate::startup::{spawn_workers, Engine};
-use app::api::Document;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kenning_api::Document;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,7 +293,7 @@ impl Remote {
     async fn find_or_create_space(&self, name: &str) -> anyhow::Result<String> {
         let mut offset = 0;
         loop {
-            let page: app::api::Page<app::api::Space> = Self::ok(
+            let page: kenning_api::Page<kenning_api::Space> = Self::ok(
                 self.http
                     .get(format!("{}/api/v1/spaces", self.base))
                     .query(&[("limit", "100"), ("offset", &offset.to_string())])
@@ -313,7 +313,7 @@ impl Remote {
                 break;
             }
         }
-        let space: app::api::Space = Self::ok(
+        let space: kenning_api::Space = Self::ok(
             self.http
                 .post(format!("{}/api/v1/spaces", self.base))
                 .json(&serde_json::json!({ "name": name, "description": "" }))
@@ -363,7 +363,7 @@ impl Remote {
         })
     }
 
-    async fn documents(&self, offset: i64) -> anyhow::Result<app::api::Page<Document>> {
+    async fn documents(&self, offset: i64) -> anyhow::Result<kenning_api::Page<Document>> {
         Ok(Self::ok(
             self.http
                 .get(format!(

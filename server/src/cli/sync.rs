@@ -3,8 +3,8 @@
 
 use crate::api_client::{client, ok};
 use crate::config::SyncCommand;
-use app::api::{Page, Source, Space};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kenning_api::{Page, Source, Space};
 use std::time::{Duration, Instant};
 
 /// Longest a sync is waited for before the command gives up on it (it goes on in the server).

@@ -6,7 +6,7 @@
 
 use super::extractive::{stem, DECLINE};
 use crate::store::content_words;
-use app::api::{AttributedSentence, Citation};
+use kenning_api::{AttributedSentence, Citation};
 use std::collections::HashSet;
 
 /// Share of a sentence's content words (stemmed) a passage must hold to support it. Every

@@ -4,7 +4,7 @@
 
 use super::extractive::scored_sentences;
 use super::prompt::Prompt;
-use app::api::Citation;
+use kenning_api::Citation;
 use std::collections::BTreeSet;
 
 /// Source text a fitted prompt keeps however small the budget: one or two sentences, or no

@@ -3,7 +3,7 @@
 //! source is flattened onto its own numbered line (a document cannot start a line, so it cannot
 //! fake a source, a question or a role), and the system message says sources are data.
 
-use app::api::Citation;
+use kenning_api::Citation;
 
 /// The system message every model sees; documents cannot change it.
 pub const SYSTEM: &str = "You answer questions using only the numbered sources given with the question. \

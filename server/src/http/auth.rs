@@ -10,15 +10,15 @@ use super::limits::RouteClass;
 use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::{self, Caller};
 use crate::error::ServiceError;
-use app::api::Role;
-use app::api::{
-    ApiKey, ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
-    LoginRequest, Member, Page, SessionInfo, SetMemberRequest, UpdateUserRequest, User,
-};
 use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
+use kenning_api::Role;
+use kenning_api::{
+    ApiKey, ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey,
+    LoginRequest, Member, Page, SessionInfo, SetMemberRequest, UpdateUserRequest, User,
+};
 use std::net::SocketAddr;
 use uuid::Uuid;
 

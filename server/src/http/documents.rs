@@ -5,12 +5,12 @@ use super::extract::ApiQuery;
 use super::extract::PageQuery;
 use super::limits::RouteClass;
 use super::{ApiError, AppState, Policy, Routes};
-use app::api::Role;
-use app::api::{Chunk, Document, ErrorBody, Job, Page};
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use kenning_api::Role;
+use kenning_api::{Chunk, Document, ErrorBody, Job, Page};
 
 /// Everything but uploads: JSON-sized bodies and the ordinary time limit.
 pub fn router() -> Routes {
@@ -175,14 +175,14 @@ pub(super) async fn job(
 
 /// Searches a space: `{query, mode: dense|keyword|hybrid, limit, min_score, document_id}`.
 #[utoipa::path(post, operation_id = "documents_search", path = "/api/v1/spaces/{id}/search", tag = "documents", params(("id" = String, Path, description = "Space id")),
-    request_body = app::api::SearchRequest,
-    responses((status = 200, description = "Passages, best first", body = app::api::SearchResponse), Errors))]
+    request_body = kenning_api::SearchRequest,
+    responses((status = 200, description = "Passages, best first", body = kenning_api::SearchResponse), Errors))]
 #[tracing::instrument(skip(state, body))]
 pub(super) async fn search(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    super::extract::ApiJson(body): super::extract::ApiJson<app::api::SearchRequest>,
-) -> Result<Json<app::api::SearchResponse>, ApiError> {
+    super::extract::ApiJson(body): super::extract::ApiJson<kenning_api::SearchRequest>,
+) -> Result<Json<kenning_api::SearchResponse>, ApiError> {
     Ok(Json(state.service.search(&id, &body).await?))
 }
 

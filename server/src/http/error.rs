@@ -1,10 +1,10 @@
 //! The API's one error type: a status plus `{ "error": { "code", "message" } }`.
 
 use crate::error::ServiceError;
-use app::api::{ErrorBody, ErrorDetail};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kenning_api::{ErrorBody, ErrorDetail};
 use utoipa::IntoResponses;
 
 /// An error on its way to an HTTP client.

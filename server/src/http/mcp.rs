@@ -10,9 +10,9 @@ use crate::auth::Caller;
 use crate::chat::ClientTurns;
 use crate::domain::PageRequest;
 use crate::http::audit::Audit;
-use app::api::{ChatRequest, Citation, SearchMode, SearchRequest};
 use axum::http::request::Parts;
 use axum::{Extension, Json};
+use kenning_api::{ChatRequest, Citation, SearchMode, SearchRequest};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension as RequestParts;
 use rmcp::handler::server::wrapper::Parameters;
@@ -167,7 +167,7 @@ async fn readable(
     state: &AppState,
     caller: &Caller,
     space: &str,
-) -> Result<app::api::Space, Refusal> {
+) -> Result<kenning_api::Space, Refusal> {
     openai::readable_space(state, caller, space)
         .await
         .map_err(|e| match e.status {

@@ -10,13 +10,13 @@ use crate::auth::Caller;
 use crate::chat::{ChatEvent, ClientTurns};
 use crate::domain::PageRequest;
 use crate::embed::Lane;
-use app::api::{ChatRequest, DoneEvent};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{extract::State, Extension, Json};
 use base64::Engine as _;
 use futures::StreamExt;
+use kenning_api::{ChatRequest, DoneEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -121,11 +121,11 @@ pub(super) async fn readable_space(
     state: &AppState,
     caller: &Caller,
     model: &str,
-) -> Result<app::api::Space, ApiError> {
+) -> Result<kenning_api::Space, ApiError> {
     let found = match state.service.find_space(model).await {
         Ok(space) => state
             .service
-            .authorize(caller, &space.id, app::api::Role::Viewer)
+            .authorize(caller, &space.id, kenning_api::Role::Viewer)
             .await
             .map(|()| space),
         Err(e) => Err(e),
@@ -141,7 +141,7 @@ pub(super) async fn readable_space(
 }
 
 /// A space as an OpenAI model object.
-fn model_object(s: &app::api::Space) -> Value {
+fn model_object(s: &kenning_api::Space) -> Value {
     let created = chrono::DateTime::parse_from_rfc3339(&s.created_at)
         .map(|t| t.timestamp())
         .unwrap_or(0);

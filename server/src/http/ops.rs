@@ -2,11 +2,11 @@
 
 use super::{AppState, Policy, Routes};
 use crate::health;
-use app::api::HealthStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use kenning_api::HealthStatus;
 use serde_json::json;
 
 pub fn router() -> Routes {
@@ -28,11 +28,11 @@ pub fn api_router() -> Routes {
 /// The audit log of changes (who, what, when, from where, and the outcome), newest first.
 #[utoipa::path(get, operation_id = "ops_audit", path = "/api/v1/audit", tag = "operations",
     params(super::extract::PageQuery),
-    responses((status = 200, description = "A page of audit entries", body = app::api::Page<app::api::AuditEntry>), super::error::Errors))]
+    responses((status = 200, description = "A page of audit entries", body = kenning_api::Page<kenning_api::AuditEntry>), super::error::Errors))]
 pub(super) async fn audit(
     State(state): State<AppState>,
     super::extract::ApiQuery(q): super::extract::ApiQuery<super::extract::PageQuery>,
-) -> Result<Json<app::api::Page<app::api::AuditEntry>>, super::ApiError> {
+) -> Result<Json<kenning_api::Page<kenning_api::AuditEntry>>, super::ApiError> {
     Ok(Json(state.service.list_audit(q.parse()?).await?))
 }
 
@@ -50,7 +50,7 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
 
 /// What the dashboard draws: per-second history, per-route table, caches, breakers, jobs.
 #[utoipa::path(get, operation_id = "ops_snapshot", path = "/api/v1/metrics/snapshot", tag = "operations",
-    responses((status = 200, description = "The dashboard's data", body = app::api::MetricsSnapshot), super::error::Errors))]
+    responses((status = 200, description = "The dashboard's data", body = kenning_api::MetricsSnapshot), super::error::Errors))]
 pub(super) async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.service.metrics_snapshot().await)
 }
@@ -87,8 +87,8 @@ pub(super) async fn readiness(State(state): State<AppState>) -> impl IntoRespons
 /// Per-dependency report; 503 only when unhealthy, so degraded still serves.
 #[utoipa::path(get, operation_id = "ops_report", path = "/health", tag = "operations",
     responses(
-        (status = 200, description = "Healthy or degraded", body = app::api::HealthReport),
-        (status = 503, description = "Unhealthy", body = app::api::HealthReport)))]
+        (status = 200, description = "Healthy or degraded", body = kenning_api::HealthReport),
+        (status = 503, description = "Unhealthy", body = kenning_api::HealthReport)))]
 pub(super) async fn report(
     State(state): State<AppState>,
     caller: Option<axum::Extension<crate::auth::Caller>>,

@@ -5,7 +5,6 @@
 
 use super::limits::RouteClass;
 use super::AppState;
-use app::api::Role;
 use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::Method;
@@ -13,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use kenning_api::Role;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -5,11 +5,11 @@ use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
-use app::api::Role;
-use app::api::{CreateSource, Page, Source};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use kenning_api::Role;
+use kenning_api::{CreateSource, Page, Source};
 
 pub fn router() -> Routes {
     let viewer = Policy::space(Role::Viewer);

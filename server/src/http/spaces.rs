@@ -4,11 +4,11 @@ use super::error::Errors;
 use super::extract::{ApiJson, ApiQuery, PageQuery};
 use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
-use app::api::Role;
-use app::api::{CreateSpaceRequest, Page, Space, UpdateSpaceRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use kenning_api::Role;
+use kenning_api::{CreateSpaceRequest, Page, Space, UpdateSpaceRequest};
 
 pub fn router() -> Routes {
     let owner = Policy::space(Role::Owner);

@@ -12,10 +12,10 @@ macro_rules! family {
 
 mod exposition;
 
-use app::api::{
+use hdrhistogram::Histogram;
+use kenning_api::{
     BreakerStat, CacheStat, JobStat, MetricsPoint, MetricsSnapshot, RouteStat, WindowStat,
 };
-use hdrhistogram::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, OnceLock};

@@ -7,10 +7,10 @@ use crate::points::PointStore;
 use crate::retrieve::{Retriever, Search};
 use crate::store::{MetadataStore, NewDocument, NewJob, StoreError};
 use crate::vector::VectorStore;
-use app::api::{BreakerStat, JobStat, MetricsSnapshot, SearchRequest, SearchResponse};
-use app::api::{Chunk, Conversation, Document, Job, Message, Page, Space};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use kenning_api::{BreakerStat, JobStat, MetricsSnapshot, SearchRequest, SearchResponse};
+use kenning_api::{Chunk, Conversation, Document, Job, Message, Page, Space};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,7 +154,7 @@ impl Service {
         &self,
         caller: &crate::auth::Caller,
         space_id: &str,
-        needed: app::api::Role,
+        needed: kenning_api::Role,
     ) -> Result<(), ServiceError> {
         let id = Self::space_id(space_id)?;
         match &self.auth {
@@ -350,7 +350,7 @@ impl Service {
     pub async fn list_audit(
         &self,
         page: PageRequest,
-    ) -> Result<Page<app::api::AuditEntry>, ServiceError> {
+    ) -> Result<Page<kenning_api::AuditEntry>, ServiceError> {
         self.store
             .list_audit(page)
             .await

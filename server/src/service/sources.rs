@@ -5,7 +5,7 @@
 use super::*;
 use crate::sources::{folder, retry_after, web, SYNC_LEASE};
 use crate::store::{NewSource, SourceEntry, SyncOutcome};
-use app::api::{CreateSource, Source, SyncResult};
+use kenning_api::{CreateSource, Source, SyncResult};
 use std::collections::{HashMap, HashSet};
 
 /// Reasons a sync result keeps, so one broken folder does not fill the database.

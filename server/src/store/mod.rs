@@ -11,11 +11,11 @@ mod timed;
 
 use crate::config::StoreConfig;
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{
+use chrono::{DateTime, Utc};
+use kenning_api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
     User,
 };
-use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;

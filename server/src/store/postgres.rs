@@ -10,11 +10,11 @@ use super::{
 };
 use super::{API_KEY_COLUMNS, MEMBERS_SELECT, USER_COLUMNS};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{
+use chrono::{DateTime, Utc};
+use kenning_api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
     User,
 };
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;

@@ -5,8 +5,8 @@ use super::{
     lease_millis, NewSource, PostgresStore, SourceEntry, SourceStore, StoreError, Superseded,
     SyncOutcome,
 };
-use app::api::Source;
 use chrono::{DateTime, Utc};
+use kenning_api::Source;
 use sqlx::{Postgres, Transaction};
 use std::time::Duration;
 use uuid::Uuid;

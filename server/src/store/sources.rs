@@ -2,8 +2,8 @@
 //! out of the main store trait so that aggregate's rules stay in one place.
 
 use super::{StoreError, Wire};
-use app::api::{Source, SyncResult};
 use chrono::{DateTime, Utc};
+use kenning_api::{Source, SyncResult};
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -5,8 +5,8 @@ use super::sqlite::{later, now, superseded, uuid};
 use super::{
     NewSource, SourceEntry, SourceStore, SqliteStore, StoreError, Superseded, SyncOutcome,
 };
-use app::api::Source;
 use chrono::{DateTime, Utc};
+use kenning_api::Source;
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -6,11 +6,11 @@ use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage
 use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, StaleSpace, UserRecord};
 use super::{NewSource, SourceEntry, SourceStore, Superseded, SyncOutcome};
 use crate::domain::{Description, PageRequest, SpaceName};
-use app::api::{
+use chrono::{DateTime, Utc};
+use kenning_api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Source,
     Space, User,
 };
-use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A knowledge space: the unit of tenancy that documents, chunks and answers belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Space {
     pub id: String,
     pub name: String,
@@ -16,7 +16,7 @@ pub struct Space {
 
 /// An uploaded file and where it stands on its way into the index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Document {
     pub id: String,
     pub space_id: String,
@@ -57,7 +57,7 @@ fn first_version() -> i64 {
 /// Where a space's documents come from and how they are kept current: a folder on the server's
 /// disk (under an admin-configured root), one web page, or a site crawled from its start page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Source {
     pub id: String,
     pub space_id: String,
@@ -92,7 +92,7 @@ pub struct Source {
 
 /// What one sync did, file by file (or page by page).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncResult {
     /// New keys, queued for ingestion.
     pub added: u64,
@@ -110,7 +110,7 @@ pub struct SyncResult {
 
 /// A source to add to a space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
     /// `folder`, `url` or `site`.
@@ -130,7 +130,7 @@ pub struct CreateSource {
 
 /// A unit of background work (ingesting one document), with its progress and retry state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: String,
     pub space_id: String,
@@ -149,7 +149,7 @@ pub struct Job {
 
 /// A passage of a document, with where it sits so a citation can point at it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Chunk {
     pub id: String,
     pub document_id: String,
@@ -165,7 +165,7 @@ pub struct Chunk {
 
 /// One page of a longer list, with what a client needs to fetch the next one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
@@ -188,14 +188,14 @@ impl<T> Page<T> {
 
 /// The body of every error response: `{ "error": { "code", "message" } }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// A machine-readable code plus a message safe to show to the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -211,7 +211,7 @@ impl std::error::Error for ErrorDetail {}
 
 /// How a search finds passages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Nearest neighbours of the query's embedding.
@@ -226,19 +226,19 @@ pub enum SearchMode {
 /// A search over one space. Unknown fields are refused, so a misspelt or unsupported filter
 /// (`"documentid"`, `"filter"`) is a 400 rather than a search that silently ignores it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// Not blank, at most 2,000 characters.
     #[cfg_attr(
-        feature = "ssr",
+        feature = "openapi",
         schema(min_length = 1, max_length = 2000, pattern = r"\S")
     )]
     pub query: String,
     #[serde(default)]
     pub mode: SearchMode,
     /// Results wanted (default 10, at most 50).
-    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 50))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
     pub limit: Option<i64>,
     /// Drop results scoring below this (the score's scale depends on the mode).
     pub min_score: Option<f64>,
@@ -248,7 +248,7 @@ pub struct SearchRequest {
 
 /// One passage found by a search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     pub chunk: Chunk,
     pub filename: String,
@@ -269,7 +269,7 @@ pub struct SearchHit {
 
 /// Search results with what produced them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResponse {
     pub mode: SearchMode,
     pub results: Vec<SearchHit>,
@@ -284,11 +284,11 @@ pub struct SearchResponse {
 
 /// A question to a space, answered as a stream of events.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatRequest {
     /// The question: not blank, at most 4,000 characters.
     #[cfg_attr(
-        feature = "ssr",
+        feature = "openapi",
         schema(min_length = 1, max_length = 4000, pattern = r"\S")
     )]
     pub question: String,
@@ -297,7 +297,7 @@ pub struct ChatRequest {
     #[serde(default)]
     pub mode: SearchMode,
     /// Passages to retrieve and number as sources (default by server configuration, 1 to 20).
-    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 20))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 20))]
     pub max_sources: Option<i64>,
     /// Drop passages scoring below this.
     pub min_score: Option<f64>,
@@ -322,7 +322,7 @@ impl ChatRequest {
 
 /// A numbered passage an answer may cite as `[n]`, with where it sits in its document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Citation {
     pub n: usize,
     pub chunk_id: String,
@@ -339,7 +339,7 @@ pub struct Citation {
 
 /// First event of an answer: what it will be based on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourcesEvent {
     pub conversation_id: String,
     pub sources: Vec<Citation>,
@@ -350,14 +350,14 @@ pub struct SourcesEvent {
 
 /// A piece of the answer's text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenEvent {
     pub text: String,
 }
 
 /// Token counts of one answer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -365,7 +365,7 @@ pub struct Usage {
 
 /// Where an answer's time went, in milliseconds since the request arrived.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
     /// Embedding the question and searching.
     pub retrieval_ms: f64,
@@ -378,7 +378,7 @@ pub struct Timings {
 
 /// Last event of a successful answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DoneEvent {
     pub conversation_id: String,
     pub message_id: String,
@@ -413,23 +413,10 @@ pub struct DoneEvent {
     pub timings: Timings,
 }
 
-/// Page size for lists in the UI.
-pub const PAGE_SIZE: i64 = 25;
-/// Where a citation leads in the UI: the passage on its document's page, highlighted and
-/// scrolled to.
-pub fn passage_href(space_id: &str, c: &Citation) -> String {
-    let page = PAGE_SIZE;
-    let offset = (c.position / page) * page;
-    format!(
-        "/spaces/{space_id}/documents/{}?offset={offset}&chunk={}#chunk-{}",
-        c.document_id, c.chunk_id, c.chunk_id
-    )
-}
-
 /// One sentence of an answer and the sources that support it, checked by the server rather
 /// than taken on the generator's word.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttributedSentence {
     /// The sentence, without citation markers.
     pub text: String,
@@ -446,7 +433,7 @@ pub struct AttributedSentence {
 
 /// A conversation with a space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     pub id: String,
     pub space_id: String,
@@ -457,7 +444,7 @@ pub struct Conversation {
 
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     pub id: String,
     /// `user` or `assistant`.
@@ -474,7 +461,7 @@ pub struct Message {
 
 /// What the metrics dashboard shows: recent per-second history and current state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsSnapshot {
     pub uptime_seconds: u64,
     /// Seconds of history in `points` (one point per second, oldest first).
@@ -493,7 +480,7 @@ pub struct MetricsSnapshot {
 
 /// One second of activity.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsPoint {
     /// Unix time, seconds.
     pub t: u64,
@@ -513,7 +500,7 @@ pub struct MetricsPoint {
 
 /// Aggregates over a window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WindowStat {
     pub requests_per_second: f64,
     pub error_ratio: f64,
@@ -531,7 +518,7 @@ pub struct WindowStat {
 
 /// Requests to one route template.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RouteStat {
     pub method: String,
     pub route: String,
@@ -544,7 +531,7 @@ pub struct RouteStat {
 
 /// Hits and misses of one cache since start.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheStat {
     pub name: String,
     pub hits: u64,
@@ -553,7 +540,7 @@ pub struct CacheStat {
 
 /// A generator's circuit breaker.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BreakerStat {
     pub name: String,
     /// `closed`, `open` or `half_open`.
@@ -562,7 +549,7 @@ pub struct BreakerStat {
 
 /// Ingestion jobs by state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStat {
     pub queued: i64,
     pub running: i64,
@@ -572,7 +559,7 @@ pub struct JobStat {
 
 /// One entry of the audit log: a change someone asked for, whether it went through, and from where.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
@@ -586,17 +573,17 @@ pub struct AuditEntry {
     /// The client's address (behind trusted proxies, the one they name).
     pub ip: Option<String>,
     /// `{status, request_id}` of the request.
-    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: serde_json::Value,
 }
 
 /// Request body to create a space.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateSpaceRequest {
     /// Unique, 1 to 100 characters (after trimming), no control characters.
     #[cfg_attr(
-        feature = "ssr",
+        feature = "openapi",
         schema(
             min_length = 1,
             max_length = 100,
@@ -606,17 +593,17 @@ pub struct CreateSpaceRequest {
     pub name: String,
     /// At most 500 characters.
     #[serde(default)]
-    #[cfg_attr(feature = "ssr", schema(max_length = 500))]
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub description: String,
 }
 
 /// Request body to rename a space or change its description.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateSpaceRequest {
     /// A new name: unique, 1 to 100 characters (after trimming), no control characters.
     #[cfg_attr(
-        feature = "ssr",
+        feature = "openapi",
         schema(
             min_length = 1,
             max_length = 100,
@@ -625,13 +612,13 @@ pub struct UpdateSpaceRequest {
     )]
     pub name: Option<String>,
     /// A new description, at most 500 characters.
-    #[cfg_attr(feature = "ssr", schema(max_length = 500))]
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub description: Option<String>,
 }
 
 /// Overall and per-dependency health, as served at `/health`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthReport {
     pub status: HealthStatus,
     pub version: String,
@@ -641,7 +628,7 @@ pub struct HealthReport {
 
 /// One dependency's health with how long the probe took.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DependencyHealth {
     pub name: String,
     pub kind: String,
@@ -652,7 +639,7 @@ pub struct DependencyHealth {
 
 /// Ordered from best to worst so the overall status is the maximum of the checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Healthy,
@@ -671,32 +658,9 @@ impl HealthStatus {
     }
 }
 
-/// Formats a byte count the way people read file sizes.
-pub fn human_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_counts_are_shown_in_the_largest_fitting_unit() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(2048), "2.0 KB");
-        assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MB");
-    }
 
     #[test]
     fn pages_know_their_neighbours() {
@@ -733,7 +697,7 @@ mod tests {
 /// What a member may do in a space: viewers search and chat, editors also add and remove
 /// documents and points, owners also rename, delete and share the space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -764,7 +728,7 @@ impl Role {
 
 /// An account. The password never leaves the server, not even as a hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -779,7 +743,7 @@ pub struct User {
 
 /// Who is asking, as the UI shows it: signed in as someone, or the single-user mode.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     /// `none` (single user, loopback only, no sign-in) or `password`.
     pub auth: String,
@@ -791,13 +755,13 @@ pub struct SessionInfo {
 
 /// Request body to sign in, or to create the first (admin) account.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// The account's email address (any case).
-    #[cfg_attr(feature = "ssr", schema(min_length = 3, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254))]
     pub email: String,
     /// At least 8 characters when an account is created.
-    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub password: String,
     /// Where the browser goes after a form sign-in (a path on this site).
     #[serde(default)]
@@ -809,11 +773,11 @@ pub struct LoginRequest {
 
 /// Request body for an admin to create an account.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUserRequest {
-    #[cfg_attr(feature = "ssr", schema(min_length = 3, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254))]
     pub email: String,
-    #[cfg_attr(feature = "ssr", schema(min_length = 8, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: String,
     #[serde(default)]
     pub display_name: String,
@@ -823,7 +787,7 @@ pub struct CreateUserRequest {
 
 /// Request body for an admin to change another account: disable it, or enable it again.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     pub disabled: bool,
@@ -831,7 +795,7 @@ pub struct UpdateUserRequest {
 
 /// An API key as listed: never the key itself, which is shown once when it is created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -844,7 +808,7 @@ pub struct ApiKey {
 
 /// A key just created: `key` is shown this once and cannot be read again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub info: ApiKey,
@@ -854,28 +818,28 @@ pub struct CreatedApiKey {
 
 /// Request body to change the signed-in account's password.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePasswordRequest {
     /// The password in use now.
-    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub current_password: String,
     /// The new password, 8 to 1,024 characters.
-    #[cfg_attr(feature = "ssr", schema(min_length = 8, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub new_password: String,
 }
 
 /// Request body to create an API key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApiKeyRequest {
     /// What the key is for, 1 to 100 characters.
-    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 100))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
 }
 
 /// A member of a space and their role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub user_id: String,
     pub email: String,
@@ -884,10 +848,10 @@ pub struct Member {
 
 /// Request body to add a member to a space or change their role.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetMemberRequest {
     /// The account to add, by email.
-    #[cfg_attr(feature = "ssr", schema(min_length = 3, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254))]
     pub email: String,
     pub role: Role,
 }
