@@ -5,7 +5,8 @@
 use crate::cache::TieredCache;
 use crate::embed::{Embedder, Lane};
 use crate::redis_link::RedisLink;
-use crate::store::{search_terms, ChunkHit, MetadataStore, StoreError};
+use crate::store::{ChunkHit, MetadataStore, StoreError};
+use crate::text::search_terms;
 use crate::vector::{VectorHit, VectorQuery, VectorStore};
 use kenning_api::{SearchHit, SearchMode, SearchResponse};
 use std::collections::HashMap;

@@ -279,12 +279,78 @@ impl app::backend::Backend for Service {
             .await
             .map_err(|e| e.to_detail())?;
         for m in page.items.iter_mut().filter(|m| m.role == "assistant") {
-            m.html = Some(crate::generate::attribute::stored_html(
-                &m.content,
-                &m.citations,
-                space_id,
-            ));
+            m.html = Some(stored_html(&m.content, &m.citations, space_id));
         }
         Ok(page)
+    }
+}
+
+/// A stored answer as the chat page shows it: checked again against its sources (the check is
+/// deterministic, so its verdicts are those the answer got when it was written) and rendered,
+/// unsupported sentences marked.
+fn stored_html(text: &str, sources: &[kenning_api::Citation], space_id: &str) -> String {
+    let checked = crate::generate::attribute::Attribution::of(text, sources);
+    app::markdown::checked_html(&checked.sentences, sources, space_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::attribute::Attribution;
+    use kenning_api::{AttributedSentence, Citation};
+
+    fn source(n: usize, text: &str) -> Citation {
+        Citation {
+            n,
+            chunk_id: format!("c{n}"),
+            document_id: "d".into(),
+            filename: "f.md".into(),
+            heading_path: String::new(),
+            position: 0,
+            char_start: 0,
+            char_end: text.len() as i64,
+            score: 1.0,
+            text: text.into(),
+        }
+    }
+
+    fn sources() -> Vec<Citation> {
+        vec![
+            source(
+                1,
+                "Employees receive 25 vacation days per year. Unused days expire in March.",
+            ),
+            source(
+                2,
+                "The cafeteria serves lunch from noon until two o'clock on weekdays.",
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_stored_answer_shows_the_marks_it_was_given() {
+        let written = Attribution::of(
+            "Employees receive 25 vacation days per year [2]. The moon is made of cheese [1].",
+            &sources(),
+        );
+        let stored = written.text();
+        let html = stored_html(&stored, &sources(), "s");
+        assert!(html.contains("per year. <a class=\"cite\""), "{html}");
+        assert!(
+            html.contains("<span class=\"unsupported\" title=\"No source supports this sentence\">The moon is made of cheese.</span>"),
+            "{html}"
+        );
+        assert_eq!(
+            Attribution::of(&stored, &sources()).sentences,
+            written
+                .sentences
+                .iter()
+                .map(|s| AttributedSentence {
+                    claimed: s.sources.clone(),
+                    ..s.clone()
+                })
+                .collect::<Vec<_>>(),
+            "checking the stored text again gives the same verdicts"
+        );
     }
 }

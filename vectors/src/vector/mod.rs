@@ -136,7 +136,7 @@ pub(crate) fn slug(name: &str) -> String {
 }
 
 /// Unit length, so a dot product is the cosine similarity.
-pub(crate) fn normalised(v: &[f32]) -> Vec<f32> {
+pub fn normalised(v: &[f32]) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter().map(|x| x / norm).collect()
@@ -146,7 +146,7 @@ pub(crate) fn normalised(v: &[f32]) -> Vec<f32> {
 }
 
 /// Dot product written so the compiler vectorises it (eight independent accumulators).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, ra) = a.as_chunks::<8>();
     let (cb, rb) = b.as_chunks::<8>();

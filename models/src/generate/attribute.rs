@@ -5,8 +5,8 @@
 //! does, or dropped; a sentence no passage supports is marked.
 
 use super::extractive::{stem, DECLINE};
-use crate::store::content_words;
 use kenning_api::{AttributedSentence, Citation};
+use kenning_core::text::content_words;
 use std::collections::HashSet;
 
 /// Share of a sentence's content words (stemmed) a passage must hold to support it. Every
@@ -109,14 +109,6 @@ impl Attribution {
     pub fn text(&self) -> String {
         render(&self.sentences)
     }
-}
-
-/// A stored answer as the chat page shows it: checked again against its sources (the check is
-/// deterministic, so its verdicts are those the answer got when it was written) and rendered,
-/// unsupported sentences marked.
-pub fn stored_html(text: &str, sources: &[Citation], space_id: &str) -> String {
-    let checked = Attribution::of(text, sources);
-    app::markdown::checked_html(&checked.sentences, sources, space_id)
 }
 
 /// An answer's text from its attributed sentences, each followed by its verified citations.
@@ -485,33 +477,6 @@ mod tests {
              - Unused days expire in March. [1]\n"
         );
         assert_eq!(a.unsupported(), 0);
-    }
-
-    #[test]
-    fn a_stored_answer_shows_the_marks_it_was_given() {
-        let written = Attribution::of(
-            "Employees receive 25 vacation days per year [2]. The moon is made of cheese [1].",
-            &sources(),
-        );
-        let stored = written.text();
-        let html = stored_html(&stored, &sources(), "s");
-        assert!(html.contains("per year. <a class=\"cite\""), "{html}");
-        assert!(
-            html.contains("<span class=\"unsupported\" title=\"No source supports this sentence\">The moon is made of cheese.</span>"),
-            "{html}"
-        );
-        assert_eq!(
-            Attribution::of(&stored, &sources()).sentences,
-            written
-                .sentences
-                .iter()
-                .map(|s| AttributedSentence {
-                    claimed: s.sources.clone(),
-                    ..s.clone()
-                })
-                .collect::<Vec<_>>(),
-            "checking the stored text again gives the same verdicts"
-        );
     }
 
     #[test]

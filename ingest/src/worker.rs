@@ -5,9 +5,9 @@
 use super::chunk::Chunker;
 use super::isolate::{parse_bounded, ParseFailure, ParseLimits};
 use super::parse::Format;
-use crate::embed::{Embedder, Lane};
-use crate::store::{ClaimedJob, MetadataStore, NewChunk};
-use crate::vector::{Chunks, VectorPoint, VectorStore};
+use kenning_models::embed::{Embedder, Lane};
+use kenning_store::{ClaimedJob, MetadataStore, NewChunk};
+use kenning_vectors::vector::{Chunks, VectorPoint, VectorStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +110,7 @@ impl Worker {
                         let waited = (chrono::Utc::now() - job.queued_at)
                             .to_std()
                             .unwrap_or_default();
-                        crate::metrics::global().record_queue_wait(waited);
+                        kenning_core::metrics::global().record_queue_wait(waited);
                     }
                     self.run_job(job).await
                 }
@@ -190,7 +190,7 @@ impl Worker {
                             tracing::warn!(error = %e, "could not record the space's embedding model");
                         }
                     }
-                    crate::metrics::global().record_ingested(chunks.len() as u64);
+                    kenning_core::metrics::global().record_ingested(chunks.len() as u64);
                     Ok(())
                 }
                 Ok(None) => {

@@ -140,7 +140,7 @@ impl OpenAiEmbedder {
                         "the provider returned a non-finite value".into(),
                     ));
                 }
-                Ok(crate::vector::normalised(&item.embedding))
+                Ok(kenning_vectors::vector::normalised(&item.embedding))
             })
             .collect()
     }
@@ -159,7 +159,7 @@ impl Embedder for OpenAiEmbedder {
     async fn embed(&self, texts: Vec<String>, lane: Lane) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.settings.batch.max(1)) {
-            crate::metrics::global().record_embed(
+            kenning_core::metrics::global().record_embed(
                 match lane {
                     Lane::Query => "query",
                     Lane::Ingest => "ingest",

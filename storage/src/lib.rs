@@ -9,13 +9,13 @@ mod sqlite;
 mod sqlite_sources;
 mod timed;
 
-use crate::config::StoreConfig;
-use crate::domain::{Description, PageRequest, SpaceName};
 use chrono::{DateTime, Utc};
 use kenning_api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
     User,
 };
+use kenning_core::config::StoreConfig;
+use kenning_core::domain::{Description, PageRequest, SpaceName};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -593,56 +593,6 @@ impl<I: Wire> From<ChunkHitRow<I>> for ChunkHit {
 pub(crate) const CHUNK_HIT_COLUMNS: &str =
     "c.id, c.document_id, c.position, c.text, c.heading_path, \
     c.char_start, c.char_end, c.token_count, d.filename";
-
-/// English words too common to say anything about a passage ("how do I ..."). PostgreSQL's
-/// `english` configuration drops these itself; SQLite's FTS5 does not, and matching them makes
-/// the keyword side rank passages for words like "do" and "the".
-const STOP_WORDS: &[&str] = &[
-    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
-    "been", "before", "but", "by", "can", "could", "did", "do", "does", "for", "from", "get",
-    "got", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
-    "no", "not", "of", "on", "or", "our", "out", "so", "some", "than", "that", "the", "their",
-    "them", "then", "there", "these", "they", "this", "to", "up", "us", "was", "we", "were",
-    "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
-];
-
-/// Keeps the meaningful words of a query (letters and digits, no stop words): what a full-text
-/// index should match, never syntax.
-pub fn search_terms(query: &str) -> Vec<String> {
-    let mut terms: Vec<String> = Vec::new();
-    for t in content_words(query) {
-        if !terms.contains(&t) {
-            terms.push(t);
-        }
-        if terms.len() == 32 {
-            break;
-        }
-    }
-    terms
-}
-
-/// The words of a text that carry meaning: lowercased, without stop words and punctuation, in
-/// order, repeats kept.
-pub fn content_words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
-        .filter(|t| !STOP_WORDS.contains(&t.as_str()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_terms_keep_meaningful_words_once_and_no_syntax() {
-        assert_eq!(
-            search_terms("How do I get a \"laptop\"? laptop* OR NEAR(x)"),
-            vec!["laptop", "near", "x"]
-        );
-        assert!(search_terms("what is it").is_empty());
-    }
-}
 
 /// How many jobs are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -5,12 +5,12 @@
 use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
 use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, StaleSpace, UserRecord};
 use super::{NewSource, SourceEntry, SourceStore, Superseded, SyncOutcome};
-use crate::domain::{Description, PageRequest, SpaceName};
 use chrono::{DateTime, Utc};
 use kenning_api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Source,
     Space, User,
 };
+use kenning_core::domain::{Description, PageRequest, SpaceName};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -37,7 +37,7 @@ macro_rules! timed {
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     let started = Instant::now();
                     let result = self.inner.$name($($arg),*).await;
-                    crate::metrics::global().record_db(stringify!($name), started.elapsed());
+                    kenning_core::metrics::global().record_db(stringify!($name), started.elapsed());
                     result
                 }
             )*

@@ -3,7 +3,7 @@
 //! never says anything the sources do not.
 
 use super::{Ending, GenerateError, Generator, Piece, Prompt, TokenStream};
-use crate::store::{content_words, search_terms};
+use kenning_core::text::{content_words, search_terms};
 use std::collections::HashSet;
 
 /// Sentences an extractive answer picks by score; the sentence after the best one comes too.

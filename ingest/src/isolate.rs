@@ -34,7 +34,7 @@ pub struct ParseLimits {
 
 impl ParseLimits {
     /// The bounds the operator set.
-    pub fn from_config(config: &crate::config::IngestConfig) -> Self {
+    pub fn from_config(config: &kenning_core::config::IngestConfig) -> Self {
         Self {
             program: config.parse_program.clone(),
             memory_bytes: config.parse_memory_mb.saturating_mul(1 << 20),

@@ -11,7 +11,7 @@ pub struct InvalidInput {
 }
 
 impl InvalidInput {
-    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),

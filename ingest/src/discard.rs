@@ -2,8 +2,8 @@
 //! them is tidiness, not correctness (search keeps only hits whose passage row exists), so
 //! failures are logged, never returned.
 
-use crate::store::Superseded;
-use crate::vector::VectorStore;
+use kenning_store::Superseded;
+use kenning_vectors::vector::VectorStore;
 use std::path::Path;
 use std::sync::Arc;
 use uuid::Uuid;

@@ -1,61 +1,108 @@
-//! PostgreSQL backend: shared by every server instance; ids are UUIDs, times TIMESTAMPTZ.
+//! SQLite backend: one file in `DATA_DIR`, WAL journal, foreign keys on.
 
 use super::{
-    lease_millis, page_of, ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewDocument,
-    NewJob, StoreError, Superseded, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT, JOB_COLUMNS,
-    SPACE_COLUMNS,
+    format_time, lease_millis, page_of, ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk,
+    NewDocument, NewJob, StoreError, Superseded, CHUNK_COLUMNS, CHUNK_HIT_COLUMNS, DOCUMENT_SELECT,
+    JOB_COLUMNS, SPACE_COLUMNS,
 };
 use super::{
     NewApiKey, NewAudit, NewMessage, NewUser, StaleSpace, UserRecord, CONVERSATION_COLUMNS,
 };
 use super::{API_KEY_COLUMNS, MEMBERS_SELECT, USER_COLUMNS};
-use crate::domain::{Description, PageRequest, SpaceName};
 use chrono::{DateTime, Utc};
 use kenning_api::{
     ApiKey, AuditEntry, Chunk, Conversation, Document, Job, Member, Message, Page, Role, Space,
     User,
 };
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
-use std::str::FromStr;
+use kenning_core::domain::{Description, PageRequest, SpaceName};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Metadata in PostgreSQL.
+/// Metadata in an embedded SQLite database.
 #[derive(Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
+pub struct SqliteStore {
+    pool: SqlitePool,
 }
 
-type SpaceRow = super::SpaceRow<Uuid, DateTime<Utc>>;
-type DocumentRow = super::DocumentRow<Uuid, DateTime<Utc>>;
-type JobRow = super::JobRow<Uuid, DateTime<Utc>>;
-type ChunkRow = super::ChunkRow<Uuid>;
-type ChunkHitRow = super::ChunkHitRow<Uuid>;
-type ConversationRow = super::ConversationRow<Uuid, DateTime<Utc>>;
-type AuditRow = super::AuditRow<DateTime<Utc>>;
-type MessageRow = super::MessageRow<Uuid, DateTime<Utc>>;
-type UserRow = super::UserRow<Uuid, DateTime<Utc>>;
-type UserSecretRow = super::UserSecretRow<Uuid, DateTime<Utc>>;
-type ApiKeyRow = super::ApiKeyRow<Uuid, DateTime<Utc>>;
-type MemberRow = super::MemberRow<Uuid>;
+type SpaceRow = super::SpaceRow<String, String>;
+type DocumentRow = super::DocumentRow<String, String>;
+type JobRow = super::JobRow<String, String>;
+type ChunkRow = super::ChunkRow<String>;
+type ChunkHitRow = super::ChunkHitRow<String>;
+type ConversationRow = super::ConversationRow<String, String>;
+type MessageRow = super::MessageRow<String, String>;
+type AuditRow = super::AuditRow<String>;
+type UserRow = super::UserRow<String, String>;
+type UserSecretRow = super::UserSecretRow<String, String>;
+type ApiKeyRow = super::ApiKeyRow<String, String>;
+type MemberRow = super::MemberRow<String>;
 
-impl PostgresStore {
-    /// The pool, shared with the pgvector store so both use one set of connections.
-    pub fn pool(&self) -> PgPool {
+/// When a lease taken now for `d` runs out, as SQLite stores times.
+pub(super) fn later(d: Duration) -> String {
+    format_time(Utc::now() + chrono::Duration::milliseconds(lease_millis(d)))
+}
+
+/// Now, as SQLite stores times.
+pub(super) fn now() -> String {
+    format_time(Utc::now())
+}
+
+pub(super) fn uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Other(e.into()))
+}
+
+pub(super) fn superseded(rows: Vec<(String, String)>) -> Result<Vec<Superseded>, StoreError> {
+    rows.into_iter()
+        .map(|(id, storage_path)| {
+            Ok(Superseded {
+                id: uuid(&id)?,
+                storage_path,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the versions under the document's key older than it, inside the completing
+/// transaction.
+async fn delete_older_versions(
+    tx: &mut Transaction<'_, Sqlite>,
+    document_id: &str,
+) -> Result<Vec<Superseded>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "DELETE FROM documents WHERE id IN (SELECT o.id FROM documents o JOIN documents n \
+         ON n.space_id = o.space_id AND n.source_key = o.source_key \
+         WHERE n.id = ? AND o.version < n.version) RETURNING id, storage_path",
+    )
+    .bind(document_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    superseded(rows)
+}
+
+impl SqliteStore {
+    /// The pool, shared with the embedded vector store.
+    pub fn pool(&self) -> SqlitePool {
         self.pool.clone()
     }
 
-    /// Connects a bounded pool; each statement is cut off after 30 s so no query hangs a request.
-    pub async fn connect(
-        url: &str,
+    /// Opens (creating if needed) the database file.
+    pub async fn open(
+        path: &Path,
         max_connections: u32,
         acquire: Duration,
     ) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid DATABASE_URL: {e}")))?
-            .options([("statement_timeout", "30s")]);
-        let pool = PgPoolOptions::new()
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable across process crashes; only an OS crash can lose the last commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire)
             .connect_with(options)
@@ -65,9 +112,9 @@ impl PostgresStore {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for PostgresStore {
+impl MetadataStore for SqliteStore {
     fn backend_name(&self) -> &'static str {
-        "postgres"
+        "sqlite"
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -76,7 +123,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../migrations/postgres")
+        sqlx::migrate!("../migrations/sqlite")
             .run(&self.pool)
             .await?;
         Ok(())
@@ -89,22 +136,25 @@ impl MetadataStore for PostgresStore {
         description: &Description,
         owner: Option<Uuid>,
     ) -> Result<Space, StoreError> {
+        let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO spaces (id, name, description, created_at, updated_at) \
-             VALUES ($1, $2, $3, now(), now())",
+            "INSERT INTO spaces (id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(id)
+        .bind(id.to_string())
         .bind(name.as_str())
         .bind(description.as_str())
+        .bind(&now)
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
         if let Some(owner) = owner {
             sqlx::query(
-                "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, 'owner', now())",
+                "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)",
             )
-            .bind(id)
-            .bind(owner)
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .bind(&now)
             .execute(&mut *tx)
             .await?;
         }
@@ -114,9 +164,9 @@ impl MetadataStore for PostgresStore {
 
     async fn get_space(&self, id: Uuid) -> Result<Space, StoreError> {
         let row: SpaceRow = sqlx::query_as(&format!(
-            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.id = $1"
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.id = ?"
         ))
-        .bind(id)
+        .bind(id.to_string())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -124,7 +174,7 @@ impl MetadataStore for PostgresStore {
 
     async fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError> {
         let row: Option<SpaceRow> = sqlx::query_as(&format!(
-            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE lower(s.name) = lower($1)"
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.name = ?"
         ))
         .bind(name)
         .fetch_optional(&self.pool)
@@ -137,7 +187,7 @@ impl MetadataStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         let rows: Vec<SpaceRow> = sqlx::query_as(&format!(
-            "SELECT {SPACE_COLUMNS} FROM spaces s ORDER BY s.created_at DESC, s.id DESC LIMIT $1 OFFSET $2"
+            "SELECT {SPACE_COLUMNS} FROM spaces s ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?"
         ))
         .bind(page.limit)
         .bind(page.offset)
@@ -153,12 +203,13 @@ impl MetadataStore for PostgresStore {
         description: Option<&Description>,
     ) -> Result<Space, StoreError> {
         let result = sqlx::query(
-            "UPDATE spaces SET name = COALESCE($1, name), description = COALESCE($2, description), \
-             updated_at = now() WHERE id = $3",
+            "UPDATE spaces SET name = COALESCE(?, name), description = COALESCE(?, description), \
+             updated_at = ? WHERE id = ?",
         )
         .bind(name.map(SpaceName::as_str))
         .bind(description.map(Description::as_str))
-        .bind(id)
+        .bind(now())
+        .bind(id.to_string())
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {
@@ -168,21 +219,13 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_space(&self, id: Uuid) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Lock order job → space → document, the same as a finishing worker's, so a delete
-        // during ingestion waits for it instead of deadlocking with it.
-        sqlx::query("SELECT id FROM ingestion_jobs WHERE space_id = $1 FOR UPDATE")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let result = sqlx::query("DELETE FROM spaces WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
+        let result = sqlx::query("DELETE FROM spaces WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
             .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -191,33 +234,41 @@ impl MetadataStore for PostgresStore {
         doc: &NewDocument,
         job: &NewJob,
     ) -> Result<Document, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO documents (id, space_id, filename, mime, size_bytes, content_hash, status, \
              storage_path, source_id, source_key, source_stamp, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, \
-             (SELECT COALESCE(MAX(version), 0) + 1 FROM documents WHERE space_id = $2 AND source_key = $9), now(), now())",
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, \
+             (SELECT COALESCE(MAX(version), 0) + 1 FROM documents WHERE space_id = ? AND source_key = ?), ?, ?)",
         )
-        .bind(doc.id)
-        .bind(doc.space_id)
+        .bind(doc.id.to_string())
+        .bind(doc.space_id.to_string())
         .bind(&doc.filename)
         .bind(&doc.mime)
         .bind(doc.size_bytes)
         .bind(&doc.content_hash)
         .bind(&doc.storage_path)
-        .bind(doc.source_id)
+        .bind(doc.source_id.map(|s| s.to_string()))
         .bind(&doc.source_key)
         .bind(&doc.source_stamp)
+        .bind(doc.space_id.to_string())
+        .bind(&doc.source_key)
+        .bind(&now)
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "INSERT INTO ingestion_jobs (id, space_id, document_id, kind, status, phase, max_attempts, \
-             run_after, created_at, updated_at) VALUES ($1, $2, $3, 'ingest', 'queued', 'queued', $4, now(), now(), now())",
+             run_after, created_at, updated_at) VALUES (?, ?, ?, 'ingest', 'queued', 'queued', ?, ?, ?, ?)",
         )
-        .bind(job.id)
-        .bind(doc.space_id)
-        .bind(doc.id)
+        .bind(job.id.to_string())
+        .bind(doc.space_id.to_string())
+        .bind(doc.id.to_string())
         .bind(job.max_attempts)
+        .bind(&now)
+        .bind(&now)
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -226,10 +277,10 @@ impl MetadataStore for PostgresStore {
 
     async fn get_document(&self, space_id: Uuid, id: Uuid) -> Result<Document, StoreError> {
         let row: DocumentRow = sqlx::query_as(&format!(
-            "{DOCUMENT_SELECT} WHERE d.space_id = $1 AND d.id = $2"
+            "{DOCUMENT_SELECT} WHERE d.space_id = ? AND d.id = ?"
         ))
-        .bind(space_id)
-        .bind(id)
+        .bind(space_id.to_string())
+        .bind(id.to_string())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -241,9 +292,9 @@ impl MetadataStore for PostgresStore {
         content_hash: &str,
     ) -> Result<Option<Document>, StoreError> {
         let row: Option<DocumentRow> = sqlx::query_as(&format!(
-            "{DOCUMENT_SELECT} WHERE d.space_id = $1 AND d.content_hash = $2"
+            "{DOCUMENT_SELECT} WHERE d.space_id = ? AND d.content_hash = ?"
         ))
-        .bind(space_id)
+        .bind(space_id.to_string())
         .bind(content_hash)
         .fetch_optional(&self.pool)
         .await?;
@@ -255,14 +306,14 @@ impl MetadataStore for PostgresStore {
         space_id: Uuid,
         page: PageRequest,
     ) -> Result<Page<Document>, StoreError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE space_id = $1")
-            .bind(space_id)
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE space_id = ?")
+            .bind(space_id.to_string())
             .fetch_one(&self.pool)
             .await?;
         let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
-            "{DOCUMENT_SELECT} WHERE d.space_id = $1 ORDER BY d.created_at DESC, d.id DESC LIMIT $2 OFFSET $3"
+            "{DOCUMENT_SELECT} WHERE d.space_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?"
         ))
-        .bind(space_id)
+        .bind(space_id.to_string())
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)
@@ -271,24 +322,16 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_document(&self, space_id: Uuid, id: Uuid) -> Result<String, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Jobs first: the same lock order as a worker finishing this document (see delete_space).
-        sqlx::query(
-            "SELECT id FROM ingestion_jobs WHERE document_id = $1 AND space_id = $2 FOR UPDATE",
-        )
-        .bind(id)
-        .bind(space_id)
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let path: String = sqlx::query_scalar(
-            "DELETE FROM documents WHERE space_id = $1 AND id = $2 RETURNING storage_path",
+            "DELETE FROM documents WHERE space_id = ? AND id = ? RETURNING storage_path",
         )
-        .bind(space_id)
-        .bind(id)
+        .bind(space_id.to_string())
+        .bind(id.to_string())
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE spaces SET version = version + 1 WHERE id = $1")
-            .bind(space_id)
+        sqlx::query("UPDATE spaces SET version = version + 1 WHERE id = ?")
+            .bind(space_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -302,18 +345,18 @@ impl MetadataStore for PostgresStore {
         page: PageRequest,
     ) -> Result<Page<Chunk>, StoreError> {
         let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM chunks WHERE space_id = $1 AND document_id = $2",
+            "SELECT COUNT(*) FROM chunks WHERE space_id = ? AND document_id = ?",
         )
-        .bind(space_id)
-        .bind(document_id)
+        .bind(space_id.to_string())
+        .bind(document_id.to_string())
         .fetch_one(&self.pool)
         .await?;
         let rows: Vec<ChunkRow> = sqlx::query_as(&format!(
-            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE space_id = $1 AND document_id = $2 \
-             ORDER BY position LIMIT $3 OFFSET $4"
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE space_id = ? AND document_id = ? \
+             ORDER BY position LIMIT ? OFFSET ?"
         ))
-        .bind(space_id)
-        .bind(document_id)
+        .bind(space_id.to_string())
+        .bind(document_id.to_string())
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)
@@ -323,10 +366,10 @@ impl MetadataStore for PostgresStore {
 
     async fn get_job(&self, space_id: Uuid, id: Uuid) -> Result<Job, StoreError> {
         let row: JobRow = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE space_id = $1 AND id = $2"
+            "SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE space_id = ? AND id = ?"
         ))
-        .bind(space_id)
-        .bind(id)
+        .bind(space_id.to_string())
+        .bind(id.to_string())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -337,47 +380,52 @@ impl MetadataStore for PostgresStore {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // SKIP LOCKED: concurrent workers (in this or other instances) each take a different job.
-        let claimed: Option<(Uuid, Uuid, Option<Uuid>, i32, i32, DateTime<Utc>)> = sqlx::query_as(
-            "UPDATE ingestion_jobs SET status = 'running', lease_owner = $1, \
-             lease_expires_at = now() + $2 * interval '1 millisecond', attempts = attempts + 1, \
-             phase = 'starting', progress = 0, updated_at = now() \
+        let now = now();
+        // Every write transaction here is BEGIN IMMEDIATE: it takes the write lock up front (waiting
+        // under busy_timeout) instead of failing with SQLITE_BUSY when upgrading a read later.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed: Option<(String, String, Option<String>, i32, i32, String)> = sqlx::query_as(
+            "UPDATE ingestion_jobs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
+             attempts = attempts + 1, phase = 'starting', progress = 0, updated_at = ?3 \
              WHERE id = (SELECT id FROM ingestion_jobs \
-                 WHERE (status = 'queued' AND run_after <= now()) \
-                    OR (status = 'running' AND lease_expires_at < now()) \
-                 ORDER BY run_after, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 WHERE (status = 'queued' AND run_after <= ?3) \
+                    OR (status = 'running' AND lease_expires_at < ?3) \
+                 ORDER BY run_after, created_at LIMIT 1) \
              RETURNING id, space_id, document_id, attempts, max_attempts, created_at",
         )
         .bind(worker)
-        .bind(lease_millis(lease) as f64)
+        .bind(later(lease))
+        .bind(&now)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((job_id, space_id, document_id, attempts, max_attempts, queued_at)) = claimed
         else {
             return Ok(None);
         };
-        let document_id = document_id
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("job {job_id} has no document")))?;
+        let document_id = document_id.unwrap_or_default();
         let info: (String, String, String, i32, i32) = sqlx::query_as(
             "SELECT d.storage_path, d.filename, d.mime, s.chunk_size, s.chunk_overlap \
-             FROM documents d JOIN spaces s ON s.id = d.space_id WHERE d.id = $1",
+             FROM documents d JOIN spaces s ON s.id = d.space_id WHERE d.id = ?",
         )
-        .bind(document_id)
+        .bind(&document_id)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE documents SET status = 'processing', updated_at = now() WHERE id = $1")
-            .bind(document_id)
+        sqlx::query("UPDATE documents SET status = 'processing', updated_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(&document_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        let parse = |s: &str| Uuid::parse_str(s).map_err(|e| StoreError::Other(e.into()));
         Ok(Some(ClaimedJob {
-            job_id,
-            space_id,
-            document_id,
+            job_id: parse(&job_id)?,
+            space_id: parse(&space_id)?,
+            document_id: parse(&document_id)?,
             attempts,
             max_attempts,
-            queued_at,
+            // Written by us in RFC 3339; an unreadable value only affects the wait metric.
+            queued_at: DateTime::parse_from_rfc3339(&queued_at)
+                .map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc)),
             storage_path: info.0,
             filename: info.1,
             mime: info.2,
@@ -393,11 +441,10 @@ impl MetadataStore for PostgresStore {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE ingestion_jobs SET lease_expires_at = now() + $1 * interval '1 millisecond' \
-             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+            "UPDATE ingestion_jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
         )
-        .bind(lease_millis(lease) as f64)
-        .bind(job_id)
+        .bind(later(lease))
+        .bind(job_id.to_string())
         .bind(worker)
         .execute(&self.pool)
         .await?;
@@ -412,12 +459,13 @@ impl MetadataStore for PostgresStore {
         progress: f64,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE ingestion_jobs SET phase = $1, progress = $2, updated_at = now() \
-             WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+            "UPDATE ingestion_jobs SET phase = ?, progress = ?, updated_at = ? \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
         )
         .bind(phase)
         .bind(progress)
-        .bind(job_id)
+        .bind(now())
+        .bind(job_id.to_string())
         .bind(worker)
         .execute(&self.pool)
         .await?;
@@ -430,53 +478,58 @@ impl MetadataStore for PostgresStore {
         worker: &str,
         chunks: &[NewChunk],
     ) -> Result<Option<Vec<Superseded>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let r = sqlx::query(
             "UPDATE ingestion_jobs SET status = 'done', phase = 'done', progress = 1, lease_owner = NULL, \
-             lease_expires_at = NULL, last_error = NULL, updated_at = now() \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             lease_expires_at = NULL, last_error = NULL, updated_at = ? \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
         )
-        .bind(job.job_id)
+        .bind(&now)
+        .bind(job.job_id.to_string())
         .bind(worker)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
             return Ok(None);
         }
-        sqlx::query("DELETE FROM chunks WHERE document_id = $1")
-            .bind(job.document_id)
+        let document_id = job.document_id.to_string();
+        let space_id = job.space_id.to_string();
+        sqlx::query("DELETE FROM chunks WHERE document_id = ?")
+            .bind(&document_id)
             .execute(&mut *tx)
             .await?;
-        for batch in chunks.chunks(1000) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        for batch in chunks.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO chunks (id, document_id, space_id, position, text, heading_path, char_start, \
                  char_end, token_count, created_at) ",
             );
             q.push_values(batch, |mut b, c| {
-                b.push_bind(c.id)
-                    .push_bind(job.document_id)
-                    .push_bind(job.space_id)
+                b.push_bind(c.id.to_string())
+                    .push_bind(&document_id)
+                    .push_bind(&space_id)
                     .push_bind(c.position)
                     .push_bind(&c.text)
                     .push_bind(&c.heading_path)
                     .push_bind(c.char_start)
                     .push_bind(c.char_end)
                     .push_bind(c.token_count)
-                    .push("now()");
+                    .push_bind(&now);
             });
             q.build().execute(&mut *tx).await?;
         }
         sqlx::query(
-            "UPDATE documents SET status = 'ready', error = NULL, chunk_count = $1, updated_at = now() WHERE id = $2",
+            "UPDATE documents SET status = 'ready', error = NULL, chunk_count = ?, updated_at = ? WHERE id = ?",
         )
         .bind(i64::try_from(chunks.len()).unwrap_or(i64::MAX))
-        .bind(job.document_id)
+        .bind(&now)
+        .bind(&document_id)
         .execute(&mut *tx)
         .await?;
-        let superseded =
-            super::postgres_sources::delete_older_versions(&mut tx, job.document_id).await?;
-        sqlx::query("UPDATE spaces SET version = version + 1, updated_at = now() WHERE id = $1")
-            .bind(job.space_id)
+        let superseded = delete_older_versions(&mut tx, &document_id).await?;
+        sqlx::query("UPDATE spaces SET version = version + 1, updated_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(&space_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -490,33 +543,33 @@ impl MetadataStore for PostgresStore {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let (job_status, doc_status, phase) = match retry_at {
-            Some(_) => ("queued", "pending", "retrying"),
-            None => ("failed", "failed", "failed"),
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (job_status, doc_status, run_after) = match retry_at {
+            Some(at) => ("queued", "pending", format_time(at)),
+            None => ("failed", "failed", now.clone()),
         };
         let r = sqlx::query(
-            "UPDATE ingestion_jobs SET status = $1, phase = $2, lease_owner = NULL, lease_expires_at = NULL, \
-             last_error = $3, run_after = COALESCE($4, now()), updated_at = now() \
-             WHERE id = $5 AND lease_owner = $6",
+            "UPDATE ingestion_jobs SET status = ?, phase = ?, lease_owner = NULL, lease_expires_at = NULL, \
+             last_error = ?, run_after = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
         )
         .bind(job_status)
-        .bind(phase)
+        .bind(if retry_at.is_some() { "retrying" } else { "failed" })
         .bind(error)
-        .bind(retry_at)
-        .bind(job.job_id)
+        .bind(&run_after)
+        .bind(&now)
+        .bind(job.job_id.to_string())
         .bind(worker)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 1 {
-            sqlx::query(
-                "UPDATE documents SET status = $1, error = $2, updated_at = now() WHERE id = $3",
-            )
-            .bind(doc_status)
-            .bind(error)
-            .bind(job.document_id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE documents SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+                .bind(doc_status)
+                .bind(error)
+                .bind(&now)
+                .bind(job.document_id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -540,19 +593,22 @@ impl MetadataStore for PostgresStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // Terms are letters and digits only, joined with OR; plainto_tsquery applies stemming
-        // and stop words to each.
+        // Each term quoted: user text is matched as words, never parsed as FTS5 syntax.
+        let query = terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let rows: Vec<ChunkHitRow> = sqlx::query_as(&format!(
-            "WITH q AS (SELECT to_tsquery('english', string_agg(quote_literal(t) || ':*', ' | ')) AS query \
-                        FROM unnest($1::text[]) AS t WHERE numnode(plainto_tsquery('english', t)) > 0) \
-             SELECT {CHUNK_HIT_COLUMNS}, ts_rank_cd(c.tsv, q.query)::float8 AS score \
-             FROM q, chunks c JOIN documents d ON d.id = c.document_id \
-             WHERE q.query IS NOT NULL AND c.tsv @@ q.query AND c.space_id = $2 AND d.status = 'ready' \
-             AND ($3::uuid IS NULL OR c.document_id = $3) ORDER BY score DESC, c.id LIMIT $4"
+            "SELECT {CHUNK_HIT_COLUMNS}, -bm25(chunks_fts) AS score FROM chunks_fts \
+             JOIN chunks c ON c.rowid = chunks_fts.rowid JOIN documents d ON d.id = c.document_id \
+             WHERE chunks_fts MATCH ? AND c.space_id = ? AND d.status = 'ready' \
+             AND (? IS NULL OR c.document_id = ?) ORDER BY bm25(chunks_fts) LIMIT ?"
         ))
-        .bind(terms)
-        .bind(space_id)
-        .bind(document_id)
+        .bind(query)
+        .bind(space_id.to_string())
+        .bind(document_id.map(|d| d.to_string()))
+        .bind(document_id.map(|d| d.to_string()))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -567,30 +623,33 @@ impl MetadataStore for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<ChunkHitRow> = sqlx::query_as(&format!(
-            "SELECT {CHUNK_HIT_COLUMNS}, 0.0::float8 AS score FROM chunks c JOIN documents d ON d.id = c.document_id \
-             WHERE d.status = 'ready' AND c.space_id = $1 AND c.id = ANY($2)"
-        ))
-        .bind(space_id)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "SELECT {CHUNK_HIT_COLUMNS}, 0.0 AS score FROM chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE d.status = 'ready' AND c.space_id = "
+        ));
+        q.push_bind(space_id.to_string()).push(" AND c.id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.to_string());
+        }
+        q.push(")");
+        let rows: Vec<ChunkHitRow> = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM documents WHERE space_id = $1 AND status IN ('pending', 'processing')",
+            "SELECT COUNT(*) FROM documents WHERE space_id = ? AND status IN ('pending', 'processing')",
         )
-        .bind(space_id)
+        .bind(space_id.to_string())
         .fetch_one(&self.pool)
         .await?)
     }
 
     async fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT version FROM spaces WHERE id = $1")
-                .bind(space_id)
+            sqlx::query_scalar("SELECT version FROM spaces WHERE id = ?")
+                .bind(space_id.to_string())
                 .fetch_one(&self.pool)
                 .await?,
         )
@@ -602,10 +661,10 @@ impl MetadataStore for PostgresStore {
         model: &str,
         dimensions: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE spaces SET embedding_model = $1, embedding_dim = $2 WHERE id = $3 AND embedding_model IS NULL")
+        sqlx::query("UPDATE spaces SET embedding_model = ?, embedding_dim = ? WHERE id = ? AND embedding_model IS NULL")
             .bind(model)
-            .bind(dimensions as i32)
-            .bind(space_id)
+            .bind(dimensions)
+            .bind(space_id.to_string())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -615,13 +674,22 @@ impl MetadataStore for PostgresStore {
         &self,
         model: &str,
     ) -> Result<Vec<StaleSpace>, StoreError> {
-        Ok(sqlx::query_as(
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT id, name, embedding_model FROM spaces \
-             WHERE embedding_model IS NOT NULL AND embedding_model <> $1 ORDER BY name",
+             WHERE embedding_model IS NOT NULL AND embedding_model <> ? ORDER BY name",
         )
         .bind(model)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(|(id, name, embedding_model)| {
+                Ok(StaleSpace {
+                    id: Uuid::parse_str(&id).map_err(|e| StoreError::Other(e.into()))?,
+                    name,
+                    embedding_model,
+                })
+            })
+            .collect()
     }
 
     async fn requeue_space_for_new_model(
@@ -630,40 +698,46 @@ impl MetadataStore for PostgresStore {
         previous_model: &str,
         max_attempts: i32,
     ) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let now = now();
+        let space_id = space_id.to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let r = sqlx::query(
             "UPDATE spaces SET embedding_model = NULL, embedding_dim = NULL, version = version + 1, \
-             updated_at = now() WHERE id = $1 AND embedding_model = $2",
+             updated_at = ? WHERE id = ? AND embedding_model = ?",
         )
-        .bind(space_id)
+        .bind(&now)
+        .bind(&space_id)
         .bind(previous_model)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
             return Ok(0);
         }
-        let documents: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM documents WHERE space_id = $1 AND status = 'ready' FOR UPDATE",
-        )
-        .bind(space_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let documents: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM documents WHERE space_id = ? AND status = 'ready'")
+                .bind(&space_id)
+                .fetch_all(&mut *tx)
+                .await?;
         for (document_id,) in &documents {
             sqlx::query(
                 "INSERT INTO ingestion_jobs (id, space_id, document_id, kind, status, phase, max_attempts, \
-                 run_after, created_at, updated_at) VALUES ($1, $2, $3, 'reembed', 'queued', 'queued', $4, now(), now(), now())",
+                 run_after, created_at, updated_at) VALUES (?, ?, ?, 'reembed', 'queued', 'queued', ?, ?, ?, ?)",
             )
-            .bind(Uuid::now_v7())
-            .bind(space_id)
+            .bind(Uuid::now_v7().to_string())
+            .bind(&space_id)
             .bind(document_id)
             .bind(max_attempts)
+            .bind(&now)
+            .bind(&now)
+            .bind(&now)
             .execute(&mut *tx)
             .await?;
         }
         sqlx::query(
-            "UPDATE documents SET status = 'pending', updated_at = now() WHERE space_id = $1 AND status = 'ready'",
+            "UPDATE documents SET status = 'pending', updated_at = ? WHERE space_id = ? AND status = 'ready'",
         )
-        .bind(space_id)
+        .bind(&now)
+        .bind(&space_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -677,22 +751,22 @@ impl MetadataStore for PostgresStore {
         owner: Option<Uuid>,
         title: &str,
     ) -> Result<Conversation, StoreError> {
-        let now = Utc::now();
+        let now = now();
         sqlx::query(
-            "INSERT INTO conversations (id, space_id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO conversations (id, space_id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(id)
-        .bind(space_id)
-        .bind(owner)
+        .bind(id.to_string())
+        .bind(space_id.to_string())
+        .bind(owner.map(|o| o.to_string()))
         .bind(title)
-        .bind(now)
-        .bind(now)
+        .bind(&now)
+        .bind(&now)
         .execute(&self.pool)
         .await?;
         self.get_conversation(space_id, owner, id).await
     }
 
-    // `IS NOT DISTINCT FROM` rather than `=`: it matches a NULL owner (single-user mode) to NULL.
+    // `user_id IS ?` rather than `=`: it matches a NULL owner (single-user mode) to NULL.
     async fn get_conversation(
         &self,
         space_id: Uuid,
@@ -700,11 +774,11 @@ impl MetadataStore for PostgresStore {
         id: Uuid,
     ) -> Result<Conversation, StoreError> {
         let row: ConversationRow = sqlx::query_as(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND space_id = $2 AND user_id IS NOT DISTINCT FROM $3"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND space_id = ? AND user_id IS ?"
         ))
-        .bind(id)
-        .bind(space_id)
-        .bind(owner)
+        .bind(id.to_string())
+        .bind(space_id.to_string())
+        .bind(owner.map(|o| o.to_string()))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -716,17 +790,18 @@ impl MetadataStore for PostgresStore {
         owner: Option<Uuid>,
         page: PageRequest,
     ) -> Result<Page<Conversation>, StoreError> {
+        let owner = owner.map(|o| o.to_string());
         let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM conversations WHERE space_id = $1 AND user_id IS NOT DISTINCT FROM $2",
+            "SELECT COUNT(*) FROM conversations WHERE space_id = ? AND user_id IS ?",
         )
-        .bind(space_id)
-        .bind(owner)
+        .bind(space_id.to_string())
+        .bind(owner.clone())
         .fetch_one(&self.pool)
         .await?;
         let rows: Vec<ConversationRow> = sqlx::query_as(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = $1 AND user_id IS NOT DISTINCT FROM $2 ORDER BY updated_at DESC, id DESC LIMIT $3 OFFSET $4"
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE space_id = ? AND user_id IS ? ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
         ))
-        .bind(space_id)
+        .bind(space_id.to_string())
         .bind(owner)
         .bind(page.limit)
         .bind(page.offset)
@@ -743,12 +818,12 @@ impl MetadataStore for PostgresStore {
         title: &str,
     ) -> Result<Conversation, StoreError> {
         let result = sqlx::query(
-            "UPDATE conversations SET title = $1 WHERE id = $2 AND space_id = $3 AND user_id IS NOT DISTINCT FROM $4",
+            "UPDATE conversations SET title = ? WHERE id = ? AND space_id = ? AND user_id IS ?",
         )
         .bind(title)
-        .bind(id)
-        .bind(space_id)
-        .bind(owner)
+        .bind(id.to_string())
+        .bind(space_id.to_string())
+        .bind(owner.map(|o| o.to_string()))
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {
@@ -763,14 +838,13 @@ impl MetadataStore for PostgresStore {
         owner: Option<Uuid>,
         id: Uuid,
     ) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "DELETE FROM conversations WHERE id = $1 AND space_id = $2 AND user_id IS NOT DISTINCT FROM $3",
-        )
-        .bind(id)
-        .bind(space_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
+        let result =
+            sqlx::query("DELETE FROM conversations WHERE id = ? AND space_id = ? AND user_id IS ?")
+                .bind(id.to_string())
+                .bind(space_id.to_string())
+                .bind(owner.map(|o| o.to_string()))
+                .execute(&self.pool)
+                .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -782,23 +856,23 @@ impl MetadataStore for PostgresStore {
         conversation_id: Uuid,
         message: &NewMessage,
     ) -> Result<(), StoreError> {
-        let now = Utc::now();
+        let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO messages (id, conversation_id, role, content, citations, generator, created_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+            "INSERT INTO messages (id, conversation_id, role, content, citations, generator, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(message.id)
-        .bind(conversation_id)
+        .bind(message.id.to_string())
+        .bind(conversation_id.to_string())
         .bind(message.role)
         .bind(&message.content)
         .bind(&message.citations_json)
         .bind(message.generator.as_deref())
-        .bind(now)
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(conversation_id)
+        sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(conversation_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -808,10 +882,10 @@ impl MetadataStore for PostgresStore {
     async fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_log (at, actor_user_id, action, target_type, target_id, ip, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(Utc::now())
-        .bind(entry.actor.as_deref().and_then(|a| Uuid::parse_str(a).ok()))
+        .bind(now())
+        .bind(&entry.actor)
         .bind(&entry.action)
         .bind(entry.target_type)
         .bind(&entry.target_id)
@@ -823,8 +897,8 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM audit_log WHERE at < $1")
-            .bind(before)
+        let done = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(format_time(before))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
@@ -835,8 +909,8 @@ impl MetadataStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, at, actor_user_id::text AS actor, action, target_type, target_id, ip, \
-             details::text AS details FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2",
+            "SELECT id, at, actor_user_id AS actor, action, target_type, target_id, ip, details \
+             FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?",
         )
         .bind(page.limit)
         .bind(page.offset)
@@ -851,39 +925,42 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<User, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if only_if_first {
-            // Concurrent first sign-ups on any instance queue here; only the first finds none.
-            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-            let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-                .fetch_one(&mut *tx)
-                .await?;
-            if existing > 0 {
-                return Err(StoreError::Conflict("an account exists already".into()));
-            }
-        }
-        let row: UserRow = sqlx::query_as(&format!(
-            "INSERT INTO users AS u (id, email, display_name, password_hash, is_admin, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, now(), now()) \
-             RETURNING {USER_COLUMNS}"
+        let now = now();
+        // One statement, so "only while none exists" holds under concurrent sign-ups.
+        let guard = if only_if_first {
+            " WHERE NOT EXISTS (SELECT 1 FROM users)"
+        } else {
+            ""
+        };
+        let done = sqlx::query(&format!(
+            "INSERT INTO users (id, email, display_name, password_hash, is_admin, created_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?{guard}"
         ))
-        .bind(user.id)
+        .bind(user.id.to_string())
         .bind(&user.email)
         .bind(&user.display_name)
         .bind(&user.password_hash)
         .bind(user.is_admin)
-        .fetch_one(&mut *tx)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("an account exists already".into()));
+        }
+        let row: UserRow = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
+        ))
+        .bind(user.id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.into())
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let row: Option<UserSecretRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS}, u.password_hash FROM users u \
-             WHERE lower(u.email) = lower($1) AND u.disabled_at IS NULL"
+             WHERE u.email = ? AND u.disabled_at IS NULL"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -893,9 +970,9 @@ impl MetadataStore for PostgresStore {
 
     async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
         ))
-        .bind(id)
+        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(Into::into))
@@ -906,7 +983,7 @@ impl MetadataStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2"
+            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT ? OFFSET ?"
         ))
         .bind(page.limit)
         .bind(page.offset)
@@ -921,9 +998,10 @@ impl MetadataStore for PostgresStore {
         user_id: Uuid,
         expires_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_ms) VALUES ($1, $2, now(), $3)")
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_ms) VALUES (?, ?, ?, ?)")
             .bind(token_hash)
-            .bind(user_id)
+            .bind(user_id.to_string())
+            .bind(now())
             .bind(expires_ms)
             .execute(&self.pool)
             .await?;
@@ -937,7 +1015,7 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_ms > $2 AND u.disabled_at IS NULL"
+             WHERE s.token_hash = ? AND s.expires_ms > ? AND u.disabled_at IS NULL"
         ))
         .bind(token_hash)
         .bind(now_ms)
@@ -947,7 +1025,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(token_hash)
             .execute(&self.pool)
             .await?;
@@ -955,18 +1033,18 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn set_user_disabled(&self, user_id: Uuid, disabled: bool) -> Result<(), StoreError> {
-        let at = disabled.then(Utc::now);
-        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+        let at = disabled.then(now);
+        let done = sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
             .bind(at)
-            .bind(user_id)
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -976,14 +1054,14 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_user(&self, user_id: Uuid) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Conversations would outlive their owner, unreadable by anyone: they go with it.
-        sqlx::query("DELETE FROM conversations WHERE user_id = $1")
-            .bind(user_id)
+        sqlx::query("DELETE FROM conversations WHERE user_id = ?")
+            .bind(user_id.to_string())
             .execute(&mut *tx)
             .await?;
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user_id)
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user_id.to_string())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
@@ -998,9 +1076,9 @@ impl MetadataStore for PostgresStore {
         user_id: Uuid,
         password_hash: &str,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
-            .bind(user_id)
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -1010,7 +1088,7 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
             .bind(now_ms)
             .execute(&self.pool)
             .await?
@@ -1019,19 +1097,20 @@ impl MetadataStore for PostgresStore {
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError> {
         sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, now())",
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(key.id)
-        .bind(key.user_id)
+        .bind(key.id.to_string())
+        .bind(key.user_id.to_string())
         .bind(&key.name)
         .bind(&key.prefix)
         .bind(&key.key_hash)
+        .bind(now())
         .execute(&self.pool)
         .await?;
         let row: ApiKeyRow = sqlx::query_as(&format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?"
         ))
-        .bind(key.id)
+        .bind(key.id.to_string())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -1040,7 +1119,7 @@ impl MetadataStore for PostgresStore {
     async fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL"
+             WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.disabled_at IS NULL"
         ))
         .bind(key_hash)
         .fetch_optional(&self.pool)
@@ -1048,11 +1127,14 @@ impl MetadataStore for PostgresStore {
         if row.is_some() {
             // At most one write a minute per key, and a failed write (a busy or read-only
             // database) never refuses the request it only records.
+            let stale = format_time(Utc::now() - chrono::Duration::seconds(60));
             if let Err(e) = sqlx::query(
-                "UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 \
-                 AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')",
+                "UPDATE api_keys SET last_used_at = ? WHERE key_hash = ? \
+                 AND (last_used_at IS NULL OR last_used_at < ?)",
             )
+            .bind(now())
             .bind(key_hash)
+            .bind(stale)
             .execute(&self.pool)
             .await
             {
@@ -1064,9 +1146,9 @@ impl MetadataStore for PostgresStore {
 
     async fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT 1000"
         ))
-        .bind(user_id)
+        .bind(user_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1074,10 +1156,11 @@ impl MetadataStore for PostgresStore {
 
     async fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> Result<(), StoreError> {
         let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND user_id = $2",
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND user_id = ?",
         )
-        .bind(id)
-        .bind(user_id)
+        .bind(now())
+        .bind(id.to_string())
+        .bind(user_id.to_string())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -1087,13 +1170,12 @@ impl MetadataStore for PostgresStore {
     }
 
     async fn member_role(&self, space_id: Uuid, user_id: Uuid) -> Result<Option<Role>, StoreError> {
-        let role: Option<String> = sqlx::query_scalar(
-            "SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2",
-        )
-        .bind(space_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = ? AND user_id = ?")
+                .bind(space_id.to_string())
+                .bind(user_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(role.as_deref().and_then(Role::parse))
     }
 
@@ -1104,21 +1186,22 @@ impl MetadataStore for PostgresStore {
         role: Role,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, $3, now()) \
+            "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (space_id, user_id) DO UPDATE SET role = excluded.role",
         )
-        .bind(space_id)
-        .bind(user_id)
+        .bind(space_id.to_string())
+        .bind(user_id.to_string())
         .bind(role.as_str())
+        .bind(now())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM space_members WHERE space_id = $1 AND user_id = $2")
-            .bind(space_id)
-            .bind(user_id)
+        let done = sqlx::query("DELETE FROM space_members WHERE space_id = ? AND user_id = ?")
+            .bind(space_id.to_string())
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -1129,9 +1212,9 @@ impl MetadataStore for PostgresStore {
 
     async fn list_members(&self, space_id: Uuid) -> Result<Vec<Member>, StoreError> {
         let rows: Vec<MemberRow> = sqlx::query_as(&format!(
-            "{MEMBERS_SELECT}$1 ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'editor' THEN 1 ELSE 2 END, u.email LIMIT 1000"
+            "{MEMBERS_SELECT}? ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'editor' THEN 1 ELSE 2 END, u.email LIMIT 1000"
         ))
-        .bind(space_id)
+        .bind(space_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1142,16 +1225,15 @@ impl MetadataStore for PostgresStore {
         user_id: Uuid,
         page: PageRequest,
     ) -> Result<Page<Space>, StoreError> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM space_members WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM space_members WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
         let rows: Vec<SpaceRow> = sqlx::query_as(&format!(
             "SELECT {SPACE_COLUMNS} FROM spaces s JOIN space_members m ON m.space_id = s.id \
-             WHERE m.user_id = $1 ORDER BY s.created_at DESC, s.id DESC LIMIT $2 OFFSET $3"
+             WHERE m.user_id = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?"
         ))
-        .bind(user_id)
+        .bind(user_id.to_string())
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)
@@ -1165,15 +1247,15 @@ impl MetadataStore for PostgresStore {
         page: PageRequest,
     ) -> Result<Page<Message>, StoreError> {
         let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE conversation_id = $1")
-                .bind(conversation_id)
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE conversation_id = ?")
+                .bind(conversation_id.to_string())
                 .fetch_one(&self.pool)
                 .await?;
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT id, role, content, citations::text AS citations, generator, created_at FROM messages \
-             WHERE conversation_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+            "SELECT id, role, content, citations AS citations, generator, created_at FROM messages \
+             WHERE conversation_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?",
         )
-        .bind(conversation_id)
+        .bind(conversation_id.to_string())
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(&self.pool)

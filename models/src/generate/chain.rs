@@ -3,12 +3,12 @@
 //! answer is committed to it. When every provider fails the caller hears why.
 
 use super::{GenerateError, Generator, Piece, Prompt, TokenStream};
-use crate::resilience::{backoff, Admission, CircuitBreaker, Probe};
 use futures::StreamExt;
+use kenning_core::resilience::{backoff, Admission, CircuitBreaker, Probe};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::resilience::BreakerState;
+pub use kenning_core::resilience::BreakerState;
 
 /// How hard the chain tries each provider.
 #[derive(Clone, Debug)]
@@ -146,7 +146,7 @@ impl Chain {
             }
             link.breaker.record_failure();
             probe.as_mut().map(Probe::settle);
-            crate::metrics::global().record_llm(name, "error", None, 0, 0, 0.0);
+            kenning_core::metrics::global().record_llm(name, "error", None, 0, 0, 0.0);
             problems.push(format!("{name} failed ({last})"));
         }
         Err(GenerateError::Failed(if problems.is_empty() {
@@ -284,7 +284,7 @@ mod tests {
         assert!(abandoned.is_err(), "still waiting for the hung provider");
         assert_eq!(
             chain.links[0].breaker.admit(),
-            crate::resilience::Admission::Probe,
+            kenning_core::resilience::Admission::Probe,
             "the probe was given back, not left out for good"
         );
     }
