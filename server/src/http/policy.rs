@@ -3,7 +3,6 @@
 //! the access guard, the rate limits and the audit log alike. Nothing else reads the URL to
 //! decide access; a route added without a policy does not compile.
 
-use super::limits::RouteClass;
 use super::AppState;
 use axum::extract::{Request, State};
 use axum::handler::Handler;
@@ -15,6 +14,35 @@ use axum::Router;
 use kenning_api::Role;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Which limit a request counts against: answers cost far more than reads, so each class has its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    Chat,
+    Search,
+    Upload,
+    Other,
+    /// Sign-in and first-account attempts, limited by default against password guessing.
+    SignIn,
+}
+
+impl RouteClass {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Search => "search",
+            Self::Upload => "upload",
+            Self::Other => "other",
+            Self::SignIn => "sign_in",
+        }
+    }
+
+    /// Its slot in per-class tables.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// What a route needs of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ mod answers;
 
 pub use answers::{AnswerSlots, Refused};
 
+pub use super::policy::RouteClass;
 pub use crate::config::{Rate, RateLimit};
 use crate::http::ApiError;
 use crate::redis_link::RedisLink;
@@ -22,34 +23,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-
-/// Which limit a request counts against: answers cost far more than reads, so each class has its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RouteClass {
-    Chat,
-    Search,
-    Upload,
-    Other,
-    /// Sign-in and first-account attempts, limited by default against password guessing.
-    SignIn,
-}
-
-impl RouteClass {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Chat => "chat",
-            Self::Search => "search",
-            Self::Upload => "upload",
-            Self::Other => "other",
-            Self::SignIn => "sign_in",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// The governor quota of a limit; `None` when it is off.
 fn quota(limit: RateLimit) -> Option<Quota> {
