@@ -10,10 +10,12 @@ mod browser;
 mod chat;
 mod components;
 mod dashboard;
+mod document;
 pub mod format;
 #[cfg(feature = "ssr")]
 pub mod markdown;
 mod pages;
+mod search;
 pub mod server_fns;
 mod sources;
 mod upload;
@@ -107,9 +109,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("") view={Lazy::<pages::HomePage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("spaces") view={Lazy::<pages::SpacesPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("spaces/:id") view={Lazy::<pages::SpacePage>::new()} ssr=SsrMode::Async/>
-                        <Route path=path!("spaces/:id/documents/:doc") view={Lazy::<chat::DocumentPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("spaces/:id/documents/:doc") view={Lazy::<document::DocumentPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("chat") view={Lazy::<chat::ChatPage>::new()} ssr=SsrMode::Async/>
-                        <Route path=path!("search") view={Lazy::<pages::SearchPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=path!("search") view={Lazy::<search::SearchPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("metrics/dashboard") view={Lazy::<dashboard::MetricsPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("status") view={Lazy::<pages::StatusPage>::new()} ssr=SsrMode::Async/>
                         <Route path=path!("login") view={Lazy::<pages::LoginPage>::new()} ssr=SsrMode::Async/>
