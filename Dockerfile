@@ -29,6 +29,7 @@ RUN --mount=type=cache,id=kenning-cargo-registry,target=/usr/local/cargo/registr
  && cargo build --locked --profile dist -p kenning \
  && mkdir -p /out \
  && cp target/dist/kenning /out/kenning \
+ && /out/kenning precompress target/site \
  && cp -r target/site /out/site
 
 FROM debian:bookworm-slim AS runtime

@@ -73,3 +73,21 @@ test("the health page shows every dependency and refreshes in place", async ({ p
   await page.getByRole("button", { name: "Refresh" }).click();
   await expect(page.locator("#overall-status")).toHaveText("healthy");
 });
+
+test("the bundle is sent from its precompressed brotli and gzip copies", async ({ request }) => {
+  const sizes: Record<string, number> = {};
+  for (const encoding of ["br", "gzip", "identity"]) {
+    const r = await request.get("/pkg/kenning.wasm", { headers: { "accept-encoding": encoding } });
+    expect(r.status()).toBe(200);
+    const headers = r.headers();
+    expect(headers["content-encoding"] ?? "identity").toBe(encoding);
+    // A file read from disk has its length up front; a body compressed per request is chunked.
+    expect(headers["content-length"], `${encoding} has a length`).toBeTruthy();
+    sizes[encoding] = Number(headers["content-length"]);
+    // The client decodes what it was sent: every encoding carries the same module.
+    const body = await r.body();
+    expect(body.subarray(0, 4)).toEqual(Buffer.from([0x00, 0x61, 0x73, 0x6d]));
+  }
+  expect(sizes.br).toBeLessThan(sizes.gzip);
+  expect(sizes.gzip).toBeLessThan(sizes.identity / 2);
+});

@@ -61,6 +61,17 @@ pub enum Command {
     /// Manage accounts (for `--auth password`), e.g. create the first admin from a script.
     #[command(subcommand)]
     User(UserCommand),
+    /// Write brotli and gzip copies beside the UI's built files (`.br`, `.gz`), so they are
+    /// served compressed at the highest level without compressing per request. Run after a build.
+    Precompress(PrecompressCommand),
+}
+
+/// What `kenning precompress` compresses.
+#[derive(Debug, Args)]
+pub struct PrecompressCommand {
+    /// The built site: its `.wasm`, `.js`, `.css`, `.svg` and `.json` files of 1 KiB or more.
+    #[arg(default_value = "target/site")]
+    pub dir: PathBuf,
 }
 
 /// Account commands.

@@ -1,6 +1,7 @@
 //! Command dispatch for the `kenning` binary.
 
 pub mod ingest;
+pub mod precompress;
 pub mod sync;
 
 use crate::config::{Cli, Command};
@@ -35,6 +36,7 @@ pub async fn run() -> ExitCode {
         Command::Sync(cmd) => sync::run(&cmd, true).await.map(|_| ()),
         Command::Bench(cmd) => crate::bench::run_on_one_thread(cmd).await,
         Command::User(crate::config::UserCommand::Create(cmd)) => create_user(cmd).await,
+        Command::Precompress(cmd) => precompress::run(&cmd.dir).await,
     };
     // Send the traces still buffered before the process ends.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
