@@ -110,7 +110,7 @@ impl Worker {
                         let waited = (chrono::Utc::now() - job.queued_at)
                             .to_std()
                             .unwrap_or_default();
-                        kenning_core::metrics::global().record_queue_wait(waited);
+                        kenning_metrics::global().record_queue_wait(waited);
                     }
                     self.run_job(job).await
                 }
@@ -190,7 +190,7 @@ impl Worker {
                             tracing::warn!(error = %e, "could not record the space's embedding model");
                         }
                     }
-                    kenning_core::metrics::global().record_ingested(chunks.len() as u64);
+                    kenning_metrics::global().record_ingested(chunks.len() as u64);
                     Ok(())
                 }
                 Ok(None) => {

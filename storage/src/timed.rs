@@ -37,7 +37,7 @@ macro_rules! timed {
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     let started = Instant::now();
                     let result = self.inner.$name($($arg),*).await;
-                    kenning_core::metrics::global().record_db(stringify!($name), started.elapsed());
+                    kenning_metrics::global().record_db(stringify!($name), started.elapsed());
                     result
                 }
             )*

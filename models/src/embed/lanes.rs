@@ -241,7 +241,7 @@ fn serve(
             .iter()
             .flat_map(|r| r.texts.iter().cloned())
             .collect();
-        kenning_core::metrics::global().record_embed(
+        kenning_metrics::global().record_embed(
             match lane {
                 Lane::Query => "query",
                 Lane::Ingest => "ingest",

@@ -159,7 +159,7 @@ impl Embedder for OpenAiEmbedder {
     async fn embed(&self, texts: Vec<String>, lane: Lane) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.settings.batch.max(1)) {
-            kenning_core::metrics::global().record_embed(
+            kenning_metrics::global().record_embed(
                 match lane {
                     Lane::Query => "query",
                     Lane::Ingest => "ingest",

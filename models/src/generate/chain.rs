@@ -146,7 +146,7 @@ impl Chain {
             }
             link.breaker.record_failure();
             probe.as_mut().map(Probe::settle);
-            kenning_core::metrics::global().record_llm(name, "error", None, 0, 0, 0.0);
+            kenning_metrics::global().record_llm(name, "error", None, 0, 0, 0.0);
             problems.push(format!("{name} failed ({last})"));
         }
         Err(GenerateError::Failed(if problems.is_empty() {
