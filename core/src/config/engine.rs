@@ -97,7 +97,8 @@ pub struct IngestConfig {
 
     /// What embeds passages and questions: `onnx` (all-MiniLM-L6-v2 with int8 weights on ONNX
     /// Runtime, on this machine, the default), `candle` (the same model in f32 on candle, about
-    /// half as fast; `local` is another name for it) or `openai` (any OpenAI-compatible
+    /// half as fast; `local` is another name for it; only in builds with the `candle` feature)
+    /// or `openai` (any OpenAI-compatible
     /// /v1/embeddings, see the --embed-* settings). Spaces indexed with another model are
     /// re-embedded in the background at start, never mixed.
     #[arg(long, env = "KENNING_EMBEDDER", value_enum, default_value_t = EmbedderKind::Onnx)]

@@ -3,6 +3,7 @@
 //! ahead of ingestion batches, so a question stays fast while a folder is being ingested.
 
 pub mod lanes;
+#[cfg(feature = "candle")]
 pub mod local;
 pub mod onnx;
 pub mod openai;

@@ -192,6 +192,7 @@ mod tests {
         "Rotate database passwords every ninety days and store them in the vault.",
     ];
 
+    #[cfg(feature = "candle")]
     #[tokio::test]
     async fn int8_vectors_agree_with_the_f32_model() {
         let int8 = load(

@@ -18,13 +18,18 @@ pub(super) async fn open_embedder(ingest: &IngestConfig) -> anyhow::Result<Arc<d
             }
             let embedder = tokio::task::spawn_blocking(move || {
                 crate::embed::onnx::load(&files, settings).context(
-                    "loading the int8 embedding model on ONNX Runtime (run scripts/fetch-models.sh, \
-                     or start with --embedder candle)",
+                    "loading the int8 embedding model on ONNX Runtime (run scripts/fetch-models.sh)",
                 )
             })
             .await??;
             Ok(Arc::new(embedder))
         }
+        #[cfg(not(feature = "candle"))]
+        EmbedderKind::Candle => anyhow::bail!(
+            "this kenning was built without the candle embedder; use --embedder onnx (the \
+             default), or build with `cargo leptos build --release --split --bin-features candle`"
+        ),
+        #[cfg(feature = "candle")]
         EmbedderKind::Candle => {
             let model_dir = ingest.models_dir.join("all-MiniLM-L6-v2");
             let embedder = tokio::task::spawn_blocking(move || {
