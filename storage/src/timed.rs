@@ -2,6 +2,7 @@
 //! `db_query_duration_seconds`, by operation), whatever the backend: a decorator, so the
 //! backends stay free of metrics code and no call can be forgotten.
 
+use super::{Accounts, AuditLog, Conversations, Documents, JobQueue, Members, Spaces};
 use super::{ChunkHit, ClaimedJob, JobCounts, MetadataStore, NewChunk, NewMessage, StoreError};
 use super::{NewApiKey, NewAudit, NewDocument, NewJob, NewUser, StaleSpace, UserRecord};
 use super::{NewSource, SourceEntry, SourceStore, Superseded, SyncOutcome};
@@ -53,18 +54,37 @@ timed! {
     }
     fn ping(&self) -> Result<(), StoreError>;
     fn migrate(&self) -> Result<(), StoreError>;
+}
+
+timed! {
+    Spaces {}
     fn create_space(&self, id: Uuid, name: &SpaceName, description: &Description, owner: Option<Uuid>) -> Result<Space, StoreError>;
     fn get_space(&self, id: Uuid) -> Result<Space, StoreError>;
     fn find_space_by_name(&self, name: &str) -> Result<Option<Space>, StoreError>;
     fn list_spaces(&self, page: PageRequest) -> Result<Page<Space>, StoreError>;
     fn update_space(&self, id: Uuid, name: Option<&SpaceName>, description: Option<&Description>) -> Result<Space, StoreError>;
     fn delete_space(&self, id: Uuid) -> Result<(), StoreError>;
+    fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    fn record_embedding_model(&self, space_id: Uuid, model: &str, dimensions: i64) -> Result<(), StoreError>;
+    fn spaces_embedded_by_other_models(&self, model: &str) -> Result<Vec<StaleSpace>, StoreError>;
+    fn requeue_space_for_new_model(&self, space_id: Uuid, previous_model: &str, max_attempts: i32) -> Result<usize, StoreError>;
+}
+
+timed! {
+    Documents {}
     fn insert_document(&self, doc: &NewDocument, job: &NewJob) -> Result<Document, StoreError>;
     fn get_document(&self, space_id: Uuid, id: Uuid) -> Result<Document, StoreError>;
     fn find_document_by_hash(&self, space_id: Uuid, content_hash: &str) -> Result<Option<Document>, StoreError>;
     fn list_documents(&self, space_id: Uuid, page: PageRequest) -> Result<Page<Document>, StoreError>;
     fn delete_document(&self, space_id: Uuid, id: Uuid) -> Result<String, StoreError>;
     fn list_chunks(&self, space_id: Uuid, document_id: Uuid, page: PageRequest) -> Result<Page<Chunk>, StoreError>;
+    fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
+    fn keyword_search(&self, space_id: Uuid, terms: &[String], document_id: Option<Uuid>, limit: i64) -> Result<Vec<ChunkHit>, StoreError>;
+    fn chunks_by_ids(&self, space_id: Uuid, ids: &[Uuid]) -> Result<Vec<ChunkHit>, StoreError>;
+}
+
+timed! {
+    JobQueue {}
     fn get_job(&self, space_id: Uuid, id: Uuid) -> Result<Job, StoreError>;
     fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>, StoreError>;
     fn renew_lease(&self, job_id: Uuid, worker: &str, lease: Duration) -> Result<bool, StoreError>;
@@ -72,13 +92,10 @@ timed! {
     fn complete_job(&self, job: &ClaimedJob, worker: &str, chunks: &[NewChunk]) -> Result<Option<Vec<Superseded>>, StoreError>;
     fn fail_job(&self, job: &ClaimedJob, worker: &str, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<(), StoreError>;
     fn count_jobs(&self) -> Result<JobCounts, StoreError>;
-    fn keyword_search(&self, space_id: Uuid, terms: &[String], document_id: Option<Uuid>, limit: i64) -> Result<Vec<ChunkHit>, StoreError>;
-    fn chunks_by_ids(&self, space_id: Uuid, ids: &[Uuid]) -> Result<Vec<ChunkHit>, StoreError>;
-    fn pending_documents(&self, space_id: Uuid) -> Result<i64, StoreError>;
-    fn record_embedding_model(&self, space_id: Uuid, model: &str, dimensions: i64) -> Result<(), StoreError>;
-    fn spaces_embedded_by_other_models(&self, model: &str) -> Result<Vec<StaleSpace>, StoreError>;
-    fn requeue_space_for_new_model(&self, space_id: Uuid, previous_model: &str, max_attempts: i32) -> Result<usize, StoreError>;
-    fn space_version(&self, space_id: Uuid) -> Result<i64, StoreError>;
+}
+
+timed! {
+    Conversations {}
     fn create_conversation(&self, id: Uuid, space_id: Uuid, owner: Option<Uuid>, title: &str) -> Result<Conversation, StoreError>;
     fn get_conversation(&self, space_id: Uuid, owner: Option<Uuid>, id: Uuid) -> Result<Conversation, StoreError>;
     fn list_conversations(&self, space_id: Uuid, owner: Option<Uuid>, page: PageRequest) -> Result<Page<Conversation>, StoreError>;
@@ -86,26 +103,38 @@ timed! {
     fn delete_conversation(&self, space_id: Uuid, owner: Option<Uuid>, id: Uuid) -> Result<(), StoreError>;
     fn add_message(&self, conversation_id: Uuid, message: &NewMessage) -> Result<(), StoreError>;
     fn list_messages(&self, conversation_id: Uuid, page: PageRequest) -> Result<Page<Message>, StoreError>;
+}
+
+timed! {
+    AuditLog {}
     fn record_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
     fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
     fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+timed! {
+    Accounts {}
     fn count_users(&self) -> Result<i64, StoreError>;
     fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<User, StoreError>;
     fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError>;
-    fn create_session(&self, token_hash: &str, user_id: Uuid, expires_ms: i64) -> Result<(), StoreError>;
-    fn session_user(&self, token_hash: &str, now_ms: i64) -> Result<Option<User>, StoreError>;
-    fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
-    fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError>;
     fn set_user_disabled(&self, user_id: Uuid, disabled: bool) -> Result<(), StoreError>;
     fn delete_user(&self, user_id: Uuid) -> Result<(), StoreError>;
     fn set_password_hash(&self, user_id: Uuid, password_hash: &str) -> Result<(), StoreError>;
+    fn create_session(&self, token_hash: &str, user_id: Uuid, expires_ms: i64) -> Result<(), StoreError>;
+    fn session_user(&self, token_hash: &str, now_ms: i64) -> Result<Option<User>, StoreError>;
+    fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
     fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError>;
+    fn delete_sessions_of(&self, user_id: Uuid) -> Result<u64, StoreError>;
     fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, StoreError>;
     fn api_key_user(&self, key_hash: &str) -> Result<Option<User>, StoreError>;
     fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>, StoreError>;
     fn revoke_api_key(&self, user_id: Uuid, id: Uuid) -> Result<(), StoreError>;
+}
+
+timed! {
+    Members {}
     fn member_role(&self, space_id: Uuid, user_id: Uuid) -> Result<Option<Role>, StoreError>;
     fn set_member(&self, space_id: Uuid, user_id: Uuid, role: Role) -> Result<(), StoreError>;
     fn remove_member(&self, space_id: Uuid, user_id: Uuid) -> Result<(), StoreError>;
