@@ -75,6 +75,17 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::Invalid("Text may not contain NUL characters (U+0000).".to_string())
             }
+            // SQLite's busy (5) and locked (6) codes, extended ones included: the write lock
+            // stayed taken past `busy_timeout`, a wait worth retrying, not a failure.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+                    && db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -270,6 +281,14 @@ pub struct NewAudit {
     pub target_id: Option<String>,
     pub ip: Option<String>,
     pub details: serde_json::Value,
+}
+
+/// Whether a connection handed back to the pool may serve the next caller. One still inside a
+/// transaction is closed instead (which rolls it back): a caller cancelled while its `BEGIN`
+/// was answered leaves no `Transaction` to end it, and on SQLite a `BEGIN IMMEDIATE` left open
+/// would hold the database's one write lock until the connection happened to be used again.
+pub(crate) fn reusable<C: sqlx::Connection>(conn: &C) -> bool {
+    !conn.is_in_transaction()
 }
 
 /// `NotFound` when a statement changed no row: the row it names does not exist (for this caller).

@@ -65,6 +65,7 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire)
+            .after_release(|conn, _| Box::pin(async move { Ok(super::reusable(conn)) }))
             .connect_with(options)
             .await?;
         Ok(Self { pool })

@@ -142,6 +142,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire)
+            .after_release(|conn, _| Box::pin(async move { Ok(super::reusable(conn)) }))
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -383,3 +384,44 @@ impl SqliteStore {
 }
 
 portable_store!(SqliteStore, "sqlite");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    /// A connection handed back to the pool inside a transaction (here: one whose `Transaction`
+    /// was never ended; under load, a cancelled request's) is closed, not reused: left open,
+    /// `BEGIN IMMEDIATE` holds the one write lock and every later write waits out
+    /// `busy_timeout` and fails.
+    #[tokio::test]
+    async fn a_connection_returned_inside_a_transaction_never_keeps_the_write_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("kenning.db"), 2, Duration::from_secs(5))
+            .await
+            .expect("open");
+        sqlx::query("CREATE TABLE marks (n INTEGER)")
+            .execute(&store.pool)
+            .await
+            .expect("table");
+        for n in 0..3 {
+            let mut conn = store.pool.acquire().await.expect("connection");
+            let tx = conn.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+            std::mem::forget(tx);
+            drop(conn);
+            let write = sqlx::query("INSERT INTO marks (n) VALUES ($1)")
+                .bind(n)
+                .execute(&store.pool);
+            let done = tokio::time::timeout(Duration::from_secs(2), write).await;
+            assert!(
+                matches!(done, Ok(Ok(_))),
+                "write {n} after a connection came back in a transaction: {done:?}"
+            );
+        }
+        let marks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM marks")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(marks, 3);
+    }
+}

@@ -216,9 +216,13 @@ impl Run {
         if !self.keep {
             return Ok(id.to_string());
         }
-        self.store
-            .add_message(self.conversation_id, &message)
+        // In its own task: a reader who leaves while the answer is being written drops this
+        // stream, and the write must neither stop half-way nor be lost.
+        let store = self.store.clone();
+        let conversation = self.conversation_id;
+        tokio::spawn(async move { store.add_message(conversation, &message).await })
             .await
+            .map_err(|e| ServiceError::Internal(e.into()).to_detail())?
             .map_err(|e| ServiceError::from_store(e, "conversation").to_detail())?;
         Ok(id.to_string())
     }

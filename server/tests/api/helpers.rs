@@ -361,7 +361,13 @@ impl TestApp {
             .send()
             .await
             .expect("request");
-        assert_eq!(r.status(), 200, "chat status");
+        if r.status() != 200 {
+            let status = r.status();
+            panic!(
+                "chat status {status}: {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
         let ct = r
             .headers()
             .get("content-type")
