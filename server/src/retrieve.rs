@@ -164,6 +164,15 @@ impl Retriever {
     /// Runs a search; dense and hybrid fall back to keyword (with a notice) when no vector store
     /// is configured.
     pub async fn search(&self, search: &Search) -> Result<SearchResponse, SearchError> {
+        Ok(self.search_versioned(search).await?.0)
+    }
+
+    /// A search with the space version it was read at, so a caller that caches what it builds
+    /// on the results (an answer) keys it by that version without reading it again.
+    pub async fn search_versioned(
+        &self,
+        search: &Search,
+    ) -> Result<(SearchResponse, i64), SearchError> {
         let started = Instant::now();
         let version = self.store.space_version(search.space_id).await?;
         let pending = self.store.pending_documents(search.space_id).await?;
@@ -191,14 +200,15 @@ impl Retriever {
         );
         let key = format!("{key:?}");
         if let Some(hits) = self.cache.get(&key).await {
-            return Ok(SearchResponse {
+            let response = SearchResponse {
                 mode,
                 results: hits.as_ref().clone(),
                 took_ms: started.elapsed().as_secs_f64() * 1000.0,
                 cached: true,
                 pending_documents: pending,
                 notice,
-            });
+            };
+            return Ok((response, version));
         }
         // Each side fetches more than the limit so fusion has candidates to agree on.
         let depth = (search.limit * 4).max(20);
@@ -216,14 +226,15 @@ impl Retriever {
         }
         hits.truncate(search.limit);
         self.cache.insert(key, Arc::new(hits.clone())).await;
-        Ok(SearchResponse {
+        let response = SearchResponse {
             mode,
             results: hits,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             cached: false,
             pending_documents: pending,
             notice,
-        })
+        };
+        Ok((response, version))
     }
 
     async fn dense(&self, search: &Search, depth: usize) -> Result<Vec<ChunkHit>, SearchError> {

@@ -322,12 +322,11 @@ impl Chat {
             },
         )
         .map_err(search_error)?;
-        let version = self
-            .store
-            .space_version(space)
+        let (found, version) = self
+            .retriever
+            .search_versioned(&search)
             .await
-            .map_err(|e| ServiceError::from_store(e, "space"))?;
-        let found = self.retriever.search(&search).await.map_err(search_error)?;
+            .map_err(search_error)?;
         let declined = self.too_far(search.mode, &found);
         let retrieval_ms = ms(started);
         let conversation_id = match existing {
@@ -505,8 +504,15 @@ const REFERRING: &[&str] = &[
 /// The search query for a question: a short or referring follow-up is searched together with
 /// the question before it; a self-contained question is searched alone.
 pub fn retrieval_query(previous: Option<&str>, question: &str) -> String {
+    // A question may be longer than a search query: its beginning is what is searched, and the
+    // whole of it still goes to the generator.
+    let searched = |text: &str| {
+        text.chars()
+            .take(crate::retrieve::MAX_QUERY_CHARS)
+            .collect()
+    };
     let Some(previous) = previous else {
-        return question.to_string();
+        return searched(question);
     };
     let lower = question.to_lowercase();
     let words: Vec<&str> = lower
@@ -521,13 +527,9 @@ pub fn retrieval_query(previous: Option<&str>, question: &str) -> String {
         }
     });
     if !(refers || words.len() <= 4) {
-        return question.to_string();
+        return searched(question);
     }
-    let combined = format!("{previous} {question}");
-    combined
-        .chars()
-        .take(crate::retrieve::MAX_QUERY_CHARS)
-        .collect()
+    searched(&format!("{previous} {question}"))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ on_both_backends!(
     an_answer_streams_sources_then_tokens_then_done_and_is_remembered,
     the_same_question_is_served_from_the_answer_cache_until_the_space_changes,
     bad_chat_requests_are_rejected_before_any_event,
+    a_question_as_long_as_allowed_is_answered,
     a_question_before_indexing_finishes_says_so,
     a_provider_stream_is_relayed_token_by_token,
     a_failing_provider_degrades_answers_and_its_breaker_opens_then_recovers,
@@ -181,6 +182,37 @@ async fn the_same_question_is_served_from_the_answer_cache_until_the_space_chang
         .await;
     let after = app.ask(&space, q).await;
     assert_eq!(event(&after, "done").data["cached"], false);
+}
+
+/// The question limit is the question's, not the search query's (shorter): a long question is
+/// searched by its beginning and answered, never refused as a too-long query.
+async fn a_question_as_long_as_allowed_is_answered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let space = seeded(&app, "Long").await;
+    let mut question = String::from("Who replaces broken hardware?");
+    while question.chars().count() < 4000 {
+        question.push_str(" Please say who replaces broken hardware.");
+    }
+    let question: String = question.chars().take(4000).collect();
+    let events = app.ask(&space, json!({ "question": question })).await;
+    let sources = &event(&events, "sources").data["sources"];
+    assert!(
+        sources.as_array().is_some_and(|s| !s.is_empty()),
+        "a long question finds sources: {sources}"
+    );
+    assert!(!answer_text(&events).trim().is_empty());
+    // A follow-up to it is searched together with it, still within the query's limit.
+    let conversation = event(&events, "done").data["conversation_id"].clone();
+    let follow_up = app
+        .ask(
+            &space,
+            json!({ "question": "And who pays for it?", "conversation_id": conversation }),
+        )
+        .await;
+    assert_eq!(
+        event(&follow_up, "done").data["conversation_id"],
+        conversation
+    );
 }
 
 async fn bad_chat_requests_are_rejected_before_any_event(backend: Backend) {
