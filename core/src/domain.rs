@@ -127,6 +127,35 @@ pub fn parse_id(raw: &str) -> Option<Uuid> {
     Uuid::parse_str(raw.trim()).ok()
 }
 
+/// A space's id, parsed once where a request names the space (a URL, a tool's argument), so
+/// the services past that edge never take or parse a string for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpaceId(Uuid);
+
+impl SpaceId {
+    /// `None` for anything that is not a UUID: it cannot name an existing space.
+    pub fn parse(raw: &str) -> Option<Self> {
+        parse_id(raw).map(Self)
+    }
+
+    /// The id as the stores key spaces.
+    pub fn uuid(self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for SpaceId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for SpaceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A file name safe to store and show: the last path component, no control characters,
 /// at most 255 bytes; falls back to "document" when nothing usable is left.
 pub fn clean_filename(raw: Option<&str>) -> String {

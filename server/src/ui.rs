@@ -8,6 +8,11 @@ use kenning_api::{Chunk, Conversation, Document, ErrorDetail, HealthReport, Mess
 use kenning_api::{MetricsSnapshot, SearchRequest, SearchResponse};
 
 /// A service result as the UI's server functions take it.
+/// A space id as the UI sends it, parsed at this edge: one that is not a UUID names no space.
+fn space(raw: &str) -> Result<crate::domain::SpaceId, ErrorDetail> {
+    Service::space_id(raw).map_err(|e| e.to_detail())
+}
+
 fn detail<T>(r: Result<T, ServiceError>) -> Result<T, ErrorDetail> {
     r.map_err(|e| e.to_detail())
 }
@@ -41,7 +46,7 @@ impl app::backend::Backend for Service {
         space_id: &str,
         needed: kenning_api::Role,
     ) -> Result<(), ErrorDetail> {
-        Service::authorize(self, caller, space_id, needed)
+        Service::authorize(self, caller, space(space_id)?, needed)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -70,7 +75,7 @@ impl app::backend::Backend for Service {
     }
 
     async fn list_members(&self, space_id: &str) -> Result<Vec<kenning_api::Member>, ErrorDetail> {
-        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        let id = space(space_id)?.uuid();
         detail(accounts(self)?.members(id).await)
     }
 
@@ -80,12 +85,12 @@ impl app::backend::Backend for Service {
         email: &str,
         role: kenning_api::Role,
     ) -> Result<kenning_api::Member, ErrorDetail> {
-        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        let id = space(space_id)?.uuid();
         detail(accounts(self)?.set_member(id, email, role).await)
     }
 
     async fn remove_member(&self, space_id: &str, user_id: &str) -> Result<(), ErrorDetail> {
-        let id = Self::space_id(space_id).map_err(|e| e.to_detail())?;
+        let id = space(space_id)?.uuid();
         detail(accounts(self)?.remove_member(id, user_id).await)
     }
 
@@ -147,7 +152,7 @@ impl app::backend::Backend for Service {
     }
 
     async fn get_space(&self, id: &str) -> Result<Space, ErrorDetail> {
-        Service::get_space(self, id)
+        Service::get_space(self, space(id)?)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -169,13 +174,13 @@ impl app::backend::Backend for Service {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Space, ErrorDetail> {
-        Service::update_space(self, id, name, description)
+        Service::update_space(self, space(id)?, name, description)
             .await
             .map_err(|e| e.to_detail())
     }
 
     async fn delete_space(&self, id: &str) -> Result<(), ErrorDetail> {
-        Service::delete_space(self, id)
+        Service::delete_space(self, space(id)?)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -188,19 +193,19 @@ impl app::backend::Backend for Service {
     ) -> Result<Page<Document>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        Service::list_documents(self, space_id, page)
+        Service::list_documents(self, space(space_id)?, page)
             .await
             .map_err(|e| e.to_detail())
     }
 
     async fn delete_document(&self, space_id: &str, document_id: &str) -> Result<(), ErrorDetail> {
-        Service::delete_document(self, space_id, document_id)
+        Service::delete_document(self, space(space_id)?, document_id)
             .await
             .map_err(|e| e.to_detail())
     }
 
     async fn list_sources(&self, space_id: &str) -> Result<Vec<kenning_api::Source>, ErrorDetail> {
-        Service::list_sources(self, space_id)
+        Service::list_sources(self, space(space_id)?)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -218,7 +223,7 @@ impl app::backend::Backend for Service {
         space_id: &str,
         req: SearchRequest,
     ) -> Result<SearchResponse, ErrorDetail> {
-        Service::search(self, space_id, &req)
+        Service::search(self, space(space_id)?, &req)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -232,7 +237,7 @@ impl app::backend::Backend for Service {
         space_id: &str,
         document_id: &str,
     ) -> Result<Document, ErrorDetail> {
-        Service::get_document(self, space_id, document_id)
+        Service::get_document(self, space(space_id)?, document_id)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -246,7 +251,7 @@ impl app::backend::Backend for Service {
     ) -> Result<Page<Chunk>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        Service::list_chunks(self, space_id, document_id, page)
+        Service::list_chunks(self, space(space_id)?, document_id, page)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -260,7 +265,7 @@ impl app::backend::Backend for Service {
     ) -> Result<Page<Conversation>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        Service::list_conversations(self, caller, space_id, page)
+        Service::list_conversations(self, caller, space(space_id)?, page)
             .await
             .map_err(|e| e.to_detail())
     }
@@ -275,9 +280,10 @@ impl app::backend::Backend for Service {
     ) -> Result<Page<Message>, ErrorDetail> {
         let page = PageRequest::parse(Some(limit), Some(offset))
             .map_err(|e| ServiceError::from(e).to_detail())?;
-        let mut page = Service::list_messages(self, caller, space_id, conversation_id, page)
-            .await
-            .map_err(|e| e.to_detail())?;
+        let mut page =
+            Service::list_messages(self, caller, space(space_id)?, conversation_id, page)
+                .await
+                .map_err(|e| e.to_detail())?;
         for m in page.items.iter_mut().filter(|m| m.role == "assistant") {
             m.html = Some(stored_html(&m.content, &m.citations, space_id));
         }

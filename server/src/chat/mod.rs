@@ -4,7 +4,7 @@
 
 use crate::auth::Caller;
 use crate::cache::TieredCache;
-use crate::domain::{parse_id, InvalidInput};
+use crate::domain::{parse_id, InvalidInput, SpaceId};
 use crate::error::{search_error, ServiceError};
 use crate::generate::attribute::{render, Attribution};
 use crate::generate::extractive::DECLINE;
@@ -226,7 +226,7 @@ impl Chat {
     pub async fn ask(
         &self,
         caller: &Caller,
-        space_id: &str,
+        space_id: SpaceId,
         req: ChatRequest,
     ) -> Result<Asked, ServiceError> {
         self.ask_with(caller, space_id, req, None).await
@@ -237,12 +237,12 @@ impl Chat {
     pub async fn ask_with(
         &self,
         caller: &Caller,
-        space_id: &str,
+        space_id: SpaceId,
         req: ChatRequest,
         client: Option<ClientTurns>,
     ) -> Result<Asked, ServiceError> {
         let started = Instant::now();
-        let space = parse_id(space_id).ok_or(ServiceError::NotFound("space"))?;
+        let space = space_id.uuid();
         let owner = owner_of(caller)?;
         let question = req.question.trim().to_string();
         if question.is_empty() {

@@ -5,6 +5,7 @@
 //! that server holds.
 
 use crate::config::IngestCommand;
+use crate::domain::SpaceId;
 use crate::error::ServiceError;
 use crate::retrieve::Retriever;
 use crate::service::Service;
@@ -106,7 +107,7 @@ enum Target {
     Local {
         /// Boxed: the service is large beside the remote client.
         service: Box<Service>,
-        space_id: String,
+        space_id: SpaceId,
         stop: CancellationToken,
         workers: Vec<tokio::task::JoinHandle<()>>,
     },
@@ -175,7 +176,7 @@ impl Target {
             } => {
                 let u = service
                     .upload_document(
-                        space_id,
+                        *space_id,
                         name.as_deref(),
                         None,
                         crate::service::Origin {
@@ -205,7 +206,7 @@ impl Target {
             Self::Local {
                 service, space_id, ..
             } => service
-                .get_document(space_id, id)
+                .get_document(*space_id, id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}")),
             Self::Remote(r) => r.document(id).await,
@@ -224,7 +225,7 @@ impl Target {
                     let page = crate::domain::PageRequest::parse(Some(200), Some(offset))
                         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
                     service
-                        .list_documents(space_id, page)
+                        .list_documents(*space_id, page)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?
                 }
@@ -244,7 +245,7 @@ impl Target {
             Self::Local {
                 service, space_id, ..
             } => service
-                .delete_document(space_id, id)
+                .delete_document(*space_id, id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}")),
             Self::Remote(r) => r.delete(id).await,
@@ -546,15 +547,14 @@ pub async fn run(cmd: &IngestCommand, show_progress: bool) -> anyhow::Result<Sum
     Ok(summary)
 }
 
-async fn find_or_create_space(service: &Service, name: &str) -> anyhow::Result<String> {
-    match service.find_space(name).await {
-        Ok(space) => return Ok(space.id),
-        Err(crate::error::ServiceError::NotFound(_)) => {}
+async fn find_or_create_space(service: &Service, name: &str) -> anyhow::Result<SpaceId> {
+    let space = match service.find_space(name).await {
+        Ok(space) => space,
+        Err(crate::error::ServiceError::NotFound(_)) => service
+            .create_space(None, name, "")
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.to_detail().message))?,
         Err(e) => anyhow::bail!("{}", e.to_detail().message),
-    }
-    let space = service
-        .create_space(None, name, "")
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.to_detail().message))?;
-    Ok(space.id)
+    };
+    Service::space_id(&space.id).map_err(|e| anyhow::anyhow!("{}", e.to_detail().message))
 }

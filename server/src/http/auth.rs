@@ -4,6 +4,7 @@
 //! JavaScript; a form gets a redirect, JSON gets JSON.
 
 use super::error::Errors;
+use super::extract::InSpace;
 use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
 use super::limits::RouteClass;
@@ -20,7 +21,6 @@ use kenning_api::{
     LoginRequest, Member, Page, SessionInfo, SetMemberRequest, UpdateUserRequest, User,
 };
 use std::net::SocketAddr;
-use uuid::Uuid;
 
 pub fn router() -> Routes {
     let sign_in = Policy::public().class(RouteClass::SignIn);
@@ -405,21 +405,16 @@ pub(super) async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn space_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ServiceError::NotFound("space").into())
-}
-
 /// A space's members and their roles.
 #[utoipa::path(get, operation_id = "members_list", path = "/api/v1/spaces/{id}/members", tag = "spaces",
     params(("id" = String, Path, description = "Space id")),
     responses((status = 200, description = "Members, owners first", body = Vec<Member>), Errors))]
 pub(super) async fn members(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(space): InSpace,
 ) -> Result<Json<Vec<Member>>, ApiError> {
-    let space = space_id(&id)?;
-    state.service.get_space(&id).await?;
-    Ok(Json(state.auth.members(space).await?))
+    state.service.get_space(space).await?;
+    Ok(Json(state.auth.members(space.uuid()).await?))
 }
 
 /// Adds an account to the space, or changes its role (owners only).
@@ -429,13 +424,15 @@ pub(super) async fn members(
 #[tracing::instrument(skip(state, body))]
 pub(super) async fn set_member(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(space): InSpace,
     ApiJson(body): ApiJson<SetMemberRequest>,
 ) -> Result<Json<Member>, ApiError> {
-    let space = space_id(&id)?;
-    state.service.get_space(&id).await?;
+    state.service.get_space(space).await?;
     Ok(Json(
-        state.auth.set_member(space, &body.email, body.role).await?,
+        state
+            .auth
+            .set_member(space.uuid(), &body.email, body.role)
+            .await?,
     ))
 }
 
@@ -446,10 +443,10 @@ pub(super) async fn set_member(
 #[tracing::instrument(skip(state))]
 pub(super) async fn remove_member(
     State(state): State<AppState>,
-    Path((id, user_id)): Path<(String, String)>,
+    InSpace(space): InSpace,
+    Path((_, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let space = space_id(&id)?;
-    state.auth.remove_member(space, &user_id).await?;
+    state.auth.remove_member(space.uuid(), &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,12 +3,14 @@
 //! the caller's conversations in the space (each is private to whoever started it).
 
 use super::error::Errors;
+use super::extract::InSpace;
 use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
 use super::limits::RouteClass;
 use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
 use crate::chat::ChatEvent;
+use crate::domain::SpaceId;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -89,7 +91,7 @@ pub(super) struct AnswerEvent {
 pub(super) async fn ask_post(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     answer(state, caller, id, req).await
@@ -102,7 +104,7 @@ pub(super) async fn ask_post(
 pub(super) async fn ask_get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiQuery(q): ApiQuery<AskQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = ChatRequest {
@@ -120,10 +122,10 @@ pub(super) async fn ask_get(
 async fn answer(
     state: AppState,
     caller: Caller,
-    id: String,
+    id: SpaceId,
     req: ChatRequest,
 ) -> Result<impl IntoResponse, ApiError> {
-    let asked = state.chat.ask(&caller, &id, req).await?;
+    let asked = state.chat.ask(&caller, id, req).await?;
     Ok(sse(asked.events))
 }
 
@@ -143,13 +145,13 @@ pub fn sse(
 pub(super) async fn conversations(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     Ok(Json(
         state
             .service
-            .list_conversations(&caller, &id, q.parse()?)
+            .list_conversations(&caller, id, q.parse()?)
             .await?,
     ))
 }
@@ -162,13 +164,14 @@ pub(super) async fn conversations(
 pub(super) async fn messages(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path((id, conversation_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, conversation_id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Message>>, ApiError> {
     Ok(Json(
         state
             .service
-            .list_messages(&caller, &id, &conversation_id, q.parse()?)
+            .list_messages(&caller, id, &conversation_id, q.parse()?)
             .await?,
     ))
 }
@@ -180,11 +183,12 @@ pub(super) async fn messages(
 pub(super) async fn delete_conversation(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path((id, conversation_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, conversation_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .service
-        .delete_conversation(&caller, &id, &conversation_id)
+        .delete_conversation(&caller, id, &conversation_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -205,13 +209,14 @@ pub(super) struct RenameConversation {
 pub(super) async fn rename_conversation(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path((id, conversation_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, conversation_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RenameConversation>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(
         state
             .service
-            .rename_conversation(&caller, &id, &conversation_id, &body.title)
+            .rename_conversation(&caller, id, &conversation_id, &body.title)
             .await?,
     ))
 }

@@ -2,6 +2,7 @@
 
 use super::error::Errors;
 use super::extract::ApiQuery;
+use super::extract::InSpace;
 use super::extract::PageQuery;
 use super::limits::RouteClass;
 use super::{ApiError, AppState, Policy, Routes};
@@ -52,10 +53,10 @@ pub fn upload_router() -> Routes {
 #[tracing::instrument(skip(state))]
 pub(super) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Document>>, ApiError> {
-    Ok(Json(state.service.list_documents(&id, q.parse()?).await?))
+    Ok(Json(state.service.list_documents(id, q.parse()?).await?))
 }
 
 /// `?key=` for an upload.
@@ -83,7 +84,7 @@ pub struct UploadQuery {
 #[tracing::instrument(skip(state, multipart))]
 pub(super) async fn upload(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiQuery(q): ApiQuery<UploadQuery>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Document>), ApiError> {
@@ -111,7 +112,7 @@ pub(super) async fn upload(
         let mime = field.content_type().map(str::to_owned);
         let uploaded = state
             .service
-            .upload_document(&id, filename.as_deref(), mime.as_deref(), origin, field)
+            .upload_document(id, filename.as_deref(), mime.as_deref(), origin, field)
             .await?;
         let status = if uploaded.created {
             StatusCode::ACCEPTED
@@ -128,9 +129,10 @@ pub(super) async fn upload(
 #[tracing::instrument(skip(state))]
 pub(super) async fn remove(
     State(state): State<AppState>,
-    Path((id, document_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, document_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.service.delete_document(&id, &document_id).await?;
+    state.service.delete_document(id, &document_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,9 +142,10 @@ pub(super) async fn remove(
 #[tracing::instrument(skip(state))]
 pub(super) async fn read(
     State(state): State<AppState>,
-    Path((id, document_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, document_id)): Path<(String, String)>,
 ) -> Result<Json<Document>, ApiError> {
-    Ok(Json(state.service.get_document(&id, &document_id).await?))
+    Ok(Json(state.service.get_document(id, &document_id).await?))
 }
 
 /// A document's passages in order, with offsets into its text.
@@ -151,13 +154,14 @@ pub(super) async fn read(
 #[tracing::instrument(skip(state))]
 pub(super) async fn chunks(
     State(state): State<AppState>,
-    Path((id, document_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, document_id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Chunk>>, ApiError> {
     Ok(Json(
         state
             .service
-            .list_chunks(&id, &document_id, q.parse()?)
+            .list_chunks(id, &document_id, q.parse()?)
             .await?,
     ))
 }
@@ -168,9 +172,10 @@ pub(super) async fn chunks(
 #[tracing::instrument(skip(state))]
 pub(super) async fn job(
     State(state): State<AppState>,
-    Path((id, job_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, job_id)): Path<(String, String)>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.service.get_job(&id, &job_id).await?))
+    Ok(Json(state.service.get_job(id, &job_id).await?))
 }
 
 /// Searches a space: `{query, mode: dense|keyword|hybrid, limit, min_score, document_id}`.
@@ -180,10 +185,10 @@ pub(super) async fn job(
 #[tracing::instrument(skip(state, body))]
 pub(super) async fn search(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     super::extract::ApiJson(body): super::extract::ApiJson<kenning_api::SearchRequest>,
 ) -> Result<Json<kenning_api::SearchResponse>, ApiError> {
-    Ok(Json(state.service.search(&id, &body).await?))
+    Ok(Json(state.service.search(id, &body).await?))
 }
 
 /// The multipart form of an upload, for the API description.

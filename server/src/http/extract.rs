@@ -1,11 +1,13 @@
 //! Extractors whose rejections are JSON errors like every other API error.
 
 use super::ApiError;
-use crate::domain::PageRequest;
+use crate::domain::{PageRequest, SpaceId};
+use crate::error::ServiceError;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -109,5 +111,26 @@ impl PageQuery {
     pub fn parse(&self) -> Result<PageRequest, ApiError> {
         PageRequest::parse(self.limit, self.offset)
             .map_err(|e| crate::error::ServiceError::from(e).into())
+    }
+}
+
+/// The space a `/spaces/{id}/…` route names, parsed once here: an id that is not a UUID is a
+/// `404 space_not_found`, the same answer as an unknown one, and handlers get a [`SpaceId`].
+pub struct InSpace(pub SpaceId);
+
+impl<S: Send + Sync> FromRequestParts<S> for InSpace {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let not_found = || ApiError::from(ServiceError::NotFound("space"));
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found())?;
+        params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .and_then(|(_, raw)| SpaceId::parse(raw))
+            .map(InSpace)
+            .ok_or_else(not_found)
     }
 }

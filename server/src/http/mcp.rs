@@ -286,7 +286,11 @@ impl Tools {
             min_score: None,
             document_id: None,
         };
-        let found = self.state.service.search(&space.id, &request).await?;
+        let found = self
+            .state
+            .service
+            .search(crate::service::Service::space_id(&space.id)?, &request)
+            .await?;
         Ok(CallToolResult::structured(json!({
             "space": space.name,
             "passages": found.results.iter().map(|h| json!({
@@ -309,7 +313,7 @@ impl Tools {
             .chat
             .ask_with(
                 &caller,
-                &space.id,
+                crate::service::Service::space_id(&space.id)?,
                 ChatRequest::new(args.question),
                 // An agent keeps its own context; nothing is stored.
                 Some(ClientTurns {

@@ -123,11 +123,14 @@ pub(super) async fn readable_space(
     model: &str,
 ) -> Result<kenning_api::Space, ApiError> {
     let found = match state.service.find_space(model).await {
-        Ok(space) => state
-            .service
-            .authorize(caller, &space.id, kenning_api::Role::Viewer)
-            .await
-            .map(|()| space),
+        Ok(space) => match crate::service::Service::space_id(&space.id) {
+            Ok(id) => state
+                .service
+                .authorize(caller, id, kenning_api::Role::Viewer)
+                .await
+                .map(|()| space),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     found.map_err(|e| match e {
@@ -329,7 +332,7 @@ async fn completions(
         .chat
         .ask_with(
             &caller,
-            &space.id,
+            crate::service::Service::space_id(&space.id)?,
             ChatRequest::new(question),
             Some(ClientTurns {
                 previous_question: previous_question(&req.messages),

@@ -3,10 +3,11 @@
 
 use super::error::Errors;
 use super::extract::ApiJson;
+use super::extract::InSpace;
 use super::limits::RouteClass;
 use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
-use crate::domain::PageRequest;
+use crate::domain::{PageRequest, SpaceId};
 use crate::error::ServiceError;
 use crate::points::{Point, PointError, PointId, PointQuery, DEFAULT_LIMIT};
 use axum::extract::{Path, State};
@@ -216,14 +217,14 @@ async fn check_length_quota(
 }
 
 /// The space must exist: points of unknown spaces are a 404, never silently created.
-async fn space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
+async fn space(state: &AppState, id: SpaceId) -> Result<Uuid, ApiError> {
     let found = state.service.get_space(id).await?;
     Uuid::parse_str(&found.id).map_err(|e| ServiceError::Internal(e.into()).into())
 }
 
 /// The space a read addresses: trusted from a short-lived cache, since a read of a space
 /// deleted a moment ago finds nothing either way.
-async fn read_space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
+async fn read_space(state: &AppState, id: SpaceId) -> Result<Uuid, ApiError> {
     Ok(state.service.existing_space(id).await?)
 }
 
@@ -235,10 +236,10 @@ async fn read_space(state: &AppState, id: &str) -> Result<Uuid, ApiError> {
 pub(super) async fn upsert(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiJson(body): ApiJson<UpsertBody>,
 ) -> Result<Json<Upserted>, ApiError> {
-    let space = space(&state, &id).await?;
+    let space = space(&state, id).await?;
     let points = body
         .points
         .into_iter()
@@ -278,9 +279,9 @@ pub(super) async fn upsert(
 #[tracing::instrument(skip(state))]
 pub(super) async fn info(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
 ) -> Result<Json<crate::points::PointsInfo>, ApiError> {
-    let space = space(&state, &id).await?;
+    let space = space(&state, id).await?;
     Ok(Json(state.points.info(space).await?))
 }
 
@@ -291,10 +292,10 @@ pub(super) async fn info(
 #[tracing::instrument(skip(state, body))]
 pub(super) async fn search(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<Hits>, ApiError> {
-    let space = read_space(&state, &id).await?;
+    let space = read_space(&state, id).await?;
     let query = PointQuery {
         vector: body.vector,
         limit: body.limit.unwrap_or(DEFAULT_LIMIT),
@@ -321,9 +322,10 @@ pub(super) async fn search(
 #[tracing::instrument(skip(state))]
 pub(super) async fn read(
     State(state): State<AppState>,
-    Path((id, pid)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, pid)): Path<(String, String)>,
 ) -> Result<Json<PointOut>, ApiError> {
-    let space = read_space(&state, &id).await?;
+    let space = read_space(&state, id).await?;
     let pid = PointId::parse(&pid)?;
     match state.points.get(space, &pid).await? {
         Some(p) => Ok(Json(PointOut {
@@ -341,9 +343,10 @@ pub(super) async fn read(
 #[tracing::instrument(skip(state))]
 pub(super) async fn remove(
     State(state): State<AppState>,
-    Path((id, pid)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let space = space(&state, &id).await?;
+    let space = space(&state, id).await?;
     let pid = PointId::parse(&pid)?;
     if state.points.delete(space, &pid).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -1,6 +1,7 @@
 //! `/api/v1/spaces/{id}/sources`: folders and web pages a space keeps in sync.
 
 use super::error::Errors;
+use super::extract::InSpace;
 use super::extract::PageQuery;
 use super::extract::{ApiJson, ApiQuery};
 use super::{ApiError, AppState, Policy, Routes};
@@ -28,11 +29,11 @@ pub fn router() -> Routes {
 #[tracing::instrument(skip(state))]
 pub(super) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Source>>, ApiError> {
     let page = q.parse()?;
-    let all = state.service.list_sources(&id).await?;
+    let all = state.service.list_sources(id).await?;
     let total = all.len() as i64;
     let items = all
         .into_iter()
@@ -57,12 +58,12 @@ pub(super) async fn list(
 #[tracing::instrument(skip(state, caller, body))]
 pub(super) async fn create(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<CreateSource>,
 ) -> Result<(StatusCode, Json<Source>), ApiError> {
     let admin = caller.is_some_and(|Extension(c)| c.is_admin);
-    let source = state.service.create_source(&id, &body, admin).await?;
+    let source = state.service.create_source(id, &body, admin).await?;
     Ok((StatusCode::CREATED, Json(source)))
 }
 
@@ -72,9 +73,10 @@ pub(super) async fn create(
 #[tracing::instrument(skip(state))]
 pub(super) async fn read(
     State(state): State<AppState>,
-    Path((id, source_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, source_id)): Path<(String, String)>,
 ) -> Result<Json<Source>, ApiError> {
-    Ok(Json(state.service.get_source(&id, &source_id).await?))
+    Ok(Json(state.service.get_source(id, &source_id).await?))
 }
 
 /// Deletes a source and every document it brought.
@@ -83,9 +85,10 @@ pub(super) async fn read(
 #[tracing::instrument(skip(state))]
 pub(super) async fn remove(
     State(state): State<AppState>,
-    Path((id, source_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, source_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.service.delete_source(&id, &source_id).await?;
+    state.service.delete_source(id, &source_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -96,8 +99,9 @@ pub(super) async fn remove(
 #[tracing::instrument(skip(state))]
 pub(super) async fn sync(
     State(state): State<AppState>,
-    Path((id, source_id)): Path<(String, String)>,
+    InSpace(id): InSpace,
+    Path((_, source_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Source>), ApiError> {
-    let source = state.service.start_sync(&id, &source_id).await?;
+    let source = state.service.start_sync(id, &source_id).await?;
     Ok((StatusCode::ACCEPTED, Json(source)))
 }

@@ -1,10 +1,11 @@
 //! `/api/v1/spaces`: create, list, read, rename and delete knowledge spaces.
 
 use super::error::Errors;
+use super::extract::InSpace;
 use super::extract::{ApiJson, ApiQuery, PageQuery};
 use super::{ApiError, AppState, Policy, Routes};
 use crate::auth::Caller;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use kenning_api::Role;
@@ -56,9 +57,9 @@ pub(super) async fn create(
 #[tracing::instrument(skip(state))]
 pub(super) async fn read(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
 ) -> Result<Json<Space>, ApiError> {
-    Ok(Json(state.service.get_space(&id).await?))
+    Ok(Json(state.service.get_space(id).await?))
 }
 
 /// Renames a space or changes its description.
@@ -68,12 +69,12 @@ pub(super) async fn read(
 #[tracing::instrument(skip(state, body))]
 pub(super) async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
     ApiJson(body): ApiJson<UpdateSpaceRequest>,
 ) -> Result<Json<Space>, ApiError> {
     let space = state
         .service
-        .update_space(&id, body.name.as_deref(), body.description.as_deref())
+        .update_space(id, body.name.as_deref(), body.description.as_deref())
         .await?;
     Ok(Json(space))
 }
@@ -84,8 +85,8 @@ pub(super) async fn update(
 #[tracing::instrument(skip(state))]
 pub(super) async fn remove(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    InSpace(id): InSpace,
 ) -> Result<StatusCode, ApiError> {
-    state.service.delete_space(&id).await?;
+    state.service.delete_space(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,10 +17,10 @@ impl Service {
     /// Lists a space's documents; an unknown space is a 404, not an empty list.
     pub async fn list_documents(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         page: PageRequest,
     ) -> Result<Page<Document>, ServiceError> {
-        let id = Self::space_id(space_id)?;
+        let id = space_id.uuid();
         self.store
             .get_space(id)
             .await
@@ -34,10 +34,10 @@ impl Service {
     /// Searches a space's passages.
     pub async fn search(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         req: &SearchRequest,
     ) -> Result<SearchResponse, ServiceError> {
-        let space = Self::space_id(space_id)?;
+        let space = space_id.uuid();
         self.store
             .get_space(space)
             .await
@@ -54,10 +54,10 @@ impl Service {
     /// One document with its ingestion progress.
     pub async fn get_document(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         document_id: &str,
     ) -> Result<Document, ServiceError> {
-        let space = Self::space_id(space_id)?;
+        let space = space_id.uuid();
         let doc = Self::document_id(document_id)?;
         self.store
             .get_document(space, doc)
@@ -68,11 +68,11 @@ impl Service {
     /// A document's passages in order.
     pub async fn list_chunks(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         document_id: &str,
         page: PageRequest,
     ) -> Result<Page<Chunk>, ServiceError> {
-        let space = Self::space_id(space_id)?;
+        let space = space_id.uuid();
         let doc = Self::document_id(document_id)?;
         // An unknown document is a 404, not an empty list.
         self.store
@@ -86,8 +86,8 @@ impl Service {
     }
 
     /// One ingestion job of a space.
-    pub async fn get_job(&self, space_id: &str, job_id: &str) -> Result<Job, ServiceError> {
-        let space = Self::space_id(space_id)?;
+    pub async fn get_job(&self, space_id: SpaceId, job_id: &str) -> Result<Job, ServiceError> {
+        let space = space_id.uuid();
         let job = parse_id(job_id).ok_or(ServiceError::NotFound("job"))?;
         self.store
             .get_job(space, job)
@@ -98,10 +98,10 @@ impl Service {
     /// Deletes a document and its stored file.
     pub async fn delete_document(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         document_id: &str,
     ) -> Result<(), ServiceError> {
-        let space = Self::space_id(space_id)?;
+        let space = space_id.uuid();
         let doc = Self::document_id(document_id)?;
         let storage_path = self
             .store
@@ -122,7 +122,7 @@ impl Service {
     /// its final place, and only then is the row inserted; any failure removes the file.
     pub async fn upload_document<S, E>(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         filename: Option<&str>,
         declared_mime: Option<&str>,
         origin: Origin,
@@ -132,7 +132,7 @@ impl Service {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let space = Self::space_id(space_id)?;
+        let space = space_id.uuid();
         self.store
             .get_space(space)
             .await

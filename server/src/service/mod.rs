@@ -1,7 +1,9 @@
 //! The service layer: the one place that knows how spaces and documents behave. The REST API and
 //! the UI's server functions both call it, so they cannot drift apart.
 
-use crate::domain::{clean_filename, parse_id, Description, InvalidInput, PageRequest, SpaceName};
+use crate::domain::{
+    clean_filename, parse_id, Description, InvalidInput, PageRequest, SpaceId, SpaceName,
+};
 use crate::generate::{BreakerState, Chain};
 use crate::points::PointStore;
 use crate::retrieve::{Retriever, Search};
@@ -153,10 +155,10 @@ impl Service {
     pub async fn authorize(
         &self,
         caller: &crate::auth::Caller,
-        space_id: &str,
+        space_id: SpaceId,
         needed: kenning_api::Role,
     ) -> Result<(), ServiceError> {
-        let id = Self::space_id(space_id)?;
+        let id = space_id.uuid();
         match &self.auth {
             Some(auth) => auth.authorize(caller, id, needed).await,
             None if caller.is_admin => Ok(()),
@@ -217,8 +219,10 @@ impl Service {
         self.started.elapsed().as_secs()
     }
 
-    pub(crate) fn space_id(raw: &str) -> Result<Uuid, ServiceError> {
-        parse_id(raw).ok_or(ServiceError::NotFound("space"))
+    /// Parses a space id where it arrives as text (a form, a tool's argument): one that is not
+    /// a UUID names no space.
+    pub(crate) fn space_id(raw: &str) -> Result<SpaceId, ServiceError> {
+        SpaceId::parse(raw).ok_or(ServiceError::NotFound("space"))
     }
 
     fn document_id(raw: &str) -> Result<Uuid, ServiceError> {
@@ -234,8 +238,8 @@ impl Service {
     }
 
     /// One space.
-    pub async fn get_space(&self, id: &str) -> Result<Space, ServiceError> {
-        let id = Self::space_id(id)?;
+    pub async fn get_space(&self, id: SpaceId) -> Result<Space, ServiceError> {
+        let id = id.uuid();
         self.store
             .get_space(id)
             .await
@@ -244,8 +248,8 @@ impl Service {
 
     /// The id of an existing space, for hot read paths (points search and get): answered from a
     /// short-lived cache when the space was seen lately, from the store otherwise.
-    pub async fn existing_space(&self, id: &str) -> Result<Uuid, ServiceError> {
-        let id = Self::space_id(id)?;
+    pub async fn existing_space(&self, id: SpaceId) -> Result<Uuid, ServiceError> {
+        let id = id.uuid();
         if self.known_spaces.contains_key(&id) {
             return Ok(id);
         }
@@ -300,11 +304,11 @@ impl Service {
     /// Renames a space and/or changes its description.
     pub async fn update_space(
         &self,
-        id: &str,
+        id: SpaceId,
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Space, ServiceError> {
-        let id = Self::space_id(id)?;
+        let id = id.uuid();
         let name = name.map(SpaceName::parse).transpose()?;
         let description = description.map(Description::parse).transpose()?;
         self.store
@@ -320,8 +324,8 @@ impl Service {
     }
 
     /// Deletes a space, its rows (by cascade) and its stored files.
-    pub async fn delete_space(&self, id: &str) -> Result<(), ServiceError> {
-        let id = Self::space_id(id)?;
+    pub async fn delete_space(&self, id: SpaceId) -> Result<(), ServiceError> {
+        let id = id.uuid();
         self.store
             .delete_space(id)
             .await
@@ -362,10 +366,10 @@ impl Service {
     pub async fn list_conversations(
         &self,
         caller: &crate::auth::Caller,
-        space_id: &str,
+        space_id: SpaceId,
         page: PageRequest,
     ) -> Result<Page<Conversation>, ServiceError> {
-        let space = Self::space_id(space_id)?;
+        let space = space_id.uuid();
         let owner = owner_of(caller)?;
         self.store
             .get_space(space)
@@ -382,7 +386,7 @@ impl Service {
     pub async fn list_messages(
         &self,
         caller: &crate::auth::Caller,
-        space_id: &str,
+        space_id: SpaceId,
         conversation_id: &str,
         page: PageRequest,
     ) -> Result<Page<Message>, ServiceError> {
@@ -404,7 +408,7 @@ impl Service {
     pub async fn rename_conversation(
         &self,
         caller: &crate::auth::Caller,
-        space_id: &str,
+        space_id: SpaceId,
         conversation_id: &str,
         title: &str,
     ) -> Result<Conversation, ServiceError> {
@@ -428,7 +432,7 @@ impl Service {
     pub async fn delete_conversation(
         &self,
         caller: &crate::auth::Caller,
-        space_id: &str,
+        space_id: SpaceId,
         conversation_id: &str,
     ) -> Result<(), ServiceError> {
         let (space, id) = Self::conversation_ids(space_id, conversation_id)?;
@@ -439,9 +443,9 @@ impl Service {
             .map_err(|e| ServiceError::from_store(e, "conversation"))
     }
 
-    fn conversation_ids(space: &str, conversation: &str) -> Result<(Uuid, Uuid), ServiceError> {
+    fn conversation_ids(space: SpaceId, conversation: &str) -> Result<(Uuid, Uuid), ServiceError> {
         Ok((
-            Self::space_id(space)?,
+            space.uuid(),
             parse_id(conversation).ok_or(ServiceError::NotFound("conversation"))?,
         ))
     }

@@ -16,7 +16,7 @@ impl Service {
     /// admin (they read the server's disk); URLs only `http`/`https`.
     pub async fn create_source(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         req: &CreateSource,
         caller_is_admin: bool,
     ) -> Result<Source, ServiceError> {
@@ -88,7 +88,7 @@ impl Service {
     }
 
     /// A space's sources with their sync state.
-    pub async fn list_sources(&self, space_id: &str) -> Result<Vec<Source>, ServiceError> {
+    pub async fn list_sources(&self, space_id: SpaceId) -> Result<Vec<Source>, ServiceError> {
         let space = self.existing_space(space_id).await?;
         self.store
             .list_sources(space)
@@ -99,7 +99,7 @@ impl Service {
     /// One source.
     pub async fn get_source(
         &self,
-        space_id: &str,
+        space_id: SpaceId,
         source_id: &str,
     ) -> Result<Source, ServiceError> {
         let (space, source) = Self::source_ids(space_id, source_id)?;
@@ -110,7 +110,11 @@ impl Service {
     }
 
     /// Deletes a source and every document it brought.
-    pub async fn delete_source(&self, space_id: &str, source_id: &str) -> Result<(), ServiceError> {
+    pub async fn delete_source(
+        &self,
+        space_id: SpaceId,
+        source_id: &str,
+    ) -> Result<(), ServiceError> {
         let (space, source) = Self::source_ids(space_id, source_id)?;
         let gone = self
             .store
@@ -168,7 +172,7 @@ impl Service {
     /// a sync of it already running is a `Conflict`.
     pub async fn start_sync(
         self: &Arc<Self>,
-        space_id: &str,
+        space_id: SpaceId,
         source_id: &str,
     ) -> Result<Source, ServiceError> {
         let source = self.get_source(space_id, source_id).await?;
@@ -412,7 +416,7 @@ impl Service {
             stamp,
         };
         let uploaded = self
-            .upload_document(&space.to_string(), name, mime, origin, body)
+            .upload_document(SpaceId::from(space), name, mime, origin, body)
             .await
             .map_err(|e| match e {
                 ServiceError::Internal(_) => e.to_detail().message,
@@ -462,8 +466,8 @@ impl Service {
         }
     }
 
-    fn source_ids(space_id: &str, source_id: &str) -> Result<(Uuid, Uuid), ServiceError> {
-        let space = Self::space_id(space_id)?;
+    fn source_ids(space_id: SpaceId, source_id: &str) -> Result<(Uuid, Uuid), ServiceError> {
+        let space = space_id.uuid();
         let source = parse_id(source_id).ok_or(ServiceError::NotFound("source"))?;
         Ok((space, source))
     }
