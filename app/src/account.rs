@@ -9,7 +9,10 @@ use leptos_meta::Title;
 use leptos_router::{components::A, lazy_route, LazyRoute};
 
 /// The caller's API keys and, for admins, the accounts.
-pub struct AccountPage {
+pub struct AccountPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct AccountData {
     info: Resource<Result<SessionInfo, ServerFnError>>,
     create: ServerAction<CreateApiKey>,
     revoke: ServerAction<RevokeApiKey>,
@@ -20,9 +23,8 @@ pub struct AccountPage {
     users: Resource<Result<Page<User>, ServerFnError>>,
 }
 
-#[lazy_route]
-impl LazyRoute for AccountPage {
-    fn data() -> Self {
+impl AccountData {
+    fn load() -> Self {
         let create = ServerAction::<CreateApiKey>::new();
         let revoke = ServerAction::<RevokeApiKey>::new();
         let add_user = ServerAction::<CreateUser>::new();
@@ -51,9 +53,17 @@ impl LazyRoute for AccountPage {
             remove_user,
         }
     }
+}
 
-    fn view(this: Self) -> AnyView {
-        let AccountPage {
+#[lazy_route]
+impl LazyRoute for AccountPage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = AccountData::load();
+        let AccountData {
             info,
             create,
             revoke,
@@ -237,20 +247,30 @@ impl LazyRoute for AccountPage {
 }
 
 /// Every recorded change, newest first, a page at a time (admins only).
-pub struct AuditPage {
+pub struct AuditPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct AuditData {
     entries: Resource<Result<Page<AuditEntry>, ServerFnError>>,
 }
 
-#[lazy_route]
-impl LazyRoute for AuditPage {
-    fn data() -> Self {
+impl AuditData {
+    fn load() -> Self {
         let offset = crate::components::offset_from_query();
         Self {
             entries: Resource::new(move || offset.get(), list_audit),
         }
     }
+}
 
-    fn view(this: Self) -> AnyView {
+#[lazy_route]
+impl LazyRoute for AuditPage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = AuditData::load();
         let entries = this.entries;
         view! {
             <Title text="Audit log"/>

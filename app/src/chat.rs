@@ -97,7 +97,10 @@ enum TurnState {
 }
 
 /// The chat page: pick a space, ask, watch the answer stream in.
-pub struct ChatPage {
+pub struct ChatPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct ChatData {
     space: Memo<String>,
     conversation: Memo<String>,
     spaces: Resource<Result<crate::api::Page<crate::api::Space>, ServerFnError>>,
@@ -106,9 +109,8 @@ pub struct ChatPage {
     history: Resource<Option<Result<crate::api::Page<Message>, ServerFnError>>>,
 }
 
-#[lazy_route]
-impl LazyRoute for ChatPage {
-    fn data() -> Self {
+impl ChatData {
+    fn load() -> Self {
         let query = use_query_map();
         let space = Memo::new(move |_| query.read().get("space").unwrap_or_default());
         let conversation = Memo::new(move |_| query.read().get("c").unwrap_or_default());
@@ -141,9 +143,17 @@ impl LazyRoute for ChatPage {
             history,
         }
     }
+}
 
-    fn view(this: Self) -> AnyView {
-        let ChatPage {
+#[lazy_route]
+impl LazyRoute for ChatPage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = ChatData::load();
+        let ChatData {
             space,
             conversation,
             spaces,

@@ -93,19 +93,29 @@ fn series(points: &[MetricsPoint], f: impl Fn(&MetricsPoint) -> Option<f64>) -> 
 }
 
 /// The dashboard page.
-pub struct MetricsPage {
+pub struct MetricsPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct MetricsData {
     snapshot: Resource<Result<MetricsSnapshot, ServerFnError>>,
+}
+
+impl MetricsData {
+    fn load() -> Self {
+        Self {
+            snapshot: Resource::new(|| (), |_| metrics_snapshot()),
+        }
+    }
 }
 
 #[lazy_route]
 impl LazyRoute for MetricsPage {
     fn data() -> Self {
-        Self {
-            snapshot: Resource::new(|| (), |_| metrics_snapshot()),
-        }
+        Self
     }
 
-    fn view(this: Self) -> AnyView {
+    fn view(_page: Self) -> AnyView {
+        let this = MetricsData::load();
         let snapshot = this.snapshot;
         // In the browser, refresh every two seconds; the page stays, only numbers move.
         Effect::new(move |_| {

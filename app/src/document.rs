@@ -11,7 +11,10 @@ use leptos_router::{
 };
 
 /// A document's passages, with the cited one highlighted: where citations land.
-pub struct DocumentPage {
+pub struct DocumentPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct DocumentData {
     ids: Memo<(String, String)>,
     offset: Memo<i64>,
     chunk: Memo<String>,
@@ -19,9 +22,8 @@ pub struct DocumentPage {
     chunks: Resource<Result<crate::api::Page<crate::api::Chunk>, ServerFnError>>,
 }
 
-#[lazy_route]
-impl LazyRoute for DocumentPage {
-    fn data() -> Self {
+impl DocumentData {
+    fn load() -> Self {
         let params = use_params_map();
         let query = use_query_map();
         let ids = Memo::new(move |_| {
@@ -46,9 +48,17 @@ impl LazyRoute for DocumentPage {
             chunks,
         }
     }
+}
 
-    fn view(this: Self) -> AnyView {
-        let DocumentPage {
+#[lazy_route]
+impl LazyRoute for DocumentPage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = DocumentData::load();
+        let DocumentData {
             ids,
             offset,
             chunk,

@@ -1,5 +1,8 @@
 //! Every page of the UI. Each one is a lazy route: its view code is split out of the main WASM
-//! bundle and fetched the first time the page is visited.
+//! bundle and fetched the first time the page is visited. A page's `data()` stays in the main
+//! module, so pages create their resources in their views: the server calls and deserialisers
+//! of every page would otherwise all load with the home page. The cost is one round trip after
+//! the chunk arrives on client-side navigation; a first load hydrates from the server's data.
 
 use crate::api::{Document, Page, Space};
 use crate::components::{error_text, offset_from_query, Badge, ErrorNotice, PageHeader, Pager};
@@ -16,19 +19,29 @@ use leptos_router::{
 };
 
 /// The landing page: what is here and where to go next.
-pub struct HomePage {
+pub struct HomePage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct HomeData {
     spaces: Resource<Result<Page<Space>, ServerFnError>>,
+}
+
+impl HomeData {
+    fn load() -> Self {
+        Self {
+            spaces: Resource::new(|| (), |_| list_spaces(0)),
+        }
+    }
 }
 
 #[lazy_route]
 impl LazyRoute for HomePage {
     fn data() -> Self {
-        Self {
-            spaces: Resource::new(|| (), |_| list_spaces(0)),
-        }
+        Self
     }
 
-    fn view(this: Self) -> AnyView {
+    fn view(_page: Self) -> AnyView {
+        let this = HomeData::load();
         let spaces = this.spaces;
         view! {
             <Title text=""/>
@@ -91,14 +104,16 @@ fn SpaceCard(space: Space) -> impl IntoView {
 }
 
 /// All spaces, with the form to create one.
-pub struct SpacesPage {
+pub struct SpacesPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct SpacesData {
     create: ServerAction<CreateSpace>,
     spaces: Resource<Result<Page<Space>, ServerFnError>>,
 }
 
-#[lazy_route]
-impl LazyRoute for SpacesPage {
-    fn data() -> Self {
+impl SpacesData {
+    fn load() -> Self {
         let offset = offset_from_query();
         let create = ServerAction::<CreateSpace>::new();
         let spaces = Resource::new(
@@ -107,9 +122,17 @@ impl LazyRoute for SpacesPage {
         );
         Self { create, spaces }
     }
+}
 
-    fn view(this: Self) -> AnyView {
-        let SpacesPage { create, spaces } = this;
+#[lazy_route]
+impl LazyRoute for SpacesPage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = SpacesData::load();
+        let SpacesData { create, spaces } = this;
         let create_error = move || {
             create
                 .value()
@@ -160,7 +183,10 @@ impl LazyRoute for SpacesPage {
 }
 
 /// One space: its documents, upload, rename and delete.
-pub struct SpacePage {
+pub struct SpacePage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct SpaceData {
     id: Memo<String>,
     changed: RwSignal<u64>,
     space: Resource<Result<Space, ServerFnError>>,
@@ -168,9 +194,8 @@ pub struct SpacePage {
     limit: Resource<Result<u64, ServerFnError>>,
 }
 
-#[lazy_route]
-impl LazyRoute for SpacePage {
-    fn data() -> Self {
+impl SpaceData {
+    fn load() -> Self {
         let params = use_params_map();
         let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
         let offset = offset_from_query();
@@ -189,9 +214,17 @@ impl LazyRoute for SpacePage {
             limit,
         }
     }
+}
 
-    fn view(this: Self) -> AnyView {
-        let SpacePage {
+#[lazy_route]
+impl LazyRoute for SpacePage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = SpaceData::load();
+        let SpaceData {
             id,
             changed,
             space,
@@ -375,19 +408,29 @@ fn DocumentStatus(doc: Document) -> impl IntoView {
 }
 
 /// Health of every dependency, the same data as `/health`.
-pub struct StatusPage {
+pub struct StatusPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct StatusData {
     report: Resource<Result<crate::api::HealthReport, ServerFnError>>,
+}
+
+impl StatusData {
+    fn load() -> Self {
+        Self {
+            report: Resource::new(|| (), |_| get_health()),
+        }
+    }
 }
 
 #[lazy_route]
 impl LazyRoute for StatusPage {
     fn data() -> Self {
-        Self {
-            report: Resource::new(|| (), |_| get_health()),
-        }
+        Self
     }
 
-    fn view(this: Self) -> AnyView {
+    fn view(_page: Self) -> AnyView {
+        let this = StatusData::load();
         let report = this.report;
         view! {
             <Title text="Health"/>
@@ -451,19 +494,29 @@ pub fn NotFound() -> impl IntoView {
 
 /// Sign-in, or the first (admin) account while there is none. A plain HTML form posting to the
 /// API, so it works before the WASM has loaded; errors come back in the `error` query.
-pub struct LoginPage {
+pub struct LoginPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct LoginData {
     info: Resource<Result<crate::api::SessionInfo, ServerFnError>>,
+}
+
+impl LoginData {
+    fn load() -> Self {
+        Self {
+            info: Resource::new(|| (), |_| session_info()),
+        }
+    }
 }
 
 #[lazy_route]
 impl LazyRoute for LoginPage {
     fn data() -> Self {
-        Self {
-            info: Resource::new(|| (), |_| session_info()),
-        }
+        Self
     }
 
-    fn view(this: Self) -> AnyView {
+    fn view(_page: Self) -> AnyView {
+        let this = LoginData::load();
         let info = this.info;
         let query = use_query_map();
         let next = move || query.read().get("next").unwrap_or_else(|| "/".to_string());

@@ -18,15 +18,17 @@ struct SearchParams {
 }
 
 /// The search playground: query a space and see which passages come back, and why.
-pub struct SearchPage {
+pub struct SearchPage;
+
+/// The page's resources, built by its view (not `data()`) so their code ships in its chunk.
+struct SearchData {
     params: Memo<SearchParams>,
     spaces: Resource<Result<Page<Space>, ServerFnError>>,
     results: Resource<Option<Result<crate::api::SearchResponse, ServerFnError>>>,
 }
 
-#[lazy_route]
-impl LazyRoute for SearchPage {
-    fn data() -> Self {
+impl SearchData {
+    fn load() -> Self {
         let query = use_query_map();
         let params = Memo::new(move |_| {
             let q = query.read();
@@ -59,9 +61,17 @@ impl LazyRoute for SearchPage {
             results,
         }
     }
+}
 
-    fn view(this: Self) -> AnyView {
-        let SearchPage {
+#[lazy_route]
+impl LazyRoute for SearchPage {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_page: Self) -> AnyView {
+        let this = SearchData::load();
+        let SearchData {
             params,
             spaces,
             results,
