@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use kenning_api::Role;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// The middleware: resolve, check, pass the caller on. In single-user mode every request must
 /// come from this machine and name it (see `local`), or nothing is served at all.
@@ -70,11 +69,11 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
 }
 
 async fn check_space(auth: &Auth, caller: &Caller, id: &str, role: Role) -> Option<ServiceError> {
-    let Ok(space) = Uuid::parse_str(id) else {
+    let Some(space) = crate::domain::SpaceId::parse(id) else {
         // Not an id: the handler answers 404 for the admin; strangers learn nothing more.
         return (!caller.is_admin).then_some(ServiceError::NotFound("space"));
     };
-    auth.authorize(caller, space, role).await.err()
+    auth.authorize(caller, space.uuid(), role).await.err()
 }
 
 /// A page asked for without a session: off to the sign-in page, coming back afterwards.
