@@ -1,5 +1,14 @@
-import { expect, test } from "@playwright/test";
+import { type APIRequestContext, expect, test } from "@playwright/test";
 import { createAndOpenSpace } from "./helpers";
+
+/** The main module's path: its name carries the hash of its content. */
+const MAIN_WASM = /^\/pkg\/kenning\.[A-Za-z0-9_-]{22}\.wasm$/;
+
+/** The bundle files a server-rendered page names, read from its HTML. */
+async function bundleNamedBy(request: APIRequestContext, path: string): Promise<string[]> {
+  const html = await (await request.get(path)).text();
+  return [...new Set(html.match(/\/pkg\/[^"'\s)]+/g) ?? [])];
+}
 
 test("a new user creates a space, uploads a Markdown file, sees it listed and deletes it", async ({ page }) => {
   await page.goto("/");
@@ -56,13 +65,14 @@ test("the home page loads only the main bundle; other pages fetch their code whe
   await page.goto("/status");
   await page.waitForSelector("body[data-hydrated='true']");
   const initial = [...wasm];
-  expect(initial).toContain("/pkg/kenning.wasm");
+  const main = initial.filter((p) => MAIN_WASM.test(p));
+  expect(main, `main module among ${initial.join(", ")}`).toHaveLength(1);
 
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Search" }).click();
   await expect(page.getByRole("heading", { level: 1, name: "Search" })).toBeVisible();
   const later = wasm.slice(initial.length);
   expect(later.length, `lazy chunks fetched on navigation: ${later.join(", ")}`).toBeGreaterThan(0);
-  expect(later).not.toContain("/pkg/kenning.wasm");
+  expect(later).not.toContain(main[0]);
 });
 
 test("the health page shows every dependency and refreshes in place", async ({ page }) => {
@@ -74,10 +84,31 @@ test("the health page shows every dependency and refreshes in place", async ({ p
   await expect(page.locator("#overall-status")).toHaveText("healthy");
 });
 
+test("the bundle's file names carry their content hash and browsers keep them for good", async ({ request }) => {
+  const files = await bundleNamedBy(request, "/");
+  const main = files.filter((f) => MAIN_WASM.test(f));
+  expect(main, `bundle files named by the page: ${files.join(", ")}`).toHaveLength(1);
+  for (const ext of ["js", "css"]) {
+    expect(files.some((f) => new RegExp(`^/pkg/kenning\\.[A-Za-z0-9_-]{22}\\.${ext}$`).test(f)), `kenning.<hash>.${ext}`).toBe(true);
+  }
+  for (const file of files) {
+    const r = await request.get(file);
+    expect(r.status(), file).toBe(200);
+    expect(r.headers()["cache-control"], file).toBe("public, max-age=31536000, immutable");
+  }
+  // The page itself changes with every build and with the data, so it is never kept that way.
+  const page = await request.get("/");
+  expect(page.headers()["cache-control"] ?? "").not.toContain("immutable");
+  // Nothing answers to the unhashed names: an old page cannot load a new build's module.
+  expect((await request.get("/pkg/kenning.wasm")).status()).toBe(404);
+});
+
 test("the bundle is sent from its precompressed brotli and gzip copies", async ({ request }) => {
+  const [main] = (await bundleNamedBy(request, "/")).filter((f) => MAIN_WASM.test(f));
+  expect(main).toBeTruthy();
   const sizes: Record<string, number> = {};
   for (const encoding of ["br", "gzip", "identity"]) {
-    const r = await request.get("/pkg/kenning.wasm", { headers: { "accept-encoding": encoding } });
+    const r = await request.get(main, { headers: { "accept-encoding": encoding } });
     expect(r.status()).toBe(200);
     const headers = r.headers();
     expect(headers["content-encoding"] ?? "identity").toBe(encoding);

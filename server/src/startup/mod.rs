@@ -180,12 +180,15 @@ impl Application {
             stop_workers.clone(),
         )?;
 
+        let hashes = bundle_hashes(&config.site_root);
         let leptos_options = LeptosOptions::builder()
             .output_name("kenning")
             .site_root(config.site_root.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .env(Env::PROD)
+            .hash_files(hashes.is_some())
+            .hash_file(hashes.unwrap_or_else(|| Arc::from("hash.txt")))
             .build();
         let health: Arc<crate::health::HealthCache> = Arc::default();
         let state = AppState {
@@ -376,4 +379,13 @@ fn spawn_source_scheduler(service: Arc<Service>, stop: CancellationToken) {
             }
         }
     });
+}
+
+/// The bundle's list of content hashes, when the site was built with hashed file names: its
+/// pages must then name `kenning.<hash>.wasm` and the rest. Leptos joins this path to the
+/// executable's directory, so it is made absolute: the binary and the site live apart.
+fn bundle_hashes(site_root: &Path) -> Option<Arc<str>> {
+    let file = std::path::absolute(site_root.join("hash.txt")).ok()?;
+    file.is_file()
+        .then(|| Arc::from(file.to_string_lossy().into_owned()))
 }
