@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 /// Files worth compressing: text and WASM. Images other than SVG are compressed already.
 const EXTENSIONS: [&str; 5] = ["wasm", "js", "css", "svg", "json"];
 
-/// Below this, a compressed copy saves less than a packet.
-const MIN_BYTES: u64 = 1024;
+/// Below this a copy gains less than its headers cost. Anything above it would otherwise be
+/// gzipped per request by the compression layer: the split bundle has dozens of chunks of a few
+/// hundred bytes each, all fetched with the page.
+const MIN_BYTES: u64 = 128;
 
 /// Brotli's best quality and a 4 MiB window: slow to write, fast to read, done once per build.
 const BROTLI_QUALITY: u32 = 11;
