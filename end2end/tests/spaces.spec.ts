@@ -75,6 +75,24 @@ test("the home page loads only the main bundle; other pages fetch their code whe
   expect(later).not.toContain(main[0]);
 });
 
+test("the home page's code arrives in at most 250 KB, as sent", async ({ page }) => {
+  // Every JS and WASM file the page loads before it is interactive, counted as it came over
+  // the wire (the server's precompressed copies in the encoding the browser asked for).
+  const sizes: Promise<{ path: string; bytes: number }>[] = [];
+  page.on("requestfinished", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (/\.(wasm|js)$/.test(path)) sizes.push(r.sizes().then((s) => ({ path, bytes: s.responseBodySize })));
+  });
+  await page.goto("/");
+  await page.waitForSelector("body[data-hydrated='true']");
+  await page.waitForLoadState("networkidle");
+  const files = await Promise.all(sizes);
+  const total = files.reduce((t, f) => t + f.bytes, 0);
+  expect(files.some((f) => MAIN_WASM.test(f.path)), "the main module was counted").toBe(true);
+  const list = files.map((f) => `${f.path} ${f.bytes}`).join("\n");
+  expect(total, `home page code, ${files.length} files:\n${list}`).toBeLessThanOrEqual(250_000);
+});
+
 test("the health page shows every dependency and refreshes in place", async ({ page }) => {
   await page.goto("/status");
   await expect(page.locator("#overall-status")).toHaveText("healthy");
