@@ -7,12 +7,12 @@ use crate::service::Service;
 use kenning_api::{Chunk, Conversation, Document, ErrorDetail, HealthReport, Message, Page, Space};
 use kenning_api::{MetricsSnapshot, SearchRequest, SearchResponse};
 
-/// A service result as the UI's server functions take it.
 /// A space id as the UI sends it, parsed at this edge: one that is not a UUID names no space.
 fn space(raw: &str) -> Result<crate::domain::SpaceId, ErrorDetail> {
-    Service::space_id(raw).map_err(|e| e.to_detail())
+    detail(Service::space_id(raw))
 }
 
+/// A service result as the UI's server functions take it.
 fn detail<T>(r: Result<T, ServiceError>) -> Result<T, ErrorDetail> {
     r.map_err(|e| e.to_detail())
 }

@@ -3,6 +3,7 @@
 use super::ApiError;
 use crate::domain::{PageRequest, SpaceId};
 use crate::error::ServiceError;
+use crate::service::Service;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
@@ -109,8 +110,7 @@ pub struct PageQuery {
 
 impl PageQuery {
     pub fn parse(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.limit, self.offset)
-            .map_err(|e| crate::error::ServiceError::from(e).into())
+        PageRequest::parse(self.limit, self.offset).map_err(|e| ServiceError::from(e).into())
     }
 }
 
@@ -122,15 +122,12 @@ impl<S: Send + Sync> FromRequestParts<S> for InSpace {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let not_found = || ApiError::from(ServiceError::NotFound("space"));
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| not_found())?;
-        params
-            .iter()
-            .find(|(name, _)| *name == "id")
-            .and_then(|(_, raw)| SpaceId::parse(raw))
-            .map(InSpace)
-            .ok_or_else(not_found)
+        // No readable `id` parameter reads as an empty one: not a UUID, so no space.
+        let params = RawPathParams::from_request_parts(parts, state).await.ok();
+        let raw = params
+            .as_ref()
+            .and_then(|p| p.iter().find(|(name, _)| *name == "id"))
+            .map_or("", |(_, raw)| raw);
+        Ok(InSpace(Service::space_id(raw)?))
     }
 }
