@@ -10,6 +10,7 @@ on_both_backends!(
     binary_content_is_rejected_with_415,
     requests_without_a_file_are_rejected,
     uploading_to_an_unknown_space_is_404,
+    a_space_id_that_is_no_id_is_404_on_every_kind_of_route,
     documents_are_listed_one_page_at_a_time,
     deleting_a_document_removes_its_row_and_file,
     an_upload_in_flight_finishes_during_graceful_shutdown,
@@ -154,6 +155,31 @@ async fn uploading_to_an_unknown_space_is_404(backend: Backend) {
         )
         .await;
     assert_eq!(status, 404);
+    assert_error(&body, "space_not_found");
+    assert!(app.stored_files().is_empty());
+}
+
+async fn a_space_id_that_is_no_id_is_404_on_every_kind_of_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in [
+        "/api/v1/spaces/not-a-space",
+        "/api/v1/spaces/not-a-space/documents",
+        "/api/v1/spaces/%20/documents",
+    ] {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_error(&body, "space_not_found");
+    }
+    let (status, body) = app
+        .post_json(
+            "/api/v1/spaces/not-a-space/chat",
+            &serde_json::json!({ "question": "hi" }),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "space_not_found");
+    let (status, body) = app.upload("not-a-space", "a.md", b"# hi".to_vec()).await;
+    assert_eq!(status, 404, "{body}");
     assert_error(&body, "space_not_found");
     assert!(app.stored_files().is_empty());
 }
