@@ -2,30 +2,42 @@
 # Installs what building Kenning needs: the pinned Rust toolchain with the wasm target,
 # cargo-leptos (without its GitHub downloads) and the wasm-bindgen CLI matching Cargo.lock.
 # Idempotent: each step is skipped when the right version is already there.
+# `setup-toolchain.sh rust` stops after the compilers (enough to build the server);
+# `setup-toolchain.sh tools` does only the rest (what the browser bundle needs).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+part="${1:-all}"
+case "$part" in
+  all | rust | tools) ;;
+  *) echo "usage: setup-toolchain.sh [all|rust|tools]" >&2; exit 2 ;;
+esac
 
-apt_ensure build-essential pkg-config cmake clang libclang-dev
+if [ "$part" != tools ]; then
+  apt_ensure build-essential pkg-config cmake clang libclang-dev
 
-if ! rustup run 1.99.1 rustc --version >/dev/null 2>&1 \
-  || ! rustup +1.99.1 target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
-  log "installing the Rust toolchain from rust-toolchain.toml"
-  rustup toolchain install
+  if ! rustup run 1.99.1 rustc --version >/dev/null 2>&1 \
+    || ! rustup +1.99.1 target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+    log "installing the Rust toolchain from rust-toolchain.toml"
+    rustup toolchain install
+  fi
 fi
+[ "$part" = rust ] && exit 0
+
+# The tools are built at opt-level 1: they compile in less time and their share of a bundle
+# build (wasm-split, CSS, JS) stays small.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 
 CARGO_LEPTOS_VERSION=0.3.11
 if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
   log "installing cargo-leptos $CARGO_LEPTOS_VERSION (takes a while once)"
-  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo install --locked cargo-leptos --version "$CARGO_LEPTOS_VERSION" --features no_downloads
+  cargo install --locked cargo-leptos --version "$CARGO_LEPTOS_VERSION" --features no_downloads
 fi
 
 WASM_BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
   # Not --locked: its lock file pins a crate version the registry no longer serves.
-  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
 # Release builds run wasm-opt; Debian's binaryen is too old for current wasm, npm's is not.
