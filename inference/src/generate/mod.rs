@@ -7,12 +7,14 @@ pub mod budget;
 pub mod chain;
 pub mod cpu;
 pub mod extractive;
+#[cfg(feature = "llama")]
 pub mod local;
 pub mod openai;
 pub mod prompt;
 
 pub use chain::{BreakerState, Chain, ChainSettings, Started};
 pub use extractive::Extractive;
+#[cfg(feature = "llama")]
 pub use local::{LlmSettings, LocalGenerator};
 pub use openai::{OpenAiGenerator, OpenAiSettings};
 pub use prompt::Prompt;

@@ -331,38 +331,7 @@ pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::
                     temperature: config.openai_temperature,
                 })?));
             }
-            GeneratorKind::Local => {
-                let path = config.llm_model.clone().unwrap_or_else(|| {
-                    models_dir
-                        .join("SmolLM2-135M-Instruct")
-                        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-                });
-                let mut settings = LlmSettings {
-                    context_tokens: config.llm_context,
-                    temperature: config.llm_temperature,
-                    queue: config.llm_queue,
-                    first_token_target: (config.answer_first_token_ms > 0)
-                        .then(|| Duration::from_millis(config.answer_first_token_ms)),
-                    ..LlmSettings::default()
-                };
-                if let Some(t) = config.llm_threads {
-                    settings.threads = t.max(1);
-                }
-                if let Some(t) = config.llm_prefill_threads {
-                    settings.prefill_threads = t.max(1);
-                }
-                let local = tokio::task::spawn_blocking(move || {
-                    LocalGenerator::load(&path, settings).with_context(|| {
-                        format!(
-                            "loading the local language model from {} (run scripts/fetch-models.sh, \
-                             or leave `local` out of KENNING_GENERATORS)",
-                            path.display()
-                        )
-                    })
-                })
-                .await??;
-                generators.push(Arc::new(local));
-            }
+            GeneratorKind::Local => generators.push(local_generator(config, models_dir).await?),
         }
     }
     Ok(Chain::new(
@@ -375,6 +344,59 @@ pub async fn build_chain(config: &GenerateConfig, models_dir: &Path) -> anyhow::
             breaker_reset: Duration::from_secs(config.breaker_reset_secs),
         },
     ))
+}
+
+/// The local model on llama.cpp, loaded off the async threads (it maps a file of many MB).
+#[cfg(feature = "llama")]
+async fn local_generator(
+    config: &GenerateConfig,
+    models_dir: &Path,
+) -> anyhow::Result<Arc<dyn Generator>> {
+    use crate::generate::{LlmSettings, LocalGenerator};
+    let path = config.llm_model.clone().unwrap_or_else(|| {
+        models_dir
+            .join("SmolLM2-135M-Instruct")
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    let mut settings = LlmSettings {
+        context_tokens: config.llm_context,
+        temperature: config.llm_temperature,
+        queue: config.llm_queue,
+        first_token_target: (config.answer_first_token_ms > 0)
+            .then(|| Duration::from_millis(config.answer_first_token_ms)),
+        ..LlmSettings::default()
+    };
+    if let Some(t) = config.llm_threads {
+        settings.threads = t.max(1);
+    }
+    if let Some(t) = config.llm_prefill_threads {
+        settings.prefill_threads = t.max(1);
+    }
+    let local = tokio::task::spawn_blocking(move || {
+        LocalGenerator::load(&path, settings).with_context(|| {
+            format!(
+                "loading the local language model from {} (run scripts/fetch-models.sh, \
+                     or leave `local` out of KENNING_GENERATORS)",
+                path.display()
+            )
+        })
+    })
+    .await??;
+    Ok(Arc::new(local))
+}
+
+/// Builds without llama.cpp (`./scripts/run`'s quick build) refuse the local model at start,
+/// saying how to get it, instead of answering without it.
+#[cfg(not(feature = "llama"))]
+async fn local_generator(
+    _config: &GenerateConfig,
+    _models_dir: &Path,
+) -> anyhow::Result<Arc<dyn Generator>> {
+    anyhow::bail!(
+        "this kenning was built without the local language model (llama.cpp): leave `local` out \
+         of KENNING_GENERATORS, or build the full server (`./scripts/run --release`, or \
+         `cargo build --release -p kenning`, where the `llama` feature is on by default)"
+    )
 }
 
 pub(super) fn chat_settings(

@@ -8,8 +8,7 @@ use crate::config::{
 use crate::embed::onnx::OnnxFiles;
 use crate::embed::{Embedder, LaneSettings, OpenAiEmbedSettings, OpenAiEmbedder};
 use crate::generate::{
-    Chain, ChainSettings, Extractive, Generator, LlmSettings, LocalGenerator, OpenAiGenerator,
-    OpenAiSettings,
+    Chain, ChainSettings, Extractive, Generator, OpenAiGenerator, OpenAiSettings,
 };
 use crate::http::limits::{self, Limits};
 use crate::http::{timeout, AppState};
